@@ -1,0 +1,55 @@
+"""judgealign: build LLM judges, align them with experts, optimize prompts with them.
+
+Importing this package does not import litellm, mlflow or faiss; they load on first use.
+"""
+
+from __future__ import annotations
+
+from judgealign._cache import ResponseCache
+from judgealign._chat import ChatModel, Completion, Message
+from judgealign._errors import (
+    ConfigurationError,
+    JudgeAlignError,
+    MissingExtraError,
+    ModelCallError,
+    ModelError,
+    ModelOutputError,
+    NetworkForbiddenError,
+)
+from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
+from judgealign._judge import TEMPLATE_VARIABLES, EvaluationResult, Judge, make_judge
+from judgealign._litellm import LiteLLMModel
+from judgealign._network import forbid_network, network_allowed, set_network_allowed
+from judgealign._retry import RetryPolicy, get_default_retry_policy, set_default_retry_policy
+from judgealign._usage import Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TEMPLATE_VARIABLES",
+    "AssessmentSource",
+    "AssessmentSourceType",
+    "ChatModel",
+    "Completion",
+    "ConfigurationError",
+    "EvaluationResult",
+    "Feedback",
+    "Judge",
+    "JudgeAlignError",
+    "LiteLLMModel",
+    "Message",
+    "MissingExtraError",
+    "ModelCallError",
+    "ModelError",
+    "ModelOutputError",
+    "NetworkForbiddenError",
+    "ResponseCache",
+    "RetryPolicy",
+    "Usage",
+    "forbid_network",
+    "get_default_retry_policy",
+    "make_judge",
+    "network_allowed",
+    "set_default_retry_policy",
+    "set_network_allowed",
+]

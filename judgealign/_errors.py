@@ -1,0 +1,85 @@
+"""Exceptions raised by judgealign.
+
+Every exception the library raises on purpose derives from :class:`JudgeAlignError`::
+
+    JudgeAlignError
+    ├── ConfigurationError        misuse, raised early (bad argument, bad file, bad URI)
+    │   └── MissingExtraError     an optional dependency is not installed
+    └── ModelError                a model call failed at run time
+        ├── NetworkForbiddenError a real network call was attempted while forbidden
+        ├── ModelCallError        the provider answered with an error, or never answered
+        └── ModelOutputError      the reply could not be parsed into the declared type
+
+``ConfigurationError`` also derives from :class:`ValueError` so that callers who guard
+against bad arguments the usual way keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "JudgeAlignError",
+    "MissingExtraError",
+    "ModelCallError",
+    "ModelError",
+    "ModelOutputError",
+    "NetworkForbiddenError",
+]
+
+
+class JudgeAlignError(Exception):
+    """Base class of every error raised by judgealign."""
+
+
+class ConfigurationError(JudgeAlignError, ValueError):
+    """An argument, file or setting is invalid; the message names it and the fix."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """An optional dependency is missing; the message gives the install command."""
+
+    def __init__(self, feature: str, extra: str, packages: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional dependency {packages}. "
+            f"Install it with: pip install 'judgealign[{extra}]'"
+        )
+
+
+class ModelError(JudgeAlignError):
+    """A model call failed at run time."""
+
+
+class NetworkForbiddenError(ModelError):
+    """A call to a non-loopback address was made while real network calls are forbidden."""
+
+
+class ModelCallError(ModelError):
+    """The provider returned an error, timed out, or could not be reached.
+
+    Attributes:
+        status: HTTP status code when the provider gave one, else ``None``.
+        retryable: whether the failure was of a kind that is retried (429, 5xx, timeouts,
+            connection errors). When raised to the caller, the retries are exhausted.
+        attempts: how many attempts were made before giving up.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.attempts = attempts
+
+
+class ModelOutputError(ModelError):
+    """The model's reply did not fit the declared output, even after one repair attempt."""
+
+    def __init__(self, message: str, *, raw_output: str = "") -> None:
+        super().__init__(message)
+        self.raw_output = raw_output
