@@ -15,7 +15,7 @@ from judgealign._chat import ChatModel, Message
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
 from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign._io import atomic_write_text
-from judgealign._litellm import LiteLLMModel, default_model_uri
+from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact
 from judgealign._structured import ReplyError, generate_structured
 from judgealign._usage import Usage, UsageTotals
@@ -138,7 +138,7 @@ class Judge:
         self.description = description
         self.inference_params = dict(inference_params or {})
         self.base_url = base_url
-        self.model = _resolve_model(model, self.inference_params, base_url)
+        self.model = resolve_model(model, params=self.inference_params, base_url=base_url)
         self._usage = UsageTotals()
 
     # -- public API -------------------------------------------------------------------
@@ -488,20 +488,6 @@ def _check_instructions(instructions: object) -> str:
             f"Allowed: {allowed}."
         )
     return instructions
-
-
-def _resolve_model(
-    model: str | ChatModel | None, params: Mapping[str, Any], base_url: str | None
-) -> ChatModel:
-    if model is None or isinstance(model, str):
-        uri = model if model is not None else default_model_uri()
-        return LiteLLMModel(uri, api_base=base_url, params=dict(params))
-    if isinstance(model, ChatModel):  # pyright: ignore[reportUnnecessaryIsInstance]
-        return model
-    raise ConfigurationError(
-        f"model={model!r} must be a model URI string such as 'openai:/gpt-4o-mini', a "
-        "ChatModel, or None (to use JUDGEALIGN_MODEL)."
-    )
 
 
 def _trace_data(trace: Any) -> dict[str, Any]:
