@@ -19,6 +19,7 @@ from judgealign._errors import (
 from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign._judge import TEMPLATE_VARIABLES, EvaluationResult, Judge, make_judge
 from judgealign._litellm import LiteLLMModel
+from judgealign._models import resolve_model
 from judgealign._network import forbid_network, network_allowed, set_network_allowed
 from judgealign._retry import RetryPolicy, get_default_retry_policy, set_default_retry_policy
 from judgealign._usage import Usage
@@ -50,6 +51,7 @@ __all__ = [
     "get_default_retry_policy",
     "make_judge",
     "network_allowed",
+    "resolve_model",
     "set_default_retry_policy",
     "set_network_allowed",
 ]

@@ -54,6 +54,7 @@ def make_judge(
     description: str | None = None,
     inference_params: Mapping[str, Any] | None = None,
     value_range: tuple[float, float] | None = None,
+    label_scores: Mapping[str, float] | None = None,
     base_url: str | None = None,
 ) -> Judge:
     """Create an LLM judge from written instructions.
@@ -71,6 +72,8 @@ def make_judge(
         description: a human description of the judge.
         inference_params: extra model parameters (``temperature``, ``max_tokens``, ...).
         value_range: an inclusive ``(low, high)`` range for int or float judges.
+        label_scores: for ``Literal`` judges, a score in [0, 1] per label, used when the
+            judge is an optimizer's objective (e.g. ``{"good": 1, "fair": 0.5, "poor": 0}``).
         base_url: the provider endpoint root, e.g. ``http://localhost:8000/v1``.
 
     Raises:
@@ -83,6 +86,7 @@ def make_judge(
         model=model,
         value_spec=ValueSpec.from_type(feedback_value_type, value_range),
         description=description,
+        label_scores=label_scores,
         inference_params=inference_params,
         base_url=base_url,
     )
@@ -130,6 +134,7 @@ class Judge:
         description: str | None = None,
         inference_params: Mapping[str, Any] | None = None,
         base_url: str | None = None,
+        label_scores: Mapping[str, float] | None = None,
     ) -> None:
         self.name = _check_name(name)
         self.instructions = _check_instructions(instructions)
@@ -138,6 +143,7 @@ class Judge:
         self.description = description
         self.inference_params = dict(inference_params or {})
         self.base_url = base_url
+        self.label_scores = _check_label_scores(label_scores, value_spec)
         self.model = resolve_model(model, params=self.inference_params, base_url=base_url)
         self._usage = UsageTotals()
 
@@ -284,6 +290,37 @@ class Judge:
                       "repaired": reply.repaired, **(metadata or {})},
         )
 
+    def normalize(self, value: Any) -> float | None:
+        """Map a verdict to [0, 1] for use as an optimization objective.
+
+        bool -> 0/1; a ranged number -> its position in the range; a label -> its
+        ``label_scores`` entry. Returns ``None`` when no mapping is declared (an unranged
+        number is returned as is).
+        """
+        if value is None:
+            return None
+        spec = self.value_spec
+        if spec.kind == "bool":
+            return 1.0 if value else 0.0
+        if spec.kind in ("int", "float"):
+            if spec.low is None or spec.high is None or spec.high == spec.low:
+                return float(value)
+            return (float(value) - spec.low) / (spec.high - spec.low)
+        if self.label_scores is not None and value in self.label_scores:
+            return float(self.label_scores[value])
+        return None
+
+    def align(self, records: Iterable[Any], optimizer: Any = None) -> Any:
+        """Align this judge with expert feedback; returns an aligned judge.
+
+        Args:
+            records: labelled records (see :class:`judgealign.LabeledRecord`) or dicts.
+            optimizer: an alignment optimizer; defaults to ``MemAlignOptimizer()``.
+        """
+        from judgealign._alignment import MemAlignOptimizer
+
+        return (optimizer or MemAlignOptimizer()).align(self, records)
+
     # -- persistence ------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,6 +337,7 @@ class Judge:
             "inference_params": {
                 k: v for k, v in self.inference_params.items() if not is_secret_name(k)
             },
+            "label_scores": self.label_scores,
         }
 
     @classmethod
@@ -324,6 +362,7 @@ class Judge:
                 description=data.get("description"),
                 inference_params=data.get("inference_params") or {},
                 base_url=data.get("base_url"),
+                label_scores=data.get("label_scores"),
             )
         except KeyError as exc:
             raise ConfigurationError(f"Saved judge is missing the field {exc}.") from None
@@ -460,6 +499,27 @@ def _usage_from_metadata(metadata: Mapping[str, Any]) -> Usage:
         latency_ms=float(metadata.get("latency_ms", 0.0)),
         calls=int(metadata.get("model_calls", 1)),
     )
+
+
+def _check_label_scores(
+    label_scores: Mapping[str, float] | None, spec: ValueSpec
+) -> dict[str, float] | None:
+    if label_scores is None:
+        return None
+    if spec.kind != "label":
+        raise ConfigurationError(
+            "label_scores applies only to Literal judges; remove it or declare "
+            "feedback_value_type=Literal[...]."
+        )
+    missing = [c for c in spec.choices if c not in label_scores]
+    extra = [k for k in label_scores if k not in spec.choices]
+    bad = [k for k, v in label_scores.items() if not 0.0 <= float(v) <= 1.0]
+    if missing or extra or bad:
+        raise ConfigurationError(
+            f"label_scores must give every label ({', '.join(spec.choices)}) a score in "
+            f"[0, 1]; missing: {missing}, unknown: {extra}, out of range: {bad}."
+        )
+    return {k: float(v) for k, v in label_scores.items()}
 
 
 def _check_name(name: object) -> str:

@@ -134,7 +134,7 @@ class LiteLLMModel:
         if not self.is_local:
             check_endpoint(self._uri, self._api_base or _env_api_base(self._provider))
         key = self._cache_key(messages, response_format)
-        hit = self._cache.get(key) if (self._cache and key) else None
+        hit = self._cache.get(key) if (self._cache is not None and key) else None
         if hit is not None:
             usage = Usage(prompt_tokens=hit[1], completion_tokens=hit[2], cached=True)
             return Completion(text=hit[0], usage=usage, model=self._uri)
@@ -146,7 +146,7 @@ class LiteLLMModel:
             lambda t: self._request(messages, response_format, t), self._classify, policy
         )
         completion = self._to_completion(response, (time.perf_counter() - started) * 1000)
-        if self._cache and key:
+        if self._cache is not None and key:
             self._cache.put(
                 key, completion.text, completion.usage.prompt_tokens,
                 completion.usage.completion_tokens,
