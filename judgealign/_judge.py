@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from judgealign._chat import ChatModel, Message
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
@@ -180,8 +180,11 @@ class Judge:
             ConfigurationError: a field the instructions use is missing or malformed.
         """
         fields = self.collect_fields(
-            inputs=inputs, outputs=outputs, expectations=expectations,
-            trace=trace, conversation=conversation,
+            inputs=inputs,
+            outputs=outputs,
+            expectations=expectations,
+            trace=trace,
+            conversation=conversation,
         )
         return self.score_fields(fields)
 
@@ -225,8 +228,11 @@ class Judge:
             inputs = trace.get("request") if inputs is None else inputs
             outputs = trace.get("response") if outputs is None else outputs
         given = {
-            "inputs": inputs, "outputs": outputs, "expectations": expectations,
-            "trace": trace, "conversation": conversation,
+            "inputs": inputs,
+            "outputs": outputs,
+            "expectations": expectations,
+            "trace": trace,
+            "conversation": conversation,
         }
         missing = [v for v in self.variables if given[v] is None]
         if missing:
@@ -234,7 +240,7 @@ class Judge:
                 f"Judge {self.name!r} needs {', '.join(m + '=' for m in missing)} because its "
                 f"instructions use {', '.join('{{ ' + m + ' }}' for m in missing)}."
             )
-        if expectations is not None and not isinstance(expectations, Mapping):
+        if expectations is not None and not isinstance(expectations, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(
                 f"expectations must be a dict such as {{'expected_answer': '4'}}, "
                 f"got {type(expectations).__name__}."
@@ -272,8 +278,11 @@ class Judge:
         messages = self.build_messages(fields, sections)
         try:
             reply = generate_structured(
-                self.model, messages, schema_name="Verdict",
-                schema=verdict_schema(self.value_spec), parse=self._parse_verdict,
+                self.model,
+                messages,
+                schema_name="Verdict",
+                schema=verdict_schema(self.value_spec),
+                parse=self._parse_verdict,
             )
         except ModelError as exc:
             return self._error_feedback(str(exc), metadata)
@@ -286,8 +295,11 @@ class Judge:
             source=AssessmentSource(
                 source_type=AssessmentSourceType.LLM_JUDGE, source_id=self.model.uri
             ),
-            metadata={**_usage_metadata(self.model.uri, reply.usage),
-                      "repaired": reply.repaired, **(metadata or {})},
+            metadata={
+                **_usage_metadata(self.model.uri, reply.usage),
+                "repaired": reply.repaired,
+                **(metadata or {}),
+            },
         )
 
     def normalize(self, value: Any) -> float | None:
@@ -319,7 +331,8 @@ class Judge:
         """
         from judgealign._alignment import MemAlignOptimizer
 
-        return (optimizer or MemAlignOptimizer()).align(self, records)
+        aligner: Any = optimizer or MemAlignOptimizer()
+        return aligner.align(self, records)
 
     # -- persistence ------------------------------------------------------------------
 
@@ -440,7 +453,8 @@ def run_batch(
 def record_fields(record: Any) -> dict[str, Any]:
     """Pull the judge fields out of a mapping or an object with those attributes."""
     if isinstance(record, Mapping):
-        get: Callable[[str], Any] = lambda key: record.get(key)  # noqa: E731
+        mapping = cast(Mapping[str, Any], record)
+        get: Callable[[str], Any] = lambda key: mapping.get(key)  # noqa: E731
     elif any(hasattr(record, v) for v in TEMPLATE_VARIABLES):
         get = lambda key: getattr(record, key, None)  # noqa: E731
     else:
@@ -553,8 +567,9 @@ def _check_instructions(instructions: object) -> str:
 def _trace_data(trace: Any) -> dict[str, Any]:
     """A trace's request and response, from a dict or an MLflow ``Trace`` (duck-typed)."""
     if isinstance(trace, Mapping):
-        request = trace.get("request", trace.get("inputs"))
-        response = trace.get("response", trace.get("outputs"))
+        mapping = cast(Mapping[str, Any], trace)
+        request = mapping.get("request", mapping.get("inputs"))
+        response = mapping.get("response", mapping.get("outputs"))
         return {"request": request, "response": response}
     data = getattr(trace, "data", None)
     if data is not None and hasattr(data, "request"):
@@ -577,7 +592,8 @@ def _maybe_json(value: Any) -> Any:
 def _check_conversation(conversation: Any) -> None:
     ok = isinstance(conversation, Sequence) and not isinstance(conversation, str)
     if ok:
-        ok = all(isinstance(m, Mapping) and "role" in m and "content" in m for m in conversation)
+        items = cast(Sequence[Any], conversation)
+        ok = all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items)
     if not ok:
         raise ConfigurationError(
             "conversation must be a list of messages like "

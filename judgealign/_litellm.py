@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from judgealign._cache import ResponseCache, cache_key
 from judgealign._chat import Completion, Message
-from judgealign._errors import ConfigurationError, ModelCallError
+from judgealign._errors import ConfigurationError
 from judgealign._network import check_endpoint
 from judgealign._redact import is_secret_name, redact
 from judgealign._retry import CallFailure, RetryPolicy, get_default_retry_policy, run_with_retries
@@ -43,7 +43,6 @@ def _lib() -> Any:
             import litellm
 
             litellm.suppress_debug_info = True
-            litellm.telemetry = False
             _register_local_provider(litellm)
             _litellm = litellm
     return _litellm
@@ -148,7 +147,9 @@ class LiteLLMModel:
         completion = self._to_completion(response, (time.perf_counter() - started) * 1000)
         if self._cache is not None and key:
             self._cache.put(
-                key, completion.text, completion.usage.prompt_tokens,
+                key,
+                completion.text,
+                completion.usage.prompt_tokens,
                 completion.usage.completion_tokens,
             )
         return completion
@@ -213,8 +214,10 @@ def _env_api_base(provider: str) -> str | None:
 
 
 def _cost_of(response: Any) -> float | None:
-    hidden = getattr(response, "_hidden_params", None) or {}
-    cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    hidden: Any = getattr(response, "_hidden_params", None)
+    cost: Any = (
+        cast(dict[str, Any], hidden).get("response_cost") if isinstance(hidden, dict) else None
+    )
     return float(cost) if isinstance(cost, (int, float)) else None
 
 
@@ -236,7 +239,9 @@ def classify_error(exc: BaseException, model_uri: str, secrets: Sequence[str]) -
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     name = type(exc).__name__
-    retryable = name in _RETRYABLE_NAMES or (status is not None and (status == 429 or status >= 500))
+    retryable = name in _RETRYABLE_NAMES or (
+        status is not None and (status == 429 or status >= 500)
+    )
     if name in ("AuthenticationError", "PermissionDeniedError", "NotFoundError"):
         retryable = False
     if status in (400, 401, 403, 404, 422):
@@ -298,12 +303,12 @@ def litellm_embed(
         return classify_error(exc, model_uri, [api_key or ""])
 
     response = run_with_retries(attempt, classify, get_default_retry_policy())
-    rows = sorted(response.data, key=lambda item: _field(item, "index"))
-    return [list(map(float, _field(item, "embedding"))) for item in rows]
+    rows: list[Any] = sorted(response.data, key=lambda item: _field(item, "index"))
+    return [[float(x) for x in _field(item, "embedding")] for item in rows]
 
 
 def _field(item: Any, name: str) -> Any:
-    return item[name] if isinstance(item, dict) else getattr(item, name)
+    return cast(dict[str, Any], item)[name] if isinstance(item, dict) else getattr(item, name)
 
 
 def _register_local_provider(litellm: Any) -> None:
@@ -326,12 +331,12 @@ def _register_local_provider(litellm: Any) -> None:
 
 
 def _local_completion(litellm: Any, kwargs: dict[str, Any]) -> Any:
-    from judgealign import _local
+    from judgealign._local import local_chat_completion
 
     model = str(kwargs["model"]).split("/", 1)[-1]
-    optional = kwargs.get("optional_params") or {}
+    optional: dict[str, Any] = kwargs.get("optional_params") or {}
     schema = _schema_of(optional.get("response_format"))
-    reply = _local.local_chat_completion(
+    reply = local_chat_completion(
         model,
         [dict(m) for m in kwargs["messages"]],
         json_schema=schema,
@@ -345,6 +350,6 @@ def _local_completion(litellm: Any, kwargs: dict[str, Any]) -> Any:
 def _schema_of(response_format: Any) -> dict[str, Any] | None:
     if not isinstance(response_format, dict):
         return None
-    spec: dict[str, Any] = response_format.get("json_schema") or {}
-    schema = spec.get("schema")
+    spec = cast(dict[str, Any], cast(dict[str, Any], response_format).get("json_schema") or {})
+    schema: Any = spec.get("schema")
     return json.loads(json.dumps(schema)) if isinstance(schema, dict) else None

@@ -11,8 +11,13 @@ from typing import TypeVar
 
 from judgealign._errors import ModelCallError
 
-__all__ = ["CallFailure", "RetryPolicy", "get_default_retry_policy", "run_with_retries",
-           "set_default_retry_policy"]
+__all__ = [
+    "CallFailure",
+    "RetryPolicy",
+    "get_default_retry_policy",
+    "run_with_retries",
+    "set_default_retry_policy",
+]
 
 T = TypeVar("T")
 

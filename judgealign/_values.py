@@ -132,8 +132,9 @@ class ValueSpec:
         if (self.low is not None and number < self.low) or (
             self.high is not None and number > self.high
         ):
-            raise ValueCoercionError(f"{number!r} is outside the declared range; expected "
-                                     f"{self.describe()}")
+            raise ValueCoercionError(
+                f"{number!r} is outside the declared range; expected {self.describe()}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, inverse of :meth:`from_dict`."""

@@ -25,8 +25,8 @@ os.environ["MLFLOW_MODEL_CATALOG_URI"] = ""
 os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="dspy-cache-"))
 os.environ.pop("JUDGEALIGN_MODEL", None)
 
-import judgealign  # noqa: E402
-from judgealign.testing import no_retry_waits  # noqa: E402
+import judgealign
+from judgealign.testing import no_retry_waits
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BLOCKED: list[str] = []

@@ -96,8 +96,11 @@ def test_unparseable_reply_is_repaired_once_then_reported() -> None:
 def test_wrong_type_is_repaired() -> None:
     model = ScriptedModel([verdict("banana"), "```json\n" + json.dumps(verdict(3)) + "\n```"])
     judge = make_judge(
-        name="j", instructions=INSTRUCTIONS, model=model,
-        feedback_value_type=int, value_range=(1, 5),
+        name="j",
+        instructions=INSTRUCTIONS,
+        model=model,
+        feedback_value_type=int,
+        value_range=(1, 5),
     )
     fb = judge(inputs="q", outputs="a")
     assert fb.value == 3 and fb.metadata["repaired"] is True
@@ -159,8 +162,11 @@ def test_evaluate_runs_concurrently() -> None:
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     judge = make_judge(
-        name="quality", instructions="Rate {{ outputs }}", model="openai:/gpt-4o-mini",
-        feedback_value_type=Literal["good", "fair", "poor"], description="d",
+        name="quality",
+        instructions="Rate {{ outputs }}",
+        model="openai:/gpt-4o-mini",
+        feedback_value_type=Literal["good", "fair", "poor"],
+        description="d",
         inference_params={"temperature": 0.0, "api_key": "sk-should-not-be-saved"},
         label_scores={"good": 1.0, "fair": 0.5, "poor": 0.0},
     )
@@ -188,7 +194,10 @@ def test_normalize() -> None:
     model = ScriptedModel()
     assert make_judge(name="b", instructions=INSTRUCTIONS, model=model).normalize(True) == 1.0
     ranged = make_judge(
-        name="n", instructions=INSTRUCTIONS, model=model, feedback_value_type=int,
+        name="n",
+        instructions=INSTRUCTIONS,
+        model=model,
+        feedback_value_type=int,
         value_range=(1, 5),
     )
     assert ranged.normalize(4) == 0.75

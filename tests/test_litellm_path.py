@@ -31,8 +31,12 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 def judge_for(server: FakeOpenAIServer, value_type: Any = bool, **kwargs: Any) -> Any:
     return make_judge(
-        name="grade", instructions=INSTRUCTIONS, model="openai:/fake", base_url=server.base_url,
-        feedback_value_type=value_type, inference_params={"api_key": "sk-fake-key-000"},
+        name="grade",
+        instructions=INSTRUCTIONS,
+        model="openai:/fake",
+        base_url=server.base_url,
+        feedback_value_type=value_type,
+        inference_params={"api_key": "sk-fake-key-000"},
         **kwargs,
     )
 
@@ -129,7 +133,9 @@ def test_two_hundred_records_with_faults_of_every_kind() -> None:
     plan = FaultPlan(
         rate=0.2,
         kinds=("rate_limit", "server_error", "hang", "malformed", "bad_content", "wrong_type"),
-        seed=7, retry_after_s=0.0, hang_s=5.0,
+        seed=7,
+        retry_after_s=0.0,
+        hang_s=5.0,
     )
     with FakeOpenAIServer(faults=plan) as srv, no_retry_waits(timeout_s=0.5):
         judge = judge_for(srv, int, value_range=(1, 5))
@@ -146,14 +152,19 @@ def test_two_hundred_records_with_faults_of_every_kind() -> None:
 
 
 def test_api_key_never_leaks(
-    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "sk-test-SECRET-123"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     caplog.set_level(logging.DEBUG)
     judge = make_judge(
-        name="g", instructions=INSTRUCTIONS, model="openai:/fake", base_url=server.base_url,
+        name="g",
+        instructions=INSTRUCTIONS,
+        model="openai:/fake",
+        base_url=server.base_url,
         inference_params={"api_key": secret, "temperature": 0},
     )
     seen: list[str] = [repr(judge), repr(judge.model), json.dumps(judge.to_dict())]

@@ -32,13 +32,19 @@ def test_all_is_sorted_and_resolvable() -> None:
 
 def test_core_names_are_exported() -> None:
     expected = {
-        "make_judge", "Judge", "Feedback", "LiteLLMModel", "ChatModel", "JudgeAlignError",
-        "ConfigurationError", "ModelError", "set_network_allowed", "resolve_model",
+        "make_judge",
+        "Judge",
+        "Feedback",
+        "LiteLLMModel",
+        "ChatModel",
+        "JudgeAlignError",
+        "ConfigurationError",
+        "ModelError",
+        "set_network_allowed",
+        "resolve_model",
     }
     assert expected <= set(judgealign.__all__)
-    assert {"ScriptedModel", "FunctionModel", "FakeOpenAIServer"} <= set(
-        judgealign.testing.__all__
-    )
+    assert {"ScriptedModel", "FunctionModel", "FakeOpenAIServer"} <= set(judgealign.testing.__all__)
 
 
 def test_cli_help_answers() -> None:

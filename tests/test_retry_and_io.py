@@ -64,10 +64,12 @@ def test_attempts_and_deadline_bound_the_retries() -> None:
     attempt, calls, classify = failing(99, CallFailure("500", retryable=True))
     with pytest.raises(ModelCallError, match="gave up after 3 attempts"):
         run_with_retries(attempt, classify, RetryPolicy(max_attempts=3), clock)
+    assert calls["n"] == 3
     clock = FakeClock()
-    attempt, calls, classify = failing(99, CallFailure("500", retryable=True))
-    policy = RetryPolicy(max_attempts=50, base_delay_s=1.0, max_delay_s=1.0, deadline_s=5.0,
-                         jitter=False)
+    attempt, _, classify = failing(99, CallFailure("500", retryable=True))
+    policy = RetryPolicy(
+        max_attempts=50, base_delay_s=1.0, max_delay_s=1.0, deadline_s=5.0, jitter=False
+    )
     with pytest.raises(ModelCallError):
         run_with_retries(attempt, classify, policy, clock)
     assert clock.now < 5.0
@@ -92,7 +94,9 @@ def test_redact(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "tok-abcdef-123" not in text and "sk-live" not in text and "abc.def" not in text
 
 
-def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_keeps_old_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "f.json"
     atomic_write_text(target, "old")
 

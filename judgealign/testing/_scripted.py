@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from judgealign._chat import Completion, Message
@@ -134,7 +134,10 @@ class FunctionModel(_RecordingModel):
     """
 
     def __init__(
-        self, function: Callable[[ModelRequest], str | dict[str, Any]], *, uri: str = "test:/function"
+        self,
+        function: Callable[[ModelRequest], str | dict[str, Any]],
+        *,
+        uri: str = "test:/function",
     ) -> None:
         super().__init__(uri)
         self._function = function
