@@ -35,7 +35,7 @@ def _call(
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
     try:
         payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-fake"}
+        headers = {"content-type": "application/json", "authorization": "Bearer sk-fake"}
         conn.request(method, path, body=payload, headers=headers)
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
@@ -202,6 +202,7 @@ def test_reply_callable_sees_the_request_and_can_fall_through() -> None:
         assert first.path == "/v1/chat/completions"
         assert first.body["model"] == "judge-model"
         assert first.headers["Authorization"] == "Bearer sk-fake"
+        assert first.headers["Content-Type"] == "application/json"
         assert first.status == 200
 
 

@@ -221,7 +221,8 @@ class RecordedRequest:
         method: the HTTP method.
         path: the request path, query string included.
         body: the parsed JSON body; the raw text if it was not JSON; ``None`` if empty.
-        headers: the request headers.
+        headers: the request headers, names in canonical case whatever the client sent
+            (``Authorization``, ``Content-Type``, ``User-Agent``, ``X-Stainless-Os``).
         answered_by: how the request was answered: ``"queue"``, ``"callable"``,
             ``"auto"``, ``"fault:<kind>"``, ``"callable_error"`` (the ``reply`` callable
             raised; answered with 500), ``"embeddings"``, ``"models"``, ``"bad_request"``,
@@ -1037,6 +1038,11 @@ def _sse_body(completion: dict[str, Any], include_usage: bool) -> bytes:
 # ---------------------------------------------------------------------------------------
 
 
+def _canonical_header(name: str) -> str:
+    """``content-type`` -> ``Content-Type``, whatever case the client used."""
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -1112,7 +1118,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         raw = self.rfile.read(length) if length > 0 else b""
-        headers = dict(self.headers.items())
+        headers = {_canonical_header(k): v for k, v in self.headers.items()}
         response = self._server().state.handle(self.command, self.path, headers, raw)
         if response is None:
             self.close_connection = True
