@@ -147,8 +147,8 @@ def test_two_hundred_records_with_faults_of_every_kind() -> None:
         assert (fb.value is not None) != (fb.error is not None)
         assert fb.value is None or fb.value in range(1, 6)
     assert sum(fb.value is not None for fb in result) >= 190
-    faults = {k: v for k, v in kinds.items() if k.startswith("fault")}
-    assert len(faults) >= 6, faults
+    fired = {k: v for k, v in kinds.items() if k.startswith("fault_")}
+    assert len(fired) == 6 and all(v > 0 for v in fired.values()), fired
 
 
 def test_api_key_never_leaks(
