@@ -1,0 +1,678 @@
+"""Metaprompting: a reflection model rewrites the prompts from evidence of how they score.
+
+Three modes:
+
+* ``zero_shot`` (no data): one reflection call rewrites the prompts following prompt-writing
+  practice and the user's guidelines.
+* ``few_shot``: score the prompts, show the reflection model a sample of scored examples
+  with the scorers' rationales, ask for a diagnosis and then a rewrite; keep the rewrite
+  only if it scores higher.
+* ``iterative``: the same, repeated from the best prompts so far, with examples stratified
+  by outcome and the history of attempts and scores shown to the reflection model, until
+  ``max_iterations``, a ``stopping_condition`` or a ``score_threshold``.
+
+Every candidate keeps the original template variables (or is rejected), and a candidate
+that does not beat the best so far is not adopted. With ``val_data``, candidates are
+ranked on it while the examples shown come from ``train_data``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal, cast
+
+from judgealign import (
+    ChatModel,
+    ConfigurationError,
+    Message,
+    ModelCallError,
+    ModelError,
+    resolve_model,
+)
+from optimizers._base import (
+    BasePromptOptimizer,
+    EvalFn,
+    EvaluationResultRecord,
+    PromptOptimizerOutput,
+)
+from optimizers._templates import repair_template, template_variables
+
+__all__ = ["IterationRecord", "MetaPromptOptimizer"]
+
+Mode = Literal["zero_shot", "few_shot", "iterative"]
+LabelFn = Callable[[EvaluationResultRecord], str]
+
+_SYSTEM = """\
+You are a prompt engineer. You revise the prompt templates of an application so that it \
+produces better outputs, as judged by the evaluation described to you.
+
+Work the way you would fix a bug: first find out why the current prompts led to the \
+outputs you see, then change the prompts so that those causes go away, without breaking \
+what already works.
+
+Rules that always apply:
+1. Placeholders in double curly braces, such as {{ question }}, are filled in by the \
+application. Keep every placeholder of a template, spelled exactly as given, and add no \
+new ones. A template without placeholders must stay without them.
+2. Keep the purpose of each prompt and any output format the application relies on, \
+unless the evidence shows that the format itself causes the failures.
+3. Write general instructions that fix a whole class of failures. Never paste example \
+inputs or expected answers into a prompt.
+4. Keep each prompt as short as its job allows; drop instructions that do not help.
+5. Answer with one JSON object and nothing else."""
+
+_ZERO_SHOT_TASK = """\
+There is no evaluation data. Find the weaknesses of the templates below and rewrite them \
+following these practices:
+- say plainly what the task is, who the output is for, and what a good result contains;
+- state the output format exactly (structure, length, allowed values);
+- mark where inserted values begin and end, so that instructions and data cannot mix;
+- say what to do with missing, ambiguous or out-of-scope input;
+- list the constraints and the mistakes to avoid;
+- ask for step-by-step reasoning only where the task needs it and the output format \
+leaves room for it."""
+
+_REVISE_TASK = """\
+## What to do
+1. Diagnose. Compare the outputs with the expectations and the feedback. Which failure \
+patterns recur? What do the successful examples have in common (keep it)? Which wording \
+in the prompts, or which missing instruction, causes each failure?
+2. Revise the prompts to remove those causes. Focus of this attempt: {focus}"""
+
+_FOCUS = (
+    "the most frequent failure pattern.",
+    "instructions that are ambiguous, or that the outputs ignored.",
+    "the exact output format and how edge cases must be answered.",
+    "plain, concise wording: remove what does not help, sharpen what does.",
+    "what the best-scoring examples did right, made explicit for every input.",
+    "the checks the model should make before it answers.",
+)
+
+_REPAIR = """\
+Your reply could not be used: {problem}. Reply again with only this JSON object: \
+{{"diagnosis": "...", "prompts": {{{names}}}}}, giving the full text of every prompt."""
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One step of a metaprompt run.
+
+    Attributes:
+        iteration: 0 for the starting prompts, then 1, 2, ...
+        prompts: the candidate prompts (name -> template).
+        score: their mean score on the ranking data (``None`` when not evaluated).
+        per_scorer: scorer name -> mean score.
+        accepted: whether the candidate became the best so far.
+        diagnosis: the reflection model's analysis.
+        note: why a candidate was not evaluated or not accepted.
+    """
+
+    iteration: int
+    prompts: dict[str, str]
+    score: float | None
+    per_scorer: dict[str, float] = field(default_factory=lambda: {})
+    accepted: bool = False
+    diagnosis: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Best:
+    prompts: dict[str, str]
+    score: float
+    per_scorer: dict[str, float]
+    train_records: list[EvaluationResultRecord]
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    prompts: dict[str, str] | None
+    diagnosis: str = ""
+    note: str = ""
+    error: ModelError | None = None
+
+
+class _ReplyProblem(ValueError):
+    """A reflection reply held no usable prompts."""
+
+
+def pass_fail(record: EvaluationResultRecord) -> str:
+    """The default outcome label: ``error``, ``pass`` (score >= 0.5) or ``fail``."""
+    if record.error and record.outputs is None:
+        return "error"
+    return "pass" if record.score >= 0.5 else "fail"
+
+
+class MetaPromptOptimizer(BasePromptOptimizer):
+    """Improve prompts by asking a reflection model to diagnose failures and rewrite.
+
+    Args:
+        reflection_model: a model URI (``"openai:/gpt-4o"``) or a ``ChatModel``.
+        guidelines: requirements every rewrite must respect, in your words.
+        mode: ``zero_shot``, ``few_shot`` or ``iterative``; by default zero-shot without
+            data and iterative with it.
+        max_iterations: reflection rounds in iterative mode (few-shot does one).
+        num_examples: scored examples shown per round (stratified by outcome).
+        candidates_per_iteration: rewrites proposed and evaluated concurrently per round.
+        stopping_condition: ``f(history) -> bool``; stops the run when true.
+        score_threshold: stop once the best mean score reaches this value.
+        label_fn: maps a scored record to an outcome label for stratified sampling;
+            default :func:`pass_fail`.
+        seed: seeds example sampling and the focus of each attempt.
+        max_workers: threads for concurrent candidates.
+        max_field_chars: each example field shown is cut to this many characters.
+        target_model: the name of the model that will run the prompts, shown to the
+            reflection model.
+        timeout: seconds per reflection call.
+
+    Raises:
+        ConfigurationError: on an invalid option or model.
+    """
+
+    supports_val_data: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        reflection_model: str | ChatModel,
+        *,
+        guidelines: str | None = None,
+        mode: Mode | None = None,
+        max_iterations: int = 3,
+        num_examples: int = 6,
+        candidates_per_iteration: int = 1,
+        stopping_condition: Callable[[Sequence[IterationRecord]], bool] | None = None,
+        score_threshold: float | None = None,
+        label_fn: LabelFn | None = None,
+        seed: int = 0,
+        max_workers: int = 4,
+        max_field_chars: int = 600,
+        target_model: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if mode not in (None, "zero_shot", "few_shot", "iterative"):
+            raise ConfigurationError(
+                f"mode={mode!r} must be 'zero_shot', 'few_shot', 'iterative' or None."
+            )
+        for option, value in (
+            ("max_iterations", max_iterations),
+            ("num_examples", num_examples),
+            ("candidates_per_iteration", candidates_per_iteration),
+            ("max_workers", max_workers),
+            ("max_field_chars", max_field_chars),
+        ):
+            if value < 1:
+                raise ConfigurationError(f"{option}={value} must be at least 1.")
+        self.model = resolve_model(reflection_model)
+        self.guidelines = guidelines
+        self.mode = mode
+        self.max_iterations = max_iterations
+        self.num_examples = num_examples
+        self.candidates_per_iteration = candidates_per_iteration
+        self.stopping_condition = stopping_condition
+        self.score_threshold = score_threshold
+        self.label_fn: LabelFn = label_fn or pass_fail
+        self.seed = seed
+        self.max_workers = max_workers
+        self.max_field_chars = max_field_chars
+        self.target_model = target_model
+        self.timeout = timeout
+        self._schema_rejected = False
+        self._history: list[IterationRecord] = []
+        self._run_info: dict[str, Any] = {}
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    @property
+    def history(self) -> list[IterationRecord]:
+        """The steps of the last run, starting with the original prompts."""
+        return list(self._history)
+
+    def optimize(
+        self,
+        eval_fn: EvalFn,
+        train_data: Sequence[dict[str, Any]],
+        target_prompts: dict[str, str],
+        enable_tracking: bool = True,
+        *,
+        val_data: Sequence[dict[str, Any]] | None = None,
+    ) -> PromptOptimizerOutput:
+        """Rewrite ``target_prompts``; see the class docstring for the modes.
+
+        Raises:
+            ConfigurationError: few-shot or iterative mode without ``train_data``.
+            ModelError: the reflection model failed on every call.
+        """
+        mode = self.mode or ("iterative" if train_data else "zero_shot")
+        self._history, self._run_info, self._calls = [], {"mode": mode}, 0
+        if mode == "zero_shot":
+            return self._zero_shot(target_prompts)
+        if not train_data:
+            raise ConfigurationError(f"mode={mode!r} needs train_data (and scorers).")
+        rounds = 1 if mode == "few_shot" else self.max_iterations
+        return self._search(eval_fn, list(train_data), list(val_data or []), target_prompts, rounds)
+
+    # -- zero-shot ------------------------------------------------------------------------
+
+    def _zero_shot(self, prompts: dict[str, str]) -> PromptOptimizerOutput:
+        sections = [_ZERO_SHOT_TASK, _prompts_block(prompts), *self._context_blocks()]
+        proposal = self._reflect(prompts, "\n\n".join([*sections, _answer_block(prompts)]))
+        if proposal.error is not None:
+            raise proposal.error
+        candidate = proposal.prompts or prompts
+        self._history = [
+            IterationRecord(0, prompts, None, accepted=True, note="original"),
+            IterationRecord(
+                1,
+                candidate,
+                None,
+                accepted=candidate != prompts,
+                diagnosis=proposal.diagnosis,
+                note=proposal.note,
+            ),
+        ]
+        self._run_info.update(ranked_on=None, stopped_because="zero-shot: one rewrite")
+        return PromptOptimizerOutput(optimized_prompts=candidate, details=self._details())
+
+    # -- few-shot and iterative -----------------------------------------------------------
+
+    def _search(
+        self,
+        eval_fn: EvalFn,
+        train: list[dict[str, Any]],
+        val: list[dict[str, Any]],
+        prompts: dict[str, str],
+        rounds: int,
+    ) -> PromptOptimizerOutput:
+        rng = random.Random(self.seed)
+        best = self._with_train_records(eval_fn, self._rank(eval_fn, prompts, train, val), train)
+        initial = best
+        self._history = [
+            IterationRecord(0, prompts, best.score, best.per_scorer, True, "", "original")
+        ]
+        self._run_info.update(ranked_on="val_data" if val else "train_data", stopped_because="")
+        errors: list[ModelError] = []
+        attempts = 0
+        for iteration in range(1, rounds + 1):
+            reason = self._stop_reason(best)
+            if reason:
+                self._run_info["stopped_because"] = reason
+                break
+            best = self._round(eval_fn, train, val, best, iteration, rng, errors)
+            attempts += self.candidates_per_iteration
+        else:
+            self._run_info["stopped_because"] = f"ran {rounds} iteration(s)"
+        if errors and len(errors) == attempts:
+            raise errors[-1]
+        return PromptOptimizerOutput(
+            optimized_prompts=best.prompts,
+            initial_eval_score=initial.score,
+            final_eval_score=best.score,
+            initial_eval_score_per_scorer=initial.per_scorer,
+            final_eval_score_per_scorer=best.per_scorer,
+            details=self._details(),
+        )
+
+    def _round(
+        self,
+        eval_fn: EvalFn,
+        train: list[dict[str, Any]],
+        val: list[dict[str, Any]],
+        best: _Best,
+        iteration: int,
+        rng: random.Random,
+        errors: list[ModelError],
+    ) -> _Best:
+        examples = _select_examples(best.train_records, self.label_fn, self.num_examples, rng)
+        focuses = [rng.choice(_FOCUS) for _ in range(self.candidates_per_iteration)]
+        texts = [self._revise_text(best, examples, focus) for focus in focuses]
+
+        def attempt(text: str) -> tuple[_Proposal, _Best | None]:
+            proposal = self._reflect(best.prompts, text)
+            if proposal.prompts is None or proposal.prompts == best.prompts:
+                return proposal, None
+            return proposal, self._rank(eval_fn, proposal.prompts, train, val)
+
+        with ThreadPoolExecutor(min(self.max_workers, len(texts))) as pool:
+            outcomes = list(pool.map(attempt, texts))
+        winner = best
+        for proposal, scored in outcomes:
+            if proposal.error is not None:
+                errors.append(proposal.error)
+            better = scored is not None and scored.score > winner.score
+            if better and scored is not None:
+                winner = scored
+            self._history.append(_iteration_record(iteration, proposal, scored, better))
+        return self._with_train_records(eval_fn, winner, train)
+
+    @staticmethod
+    def _rank(
+        eval_fn: EvalFn,
+        prompts: dict[str, str],
+        train: list[dict[str, Any]],
+        val: list[dict[str, Any]],
+    ) -> _Best:
+        """Score ``prompts`` on the ranking data (val, else train)."""
+        ranked = eval_fn(prompts, val or train)
+        score, per_scorer = _means(ranked)
+        return _Best(prompts, score, per_scorer, [] if val else ranked)
+
+    @staticmethod
+    def _with_train_records(eval_fn: EvalFn, best: _Best, train: list[dict[str, Any]]) -> _Best:
+        """``best`` with its training records, which the next round's examples come from."""
+        if best.train_records:
+            return best
+        return replace(best, train_records=eval_fn(best.prompts, train))
+
+    def _stop_reason(self, best: _Best) -> str:
+        if self.stopping_condition is not None and self.stopping_condition(list(self._history)):
+            return "stopping_condition returned True"
+        if self.score_threshold is not None and best.score >= self.score_threshold:
+            return f"score {best.score:.4g} reached score_threshold {self.score_threshold}"
+        if best.train_records and all(r.score >= 1.0 for r in best.train_records):
+            return "every training record already scores 1.0"
+        return ""
+
+    # -- talking to the reflection model --------------------------------------------------
+
+    def _revise_text(
+        self, best: _Best, examples: list[tuple[str, EvaluationResultRecord]], focus: str
+    ) -> str:
+        sections = [
+            _prompts_block(best.prompts),
+            _scores_block(best, self.label_fn),
+            _history_block(self._history, self.max_field_chars),
+            _examples_block(examples, len(best.train_records), self.max_field_chars),
+            *self._context_blocks(),
+            _REVISE_TASK.format(focus=focus),
+            _answer_block(best.prompts),
+        ]
+        return "\n\n".join(s for s in sections if s)
+
+    def _context_blocks(self) -> list[str]:
+        blocks: list[str] = []
+        if self.guidelines:
+            blocks.append(f"## Requirements from the user (always respect them)\n{self.guidelines}")
+        if self.target_model:
+            blocks.append(f"## The model that will run these prompts\n{self.target_model}")
+        return blocks
+
+    def _reflect(self, current: dict[str, str], task: str) -> _Proposal:
+        messages: list[Message] = [
+            Message(role="system", content=_SYSTEM),
+            Message(role="user", content=task),
+        ]
+        try:
+            reply = self._complete(messages, current)
+            try:
+                proposed, diagnosis = _parse_reply(reply, current)
+            except _ReplyProblem as problem:
+                names = ", ".join(f'"{n}": "..."' for n in current)
+                messages += [
+                    Message(role="assistant", content=reply),
+                    Message(role="user", content=_REPAIR.format(problem=problem, names=names)),
+                ]
+                proposed, diagnosis = _parse_reply(self._complete(messages, current), current)
+        except ModelError as exc:
+            return _Proposal(None, note=f"reflection failed: {exc}", error=exc)
+        except _ReplyProblem as problem:
+            return _Proposal(None, note=f"unusable reply: {problem}")
+        candidate, rejected = _safe(current, proposed)
+        note = f"rejected (template variables changed): {', '.join(rejected)}" if rejected else ""
+        return _Proposal(candidate, diagnosis, note)
+
+    def _complete(self, messages: Sequence[Message], prompts: dict[str, str]) -> str:
+        with self._lock:
+            self._calls += 1
+        if not self._schema_rejected:
+            try:
+                return self.model.complete(
+                    messages, response_format=_reply_schema(prompts), timeout=self.timeout
+                ).text
+            except ModelCallError as exc:
+                if exc.status != 400:
+                    raise
+                self._schema_rejected = True  # fall back to the instructed JSON below
+        return self.model.complete(messages, timeout=self.timeout).text
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _details(self) -> dict[str, Any]:
+        scored = [r for r in self._history if r.accepted and r.score is not None]
+        return {
+            **self._run_info,
+            "history": [r.to_dict() for r in self._history],
+            "best_iteration": scored[-1].iteration if scored else None,
+            "reflection_calls": self._calls,
+        }
+
+    def summary(self) -> str:
+        """A printable account of the last run: each attempt, its score, what was kept."""
+        if not self._history:
+            return "MetaPromptOptimizer: not run yet."
+        info = self._run_info
+        lines = [
+            f"MetaPromptOptimizer ({info.get('mode')}, ranked on "
+            f"{info.get('ranked_on') or 'nothing'}): {info.get('stopped_because', '')}",
+            f"{'iter':>4}  {'score':>7}  {'kept':<4}  note",
+        ]
+        for r in self._history:
+            score = "-" if r.score is None else f"{r.score:.3f}"
+            lines.append(
+                f"{r.iteration:>4}  {score:>7}  {'yes' if r.accepted else 'no':<4}  {r.note}"
+            )
+        scores = [
+            (r.iteration, r.score) for r in self._history if r.accepted and r.score is not None
+        ]
+        if scores:
+            (_, first), (last_iteration, last) = scores[0], scores[-1]
+            lines.append(
+                f"best: iteration {last_iteration}, score {last:.3f} "
+                f"({last - first:+.3f} over the original)"
+            )
+        return "\n".join(lines)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _means(records: Sequence[EvaluationResultRecord]) -> tuple[float, dict[str, float]]:
+    if not records:
+        return 0.0, {}
+    names = {name for r in records for name in r.individual_scores}
+    per_scorer = {
+        n: sum(r.individual_scores.get(n, 0.0) for r in records) / len(records)
+        for n in sorted(names)
+    }
+    return sum(r.score for r in records) / len(records), per_scorer
+
+
+def _iteration_record(
+    iteration: int, proposal: _Proposal, scored: _Best | None, accepted: bool
+) -> IterationRecord:
+    if scored is None:
+        note = proposal.note or "no change proposed"
+        return IterationRecord(
+            iteration, proposal.prompts or {}, None, diagnosis=proposal.diagnosis, note=note
+        )
+    note = proposal.note or ("new best" if accepted else "did not beat the best so far")
+    return IterationRecord(
+        iteration,
+        scored.prompts,
+        scored.score,
+        scored.per_scorer,
+        accepted,
+        proposal.diagnosis,
+        note,
+    )
+
+
+def _select_examples(
+    records: Sequence[EvaluationResultRecord], label_fn: LabelFn, k: int, rng: random.Random
+) -> list[tuple[str, EvaluationResultRecord]]:
+    """Up to ``k`` records, round-robin over outcome labels, worst-scoring label first."""
+    groups: dict[str, list[EvaluationResultRecord]] = {}
+    for record in records:
+        groups.setdefault(str(label_fn(record)), []).append(record)
+    for members in groups.values():
+        rng.shuffle(members)
+    order = sorted(groups, key=lambda g: (sum(r.score for r in groups[g]) / len(groups[g]), g))
+    picked: list[tuple[str, EvaluationResultRecord]] = []
+    while len(picked) < k and any(groups.values()):
+        for label in order:
+            if groups[label] and len(picked) < k:
+                picked.append((label, groups[label].pop()))
+    return picked
+
+
+def _cut(value: object, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+def _prompts_block(prompts: dict[str, str]) -> str:
+    parts = ["## Prompt templates"]
+    for name, template in prompts.items():
+        variables = sorted(template_variables(template))
+        shown = ", ".join("{{ " + v + " }}" for v in variables) or "none"
+        parts.append(f'### Prompt "{name}" (placeholders: {shown})\n<<<\n{template}\n>>>')
+    return "\n\n".join(parts)
+
+
+def _scores_block(best: _Best, label_fn: LabelFn) -> str:
+    per_scorer = ", ".join(f"{n} {s:.3f}" for n, s in best.per_scorer.items())
+    counts: dict[str, int] = {}
+    for record in best.train_records:
+        label = str(label_fn(record))
+        counts[label] = counts.get(label, 0) + 1
+    outcomes = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
+    return (
+        f"## How the current prompts score\nMean score {best.score:.3f} (higher is better; "
+        f"1.0 is the maximum). Per scorer: {per_scorer or 'n/a'}. "
+        f"Outcomes on {len(best.train_records)} training records: {outcomes or 'n/a'}."
+    )
+
+
+def _history_block(history: Sequence[IterationRecord], limit: int) -> str:
+    attempts = [r for r in history if r.iteration > 0][-6:]
+    if not attempts:
+        return ""
+    lines = ["## Earlier attempts (do not repeat the ones that failed)"]
+    for r in attempts:
+        score = "not evaluated" if r.score is None else f"score {r.score:.3f}"
+        kept = "kept" if r.accepted else "not kept"
+        lines.append(f"- Attempt {r.iteration}: {score}, {kept}. {r.note}")
+        for name, template in r.prompts.items():
+            lines.append(f"  {name}: {_cut(template, limit // 2)}")
+    return "\n".join(lines)
+
+
+def _examples_block(
+    examples: list[tuple[str, EvaluationResultRecord]], total: int, limit: int
+) -> str:
+    lines = [f"## Examples ({len(examples)} of {total}, sampled across outcomes)"]
+    for i, (label, r) in enumerate(examples, 1):
+        lines += [
+            f"\n### Example {i} (outcome: {label}, score {r.score:.3f})",
+            f"Inputs: {_cut(r.inputs, limit)}",
+            f"Output: {_cut(r.outputs, limit)}",
+            f"Expected: {_cut(r.expectations, limit) if r.expectations else 'not given'}",
+        ]
+        feedback = [
+            f"- {name} ({r.individual_scores.get(name, 0.0):.2f}): "
+            f"{_cut(text, limit) if text else '(no rationale)'}"
+            for name, text in r.rationales.items()
+        ]
+        lines += ["Feedback:", *feedback] if feedback else []
+        if r.error:
+            lines.append(f"Error: {_cut(r.error, limit)}")
+    return "\n".join(lines)
+
+
+def _answer_block(prompts: dict[str, str]) -> str:
+    shape = {
+        "diagnosis": "<your analysis in a few sentences>",
+        "prompts": {name: "<the complete revised template>" for name in prompts},
+    }
+    return (
+        "## Answer format\nReply with exactly this JSON object, giving the complete text of "
+        f"every prompt under the names listed:\n{json.dumps(shape, indent=2)}"
+    )
+
+
+def _reply_schema(prompts: dict[str, str]) -> dict[str, Any]:
+    names = list(prompts)
+    schema = {
+        "type": "object",
+        "properties": {
+            "diagnosis": {"type": "string"},
+            "prompts": {
+                "type": "object",
+                "properties": {name: {"type": "string"} for name in names},
+                "required": names,
+                "additionalProperties": False,
+            },
+        },
+        "required": ["diagnosis", "prompts"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "prompt_revision", "strict": True, "schema": schema},
+    }
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text``: bare, fenced, or surrounded by prose."""
+    decoder = json.JSONDecoder(strict=False)
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return cast("dict[str, Any]", value)
+        start = text.find("{", start + 1)
+    return None
+
+
+def _parse_reply(text: str, current: dict[str, str]) -> tuple[dict[str, str], str]:
+    """``(prompts, diagnosis)`` from a reply; prompts missing from it keep their text."""
+    obj = _json_object(text)
+    if obj is None:
+        raise _ReplyProblem("it contains no JSON object")
+    nested = obj.get("prompts")
+    source = cast("dict[str, Any]", nested) if isinstance(nested, dict) else obj
+    found = {
+        name: value
+        for name, value in source.items()
+        if name in current and isinstance(value, str) and value.strip()
+    }
+    if not found:
+        raise _ReplyProblem(f'it has no text under "prompts" for {sorted(current)}')
+    diagnosis = obj.get("diagnosis")
+    return {**current, **found}, diagnosis if isinstance(diagnosis, str) else ""
+
+
+def _safe(current: dict[str, str], proposed: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Repair each proposed template's variables to match; keep the current one if not."""
+    candidate = dict(current)
+    rejected: list[str] = []
+    for name, template in proposed.items():
+        repaired = repair_template(current[name], template)
+        if repaired is None:
+            rejected.append(name)
+        else:
+            candidate[name] = repaired
+    return candidate, rejected
