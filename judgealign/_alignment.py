@@ -1,0 +1,575 @@
+"""``MemAlignOptimizer``: align a judge with expert feedback through memory.
+
+An aligned judge remembers expert feedback in two ways:
+
+* **semantic memory**: short guidelines that a reflection model distills from the
+  experts' labels and rationales, each citing the records it came from; near-duplicates
+  (same text, or embedding similarity at least ``dedupe_threshold``) are merged, and the
+  list is consolidated by the reflection model when it grows past ``max_guidelines``;
+* **episodic memory**: the records themselves, embedded and retrieved by similarity, shown
+  to the judge as examples with the experts' verdicts and rationales.
+
+Aligning is incremental. Each record is compared with memory by id and content hash
+(fields, label and rationale): new records are embedded and distilled, changed ones are
+forgotten and learned again, unchanged ones cost nothing. Records whose distillation
+failed earlier stay ``pending`` and are distilled again by the next ``align`` (without
+re-embedding). An ``align`` that changes nothing makes no model call and no embedding.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+
+from judgealign._chat import ChatModel
+from judgealign._distill import (
+    DistillItem,
+    FailedBatch,
+    consolidate_guidelines,
+    distill_guidelines,
+)
+from judgealign._embeddings import Embedder, resolve_embedder
+from judgealign._errors import ConfigurationError, JudgeAlignError
+from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
+from judgealign._models import resolve_model
+from judgealign._records import (
+    DuplicateRecord,
+    LabeledRecord,
+    RecordProblem,
+    canonical_json,
+    load_records,
+)
+from judgealign._usage import ZERO_USAGE, Usage
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from judgealign._aligned import AlignedJudge
+    from judgealign._judge import Judge
+
+__all__ = ["AlignmentResult", "EmbedView", "LearnFrom", "MemAlignOptimizer", "render_view"]
+
+EmbedView = Literal["inputs+outputs", "inputs", "outputs", "all"]
+LearnFrom = Literal["all", "disagreements"]
+ViewFunction = Callable[[Mapping[str, Any]], str]
+RecordsLike = Iterable[LabeledRecord | Mapping[str, Any]]
+
+
+def render_view(view: EmbedView | ViewFunction, fields: Mapping[str, Any]) -> str:
+    """The text embedded for a record or a query: the same function serves both.
+
+    ``fields`` are the judge fields of the record, as ``Judge.collect_fields`` returns
+    them. ``"inputs+outputs"`` (the default) is the canonical JSON of those two fields
+    (of all the judge's fields when it uses neither); ``"inputs"`` and ``"outputs"`` take
+    one field; ``"all"`` takes every judge field, expectations included. A function
+    receives ``fields`` and returns the text.
+    """
+    if callable(view):
+        text = view(fields)
+        if not isinstance(text, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ConfigurationError(f"The view function returned {type(text).__name__}, "
+                                     "not str.")
+        return text
+    if view == "all":
+        return canonical_json(dict(fields))
+    names = ("inputs", "outputs") if view == "inputs+outputs" else (view,)
+    chosen = {name: fields[name] for name in names if name in fields}
+    return canonical_json(chosen or dict(fields))
+
+
+@dataclass(frozen=True)
+class AlignmentResult:
+    """What one ``align`` or ``unalign`` changed, and what it cost.
+
+    Attributes:
+        records_added: ids newly stored.
+        records_updated: ids whose content changed; forgotten, then learned again.
+        records_removed: ids forgotten (``unalign``).
+        records_unchanged: ids already in memory with the same content (no cost).
+        guidelines_added: ids of guidelines created (distilled or consolidated).
+        guidelines_merged: ids of existing guidelines that absorbed a near-duplicate
+            (their source ids grew).
+        guidelines_removed: ids of guidelines removed because every source was forgotten
+            or because consolidation replaced them.
+        failed_batches: distillation batches that failed twice (their records stay
+            ``pending`` and are retried by the next ``align``).
+        problems: records rejected before alignment (bad label, missing field...).
+        duplicates: ids given more than once, and how they were resolved.
+        distilled_ids: ids the reflection model learned from in this call.
+        disagreement_ids: in disagreement mode, ids where the base judge differed from
+            the experts (``None`` in the default mode).
+        dropped_source_ids: ids the reflection model cited that were not in its batch.
+        warnings: every warning issued, also sent through :func:`warnings.warn`.
+        usage: reflection and base-judge calls made by this alignment.
+        texts_embedded: how many texts were embedded (records and guidelines).
+    """
+
+    records_added: tuple[str, ...] = ()
+    records_updated: tuple[str, ...] = ()
+    records_removed: tuple[str, ...] = ()
+    records_unchanged: tuple[str, ...] = ()
+    guidelines_added: tuple[str, ...] = ()
+    guidelines_merged: tuple[str, ...] = ()
+    guidelines_removed: tuple[str, ...] = ()
+    failed_batches: tuple[FailedBatch, ...] = ()
+    problems: tuple[RecordProblem, ...] = ()
+    duplicates: tuple[DuplicateRecord, ...] = ()
+    distilled_ids: tuple[str, ...] = ()
+    disagreement_ids: tuple[str, ...] | None = None
+    dropped_source_ids: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=lambda: ZERO_USAGE)
+    texts_embedded: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether memory changed at all."""
+        return bool(self.records_added or self.records_updated or self.records_removed
+                    or self.guidelines_added or self.guidelines_merged
+                    or self.guidelines_removed)
+
+    def format(self) -> str:
+        """A short human report."""
+        lines = [
+            f"records: +{len(self.records_added)} added, {len(self.records_updated)} "
+            f"updated, -{len(self.records_removed)} removed, {len(self.records_unchanged)} "
+            f"unchanged, {len(self.problems)} rejected",
+            f"guidelines: +{len(self.guidelines_added)} added, {len(self.guidelines_merged)} "
+            f"merged, -{len(self.guidelines_removed)} removed",
+            f"model calls: {self.usage.calls}, texts embedded: {self.texts_embedded}",
+        ]
+        if self.failed_batches:
+            lines.append(f"failed distillation batches: {len(self.failed_batches)}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+class MemAlignOptimizer:
+    """Aligns judges with expert feedback through guidelines and retrieved examples.
+
+    Args:
+        reflection_model: the model that distills and consolidates guidelines: a model
+            URI, a :class:`ChatModel`, or ``None`` for the judge's own model.
+        embedding_model: an embedder or embedder spec for ``resolve_embedder``; ``None``
+            for the default local embedder.
+        retrieval_k: how many similar expert records the judge sees per judgment.
+        view: what is embedded for a record and for a query (see :func:`render_view`).
+        learn_from: ``"all"`` distills from every record; ``"disagreements"`` first runs
+            the base judge on the records and distills only from those where its verdict
+            differs from the experts' (all records still become examples).
+        dedupe_threshold: cosine similarity from which two guidelines count as one.
+        max_guidelines: when the list grows past this, it is consolidated by the
+            reflection model (pinned guidelines are kept as they are).
+        batch_token_budget: estimated tokens (four characters each) per distillation
+            request, prompt included.
+        max_records_per_batch: at most this many records per distillation request.
+        max_workers: how many reflection (or base-judge) calls run at once.
+        max_example_chars: an example's record is cut to this many characters in the
+            judge's prompt.
+
+    Raises:
+        ConfigurationError: an option is out of range or of the wrong kind.
+    """
+
+    def __init__(
+        self,
+        *,
+        reflection_model: str | ChatModel | None = None,
+        embedding_model: str | Embedder | None = None,
+        retrieval_k: int = 5,
+        view: EmbedView | ViewFunction = "inputs+outputs",
+        learn_from: LearnFrom = "all",
+        dedupe_threshold: float = 0.9,
+        max_guidelines: int = 30,
+        batch_token_budget: int = 16_000,
+        max_records_per_batch: int = 50,
+        max_workers: int = 8,
+        max_example_chars: int = 4_000,
+    ) -> None:
+        self.reflection_model = reflection_model
+        self.embedding_model = embedding_model
+        self.retrieval_k = _count("retrieval_k", retrieval_k, low=0)
+        self.view: EmbedView | ViewFunction = _check_view(view)
+        self.learn_from: LearnFrom = _check_choice("learn_from", learn_from, LearnFrom)
+        self.dedupe_threshold = _check_threshold(dedupe_threshold)
+        self.max_guidelines = _count("max_guidelines", max_guidelines)
+        self.batch_token_budget = _count("batch_token_budget", batch_token_budget, low=500)
+        self.max_records_per_batch = _count("max_records_per_batch", max_records_per_batch)
+        self.max_workers = _count("max_workers", max_workers)
+        self.max_example_chars = _count("max_example_chars", max_example_chars, low=100)
+        self._lock = threading.Lock()
+        self._embedder: Embedder | None = None
+        self._reflection: ChatModel | None = None
+
+    def __repr__(self) -> str:
+        return (f"MemAlignOptimizer(retrieval_k={self.retrieval_k}, view={self.view_name!r}, "
+                f"learn_from={self.learn_from!r})")
+
+    @property
+    def view_name(self) -> str:
+        """The view's name, or ``"custom"`` for a function."""
+        return self.view if isinstance(self.view, str) else "custom"
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, resolved on first use."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = resolve_embedder(self.embedding_model)
+            return self._embedder
+
+    def reflection_model_for(self, judge: Judge) -> ChatModel:
+        """The reflection model: the configured one, or ``judge``'s own model."""
+        if self.reflection_model is None:
+            return judge.model
+        with self._lock:
+            if self._reflection is None:
+                self._reflection = resolve_model(self.reflection_model)
+            return self._reflection
+
+    def align(self, judge: Judge | AlignedJudge, records: RecordsLike) -> AlignedJudge:
+        """Align ``judge`` with expert-labelled ``records``.
+
+        A plain :class:`Judge` gets a new :class:`AlignedJudge`. An aligned judge is
+        updated in place (new and changed records only) and returned; this optimizer's
+        settings then become its settings.
+
+        Args:
+            judge: the judge to align.
+            records: :class:`LabeledRecord` objects, or dicts read by ``load_records``.
+
+        Returns:
+            The aligned judge; its ``last_alignment`` says what changed.
+
+        Raises:
+            ConfigurationError: no usable record, or an embedder that does not match the
+                aligned judge's memory.
+        """
+        from judgealign._aligned import AlignedJudge
+
+        aligned = judge if isinstance(judge, AlignedJudge) else AlignedJudge(judge, optimizer=self)
+        return aligned.align(records, optimizer=self)
+
+    # -- the update, used by AlignedJudge.align under its write lock ----------------------
+
+    def update(
+        self, base: Judge, state: MemoryState, records: RecordsLike
+    ) -> tuple[MemoryState, AlignmentResult]:
+        """Compute the memory after learning ``records``; ``state`` is not modified."""
+        valid, problems, duplicates = _prepare(base, records)
+        if state.embedder_id is not None and state.records:
+            _check_embedder_id(state.embedder_id, self.embedder.id)
+        new, changed, unchanged = _classify(state, valid)
+        pending = [state.records[i].record for i in unchanged
+                   if state.records[i].status == "pending"]
+        run = _Run(problems=problems, duplicates=duplicates)
+        run.result_fields.update(records_added=_ids(new), records_updated=_ids(changed),
+                                 records_unchanged=tuple(unchanged))
+        if not new and not changed and not pending:
+            run.warn(f"Nothing to align: all {len(unchanged)} record(s) are already in "
+                     "memory unchanged; no model was called.")
+            return state, run.finish()
+        state, removed = state.without_records(_ids(changed))
+        run.result_fields["guidelines_removed"] = removed
+        state = self._store(base, state, [*new, *changed], run)
+        learn = [*new, *changed, *pending]
+        state = self._learn(base, state, learn, run)
+        return state, run.finish()
+
+    def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embed ``texts`` with this optimizer's embedder, checking the shape."""
+        import numpy as np
+
+        embedder = self.embedder
+        vectors = np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+        if vectors.shape != (len(texts), embedder.dimension):
+            raise ConfigurationError(
+                f"Embedder {embedder.id!r} returned shape {vectors.shape} for {len(texts)} "
+                f"texts; expected ({len(texts)}, {embedder.dimension})."
+            )
+        return vectors
+
+    def view_of(self, base: Judge, record: LabeledRecord) -> str:
+        """The embedded text of a stored record."""
+        return render_view(self.view, base.collect_fields(**record.judge_fields()))
+
+    def _store(self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord],
+               run: _Run) -> MemoryState:
+        if not records:
+            return state
+        vectors = self.embed_texts([self.view_of(base, r) for r in records])
+        run.embedded += len(records)
+        stored = [StoredRecord(r, v, status="pending") for r, v in zip(records, vectors,
+                                                                        strict=True)]
+        return state.with_records(stored, self.embedder.id)
+
+    def _learn(self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord],
+               run: _Run) -> MemoryState:
+        judged: dict[str, tuple[Any, str]] = {}
+        if self.learn_from == "disagreements":
+            records, judged, state = self._disagreements(base, state, records, run)
+        if not records:
+            return state
+        items = [_distill_item(base, r, judged.get(r.id)) for r in records]
+        outcome = distill_guidelines(
+            self.reflection_model_for(base), items, instructions=base.instructions,
+            verdict_type=base.value_spec.describe(), existing=state.guidelines,
+            disagreements_only=self.learn_from == "disagreements",
+            token_budget=self.batch_token_budget, max_items=self.max_records_per_batch,
+            max_workers=self.max_workers,
+        )
+        run.usage = run.usage + outcome.usage
+        run.report_distillation(outcome, len(records))
+        state = state.with_status(dict.fromkeys(outcome.distilled_ids, "distilled"))
+        state = self._merge(state, list(outcome.guidelines), run)
+        return self._consolidate(base, state, run)
+
+    def _disagreements(
+        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
+    ) -> tuple[list[LabeledRecord], dict[str, tuple[Any, str]], MemoryState]:
+        verdicts = base.evaluate([r.judge_fields() for r in records],
+                                 max_workers=self.max_workers, progress=False)
+        run.usage = run.usage + verdicts.usage
+        differ: list[LabeledRecord] = []
+        judged: dict[str, tuple[Any, str]] = {}
+        statuses: dict[str, RecordStatus] = {}
+        failed: list[str] = []
+        for record, feedback in zip(records, verdicts, strict=True):
+            if not feedback.ok:
+                failed.append(record.id)
+            elif _same_verdict(feedback.value, record.label):
+                statuses[record.id] = "skipped"
+            else:
+                differ.append(record)
+                judged[record.id] = (feedback.value, feedback.rationale)
+        if failed:
+            run.warn(f"The base judge failed on {len(failed)} record(s) ({', '.join(failed[:5])}"
+                     f"{'...' if len(failed) > 5 else ''}); they stay pending and are retried "
+                     "by the next align.")
+        run.result_fields["disagreement_ids"] = _ids(differ)
+        return differ, judged, state.with_status(statuses)
+
+    def _merge(self, state: MemoryState, candidates: list[tuple[str, tuple[str, ...]]],
+               run: _Run) -> MemoryState:
+        if not candidates:
+            return state
+        missing = [g for g in state.guidelines if g.id not in state.guideline_vectors]
+        vectors = self.embed_texts([g.text for g in missing] + [t for t, _ in candidates])
+        run.embedded += len(vectors)
+        known = {**state.guideline_vectors,
+                 **{g.id: v for g, v in zip(missing, vectors[: len(missing)], strict=True)}}
+        merged, new_vectors = merge_near_duplicates(
+            state.guidelines, known, candidates, vectors[len(missing):],
+            threshold=self.dedupe_threshold,
+        )
+        run.result_fields["guidelines_added"] = merged.added
+        run.result_fields["guidelines_merged"] = merged.merged
+        return state.with_guidelines(merged.guidelines, {**known, **new_vectors})
+
+    def _consolidate(self, base: Judge, state: MemoryState, run: _Run) -> MemoryState:
+        if len(state.guidelines) <= self.max_guidelines:
+            return state
+        target = max(1, self.max_guidelines * 2 // 3)
+        outcome = consolidate_guidelines(self.reflection_model_for(base), state.guidelines,
+                                         instructions=base.instructions, target=target)
+        run.usage = run.usage + outcome.usage
+        if outcome.error is not None:
+            run.warn(f"Consolidating {len(state.guidelines)} guidelines failed "
+                     f"({outcome.error}); the list is kept as it is.")
+            return state
+        before = {g.id for g in state.guidelines}
+        added = [g.id for g in outcome.guidelines if g.id not in before]
+        kept_added = [i for i in run.result_fields.get("guidelines_added", ())
+                      if i not in outcome.replaced]
+        run.result_fields["guidelines_added"] = (*kept_added, *added)
+        run.result_fields["guidelines_removed"] = (
+            *run.result_fields.get("guidelines_removed", ()),
+            *(i for i in outcome.replaced if i not in run.result_fields.get(
+                "guidelines_added", ())),
+        )
+        if len(outcome.guidelines) > self.max_guidelines:
+            run.warn(f"After consolidation there are still {len(outcome.guidelines)} "
+                     f"guidelines (cap {self.max_guidelines}).")
+        return state.with_guidelines(outcome.guidelines)
+
+    # -- persistence of settings -------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON-ready settings (models by URI; a view function as ``"custom"``)."""
+        reflection = self.reflection_model
+        return {
+            "reflection_model": reflection if isinstance(reflection, str) or reflection is None
+            else reflection.uri,
+            "retrieval_k": self.retrieval_k,
+            "view": self.view_name,
+            "learn_from": self.learn_from,
+            "dedupe_threshold": self.dedupe_threshold,
+            "max_guidelines": self.max_guidelines,
+            "batch_token_budget": self.batch_token_budget,
+            "max_records_per_batch": self.max_records_per_batch,
+            "max_workers": self.max_workers,
+            "max_example_chars": self.max_example_chars,
+        }
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one update (never shared between threads)."""
+
+    problems: tuple[RecordProblem, ...]
+    duplicates: tuple[DuplicateRecord, ...]
+    usage: Usage = ZERO_USAGE
+    embedded: int = 0
+    messages: list[str] = field(default_factory=lambda: [])
+    result_fields: dict[str, Any] = field(default_factory=lambda: {})
+
+    def warn(self, message: str) -> None:
+        self.messages.append(message)
+
+    def report_distillation(self, outcome: Any, count: int) -> None:
+        self.result_fields["failed_batches"] = outcome.failed
+        self.result_fields["distilled_ids"] = outcome.distilled_ids
+        self.result_fields["dropped_source_ids"] = outcome.unknown_source_ids
+        if outcome.failed:
+            ids = sum(len(b.record_ids) for b in outcome.failed)
+            self.warn(f"{len(outcome.failed)} distillation batch(es) covering {ids} record(s) "
+                      f"failed twice (last error: {outcome.failed[0].error}); those records "
+                      "are stored as examples and their distillation is retried by the next "
+                      "align.")
+        if outcome.unknown_source_ids:
+            self.warn(f"The reflection model cited {len(outcome.unknown_source_ids)} unknown "
+                      f"record id(s) {list(outcome.unknown_source_ids[:5])}; they were dropped.")
+        if outcome.unsourced:
+            self.warn(f"{len(outcome.unsourced)} guideline(s) cited no valid record id and "
+                      "were dropped.")
+        if outcome.distilled_ids and not outcome.guidelines:
+            self.warn(f"The reflection model returned no usable guideline from {count} "
+                      "record(s); the judge gained examples but no guidelines.")
+
+    def finish(self) -> AlignmentResult:
+        if self.problems:
+            self.warn(f"{len(self.problems)} record(s) were rejected: {self.problems[0]}"
+                      f"{' ...' if len(self.problems) > 1 else ''}")
+        for message in self.messages:
+            warnings.warn(message, UserWarning, stacklevel=4)
+        return AlignmentResult(problems=self.problems, duplicates=self.duplicates,
+                               usage=self.usage, texts_embedded=self.embedded,
+                               warnings=tuple(self.messages), **self.result_fields)
+
+
+def _prepare(
+    base: Judge, records: RecordsLike
+) -> tuple[list[LabeledRecord], tuple[RecordProblem, ...], tuple[DuplicateRecord, ...]]:
+    if isinstance(records, (str, bytes, Mapping)):
+        raise ConfigurationError("records must be a list of records (dicts or "
+                                 "LabeledRecord), not a single string or dict.")
+    items = list(records)
+    if not items:
+        raise ConfigurationError("align() needs at least one expert-labelled record.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # problems are reported once, in the result
+        loaded = load_records(items, judge=base)
+    valid: list[LabeledRecord] = []
+    problems = list(loaded.problems)
+    for record in loaded:
+        try:
+            base.collect_fields(**record.judge_fields())
+        except JudgeAlignError as exc:
+            problems.append(RecordProblem(f"record {record.id!r}", record.id, str(exc)))
+            continue
+        valid.append(record)
+    if not valid:
+        first = f" The first problem: {problems[0]}" if problems else ""
+        raise ConfigurationError(
+            f"None of the {len(items)} record(s) can be used to align judge "
+            f"{base.name!r}.{first}"
+        )
+    return valid, tuple(problems), loaded.duplicates
+
+
+def _classify(
+    state: MemoryState, records: Sequence[LabeledRecord]
+) -> tuple[list[LabeledRecord], list[LabeledRecord], list[str]]:
+    new: list[LabeledRecord] = []
+    changed: list[LabeledRecord] = []
+    unchanged: list[str] = []
+    for record in records:
+        stored = state.records.get(record.id)
+        if stored is None:
+            new.append(record)
+        elif stored.content_hash != record.content_hash:
+            changed.append(record)
+        else:
+            unchanged.append(record.id)
+    return new, changed, unchanged
+
+
+def _distill_item(base: Judge, record: LabeledRecord, judged: tuple[Any, str] | None
+                  ) -> DistillItem:
+    payload: dict[str, Any] = {"id": record.id,
+                               **base.collect_fields(**record.judge_fields()),
+                               "expert_verdict": record.label,
+                               "expert_rationale": record.rationale or "(none given)"}
+    if judged is not None:
+        payload["judge_verdict"], payload["judge_rationale"] = judged
+    return DistillItem(record.id, payload)
+
+
+def _same_verdict(judged: Any, label: Any) -> bool:
+    if isinstance(judged, str) and isinstance(label, str):
+        return judged.strip().casefold() == label.strip().casefold()
+    if isinstance(judged, float) or isinstance(label, float):
+        return (not isinstance(judged, (bool, str)) and not isinstance(label, (bool, str))
+                and math.isclose(float(judged), float(label), rel_tol=1e-9, abs_tol=1e-9))
+    return bool(judged == label)
+
+
+def _check_embedder_id(stored: str, current: str) -> None:
+    if stored != current:
+        raise ConfigurationError(
+            f"The aligned judge's memory was embedded with {stored!r}, but this optimizer "
+            f"embeds with {current!r}; their vectors cannot be compared. Use "
+            f"MemAlignOptimizer(embedding_model={stored!r}), or re-embed the memory with "
+            "AlignedJudge.load(path, embedder=..., reembed=True)."
+        )
+
+
+def _ids(records: Sequence[LabeledRecord]) -> tuple[str, ...]:
+    return tuple(r.id for r in records)
+
+
+def _count(name: str, value: object, *, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigurationError(f"{name}={value!r} must be an integer >= {low}.")
+    return value
+
+
+def _check_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigurationError(
+            f"dedupe_threshold={value!r} must be a cosine similarity in (0, 1], e.g. 0.9."
+        )
+    return float(value)
+
+
+def _check_view(view: object) -> EmbedView | ViewFunction:
+    if callable(view):
+        return cast("ViewFunction", view)
+    return _check_choice("view", view, EmbedView)
+
+
+def _check_choice(name: str, value: object, choices: Any) -> Any:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ConfigurationError(
+            f"{name}={value!r} is not one of {', '.join(repr(a) for a in allowed)}."
+        )
+    return value
