@@ -24,7 +24,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from judgealign._alignment import AlignmentResult, MemAlignOptimizer, RecordsLike, render_view
+from judgealign._alignment import (
+    AlignmentResult,
+    MemAlignOptimizer,
+    RecordsLike,
+    caller_stacklevel,
+    render_view,
+)
 from judgealign._chat import ChatModel, Message
 from judgealign._embeddings import Embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
@@ -300,7 +306,7 @@ class AlignedJudge:
             if len(unknown) == len(wanted):
                 notes.append("Nothing to unalign; memory is unchanged.")
             for note in notes:
-                warnings.warn(note, UserWarning, stacklevel=2)
+                warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
             result = AlignmentResult(
                 records_removed=tuple(i for i in wanted if i not in unknown),
                 guidelines_removed=removed, warnings=tuple(notes),

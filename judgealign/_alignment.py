@@ -19,10 +19,12 @@ re-embedding). An ``align`` that changes nothing makes no model call and no embe
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from judgealign._chat import ChatModel
@@ -459,10 +461,21 @@ class _Run:
             self.warn(f"{len(self.problems)} record(s) were rejected: {self.problems[0]}"
                       f"{' ...' if len(self.problems) > 1 else ''}")
         for message in self.messages:
-            warnings.warn(message, UserWarning, stacklevel=4)
+            warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
         return AlignmentResult(problems=self.problems, duplicates=self.duplicates,
                                usage=self.usage, texts_embedded=self.embedded,
                                warnings=tuple(self.messages), **self.result_fields)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside judgealign."""
+    package = Path(__file__).resolve().parent
+    frame = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
+    level = 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().parent == package:
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _prepare(
