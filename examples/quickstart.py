@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None, *, model: ChatModel | None = None) -
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"judge {judge.name!r} on {judge.model_uri}")
-    for record, feedback in zip(RECORDS, results):
+    for record, feedback in zip(RECORDS, results, strict=True):
         verdict = feedback.value if feedback.error is None else f"ERROR {feedback.error}"
         print(f"- {record['inputs']['question']!r} -> {record['outputs']!r}: {verdict}")
         if feedback.rationale:
