@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from judgealign._chat import ChatModel
 from judgealign._errors import ConfigurationError
@@ -86,6 +87,14 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         progress: bool | None = None,
         reflection_prompt: str | None = None,
     ) -> None:
+        for name, value in (
+            ("max_metric_calls", max_metric_calls),
+            ("minibatch_size", minibatch_size),
+            ("max_merge_attempts", max_merge_attempts),
+            ("max_workers", max_workers),
+            ("seed", seed),
+        ):
+            _require(_is_int(value), name, value, "an int")
         _require(max_metric_calls >= 1, "max_metric_calls", max_metric_calls, "an int >= 1")
         _require(minibatch_size >= 1, "minibatch_size", minibatch_size, "an int >= 1")
         _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction, "in (0, 1)")
@@ -144,8 +153,11 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             ConfigurationError: on empty data or prompts, a budget too small to score the
                 target prompts, or a ``run_dir`` holding another run.
         """
-        if not target_prompts:
-            raise ConfigurationError("target_prompts is empty; pass at least one prompt")
+        if not _is_prompt_map(target_prompts):
+            raise ConfigurationError(
+                f"target_prompts={target_prompts!r} must map prompt names to template strings, "
+                "with at least one prompt"
+            )
         split = split_data(train_data, val_data, val_fraction=self.val_fraction, seed=self.seed)
         state, checkpoint = self._load_or_start(target_prompts, train_data, val_data)
         resumed = bool(state.candidates)
@@ -224,6 +236,7 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             "iterations": state.iteration,
             "stop_reason": reason,
             "rejected_candidates": [vars(r).copy() for r in state.rejected],
+            "rejection_counts": dict(Counter(r.reason for r in state.rejected)),
             "reflection_failures": len(state.reflection_failures),
             "reflection_errors": list(state.reflection_failures),
             "reflection_calls": state.reflection_calls,
@@ -303,6 +316,17 @@ def _per_scorer(state: RunState, candidate: Candidate, split: DataSplit) -> dict
 
 def _merged(candidates: list[Candidate]) -> int:
     return sum(c.origin == "merge" for c in candidates)
+
+
+def _is_prompt_map(value: object) -> bool:
+    if not isinstance(value, dict) or not value:
+        return False
+    mapping = cast("dict[object, object]", value)
+    return all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _require(ok: bool, name: str, value: object, expected: str) -> None:

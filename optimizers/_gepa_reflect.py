@@ -27,7 +27,10 @@ __all__ = [
 ]
 
 REFLECTION_PLACEHOLDERS = ("{component_name}", "{current_prompt}", "{variables}", "{examples}")
-"""Markers a reflection prompt may use; ``{current_prompt}`` and ``{examples}`` are required."""
+"""Markers a reflection prompt may use; ``{current_prompt}`` and ``{examples}`` are required.
+
+``{component_name}`` is the prompt's name, ``{variables}`` a sentence naming its template
+variables and the rule to keep them, ``{examples}`` the rendered minibatch results."""
 
 DEFAULT_REFLECTION_PROMPT = """\
 You are refining one prompt of an AI system. The system's output on each input is scored \
@@ -40,8 +43,7 @@ The prompt to improve is named "{component_name}". Its current text:
 {current_prompt}
 ```
 
-Template variables: {variables}. They are filled in at run time, so a new version must keep \
-each of them, written in double braces exactly as above, and must not add any other.
+{variables}
 
 Here is how the system did with this prompt on a few inputs: what it received, what it \
 produced, the score, what was expected (when known) and the evaluator's feedback.
@@ -97,11 +99,21 @@ def build_reflection_messages(
     values = {
         "component_name": component_name,
         "current_prompt": current_prompt,
-        "variables": ", ".join("{{ " + n + " }}" for n in names) if names else "none",
+        "variables": _variables_rule(names),
         "examples": render_examples(records),
     }
     text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     return [{"role": "user", "content": text}]
+
+
+def _variables_rule(names: list[str]) -> str:
+    if not names:
+        return "It has no template variables; do not add any (nothing in double braces)."
+    listed = ", ".join("{{ " + n + " }}" for n in names)
+    return (
+        f"It uses the template variables {listed}, filled in at run time. A new version must "
+        "keep each of them, in double braces, and must not add any other."
+    )
 
 
 def render_examples(records: Sequence[EvaluationResultRecord]) -> str:

@@ -178,7 +178,7 @@ def test_child_not_beating_parent_on_minibatch_is_rejected() -> None:
     assert "note" in result.details
 
 
-def test_template_variables_survive() -> None:
+def test_template_variables_survive(caplog: pytest.LogCaptureFixture) -> None:
     model = ScriptedModel(
         [
             "```\nAnswer briefly, mention alpha.\n```",  # drops {{question}}
@@ -194,6 +194,8 @@ def test_template_variables_survive() -> None:
     assert len(reasons) == 2
     assert "lost ['question']" in reasons[0]["detail"]
     assert "added ['context']" in reasons[1]["detail"]
+    assert result.details["rejection_counts"]["template_variables"] == 2
+    assert sum("template variables changed" in m for m in caplog.messages) == 2
     assert result.details["improved"] is True
     for candidate in result.details["candidates"]:
         prompt = candidate["prompts"]["main"]
@@ -448,6 +450,17 @@ def test_small_data_split_and_configuration() -> None:
         GepaPromptOptimizer(ScriptedModel(), reflection_prompt="{current_prompt} only")
     with pytest.raises(ConfigurationError, match="train_data"):
         run(ScriptedModel(), CountingEval(), [])
+    with pytest.raises(ConfigurationError, match="target_prompts"):
+        GepaPromptOptimizer(ScriptedModel()).optimize(CountingEval(), make_data(["a"]), {})
+    with pytest.raises(ConfigurationError, match="JUDGEALIGN_MODEL"):
+        GepaPromptOptimizer()
+
+
+def test_progress_bar_counts_metric_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(
+        keyword_reflector(), CountingEval(), make_data(KEYWORDS), progress=True, max_metric_calls=30
+    )
+    assert f"{result.details['metric_calls_used']}/30" in capsys.readouterr().err
 
 
 def test_single_record_serves_as_train_and_validation() -> None:
