@@ -94,8 +94,8 @@ class AlignmentResult:
         records_removed: ids forgotten (``unalign``).
         records_unchanged: ids already in memory with the same content (no cost).
         guidelines_added: ids of guidelines created (distilled or consolidated).
-        guidelines_merged: ids of existing guidelines that absorbed a near-duplicate
-            (their source ids grew).
+        guidelines_merged: ids of guidelines (existing or just added) that absorbed a
+            near-duplicate instead of it being added (their source ids grew).
         guidelines_removed: ids of guidelines removed because every source was forgotten
             or because consolidation replaced them.
         failed_batches: distillation batches that failed twice (their records stay

@@ -320,7 +320,8 @@ class MergeOutcome:
     Attributes:
         guidelines: the updated list (existing guidelines first, new ones appended).
         added: ids of guidelines that were appended.
-        merged: ids of existing guidelines that absorbed a near-duplicate's sources.
+        merged: ids of guidelines (existing or just added) that absorbed at least one
+            near-duplicate's sources.
     """
 
     guidelines: tuple[Guideline, ...]
@@ -372,7 +373,7 @@ def merge_near_duplicates(
             target = items[match]
             union = tuple(dict.fromkeys([*target.source_ids, *sources]))
             items[match] = replace(target, source_ids=union)
-            if target.id not in added and target.id not in merged:
+            if target.id not in merged:
                 merged.append(target.id)
             continue
         guideline = Guideline(id=new_guideline_id(text, (g.id for g in items)), text=text,

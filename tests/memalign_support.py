@@ -3,6 +3,7 @@ model that tells distillation, consolidation and judging requests apart."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -68,13 +69,16 @@ def batch_ids(request: ModelRequest) -> list[str]:
     return _ID_LINE.findall(request.last_user)
 
 
+def distinct_text(seed: str) -> str:
+    """A guideline text no other seed's text resembles (random-looking words)."""
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return "Rule " + " ".join(digest[i:i + 8] for i in range(0, 40, 8)) + "."
+
+
 def one_guideline_per_record(request: ModelRequest) -> dict[str, Any]:
     """Distillation reply: one distinct guideline for each record, citing it."""
-    return {"guidelines": [
-        {"text": f"Rule learned from {rid}: check every named entity ({i}).",
-         "source_ids": [rid]}
-        for i, rid in enumerate(batch_ids(request))
-    ]}
+    return {"guidelines": [{"text": distinct_text(rid), "source_ids": [rid]}
+                           for rid in batch_ids(request)]}
 
 
 class Brain:
