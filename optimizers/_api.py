@@ -261,6 +261,8 @@ def _make_evaluator(
     label_scores: Mapping[str, float] | None,
     max_workers: int,
 ) -> Evaluator:
+    if scorers is not None and (callable(scorers) or isinstance(scorers, str)):
+        raise ConfigurationError("scorers must be a list, e.g. scorers=[my_judge].")
     if records and not scorers:
         raise ConfigurationError(
             "train_data was given without scorers: pass scorers=[...] to say what a better "

@@ -293,6 +293,7 @@ def test_no_improvement_returns_the_original_unchanged_with_a_warning() -> None:
     assert load_prompt("task").version == 1  # nothing registered
 
 
+@pytest.mark.filterwarnings("ignore:.*found no better prompt")
 @pytest.mark.parametrize(
     "bad",
     [
@@ -326,6 +327,7 @@ def test_optimizer_receives_records_and_tracking_flag() -> None:
     assert call["train"][0] == {"inputs": {"letter": "a"}, "expectations": {"answer": "OK"}}
 
 
+@pytest.mark.filterwarnings("ignore:.*found no better prompt")
 def test_val_data_goes_to_optimizers_that_take_it_and_warns_otherwise() -> None:
     class ValAware(FixedOptimizer):
         def optimize(  # type: ignore[override]
@@ -404,6 +406,7 @@ def test_label_without_a_score_is_reported_early() -> None:
     ("overrides", "message"),
     [
         ({"scorers": None}, "without scorers"),
+        ({"scorers": correct}, "must be a list"),
         ({"train_data": None}, "need train_data"),  # scorers given, no data
         ({"prompt_uris": "prompts:/task/1"}, "must be a non-empty list"),
         ({"optimizer": object()}, "no optimize"),
