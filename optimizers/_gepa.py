@@ -51,8 +51,9 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         seed: seeds the split, parent selection, minibatches and merges.
         use_merge: also try combining two front candidates that improved different prompts.
         max_merge_attempts: merges tried at most.
-        max_workers: ``eval_fn`` calls run at once (a batch is split into that many
-            chunks); use 1 when ``eval_fn`` parallelises records itself.
+        max_workers: ``eval_fn`` calls in flight at once: a batch of records is split into
+            up to this many chunks evaluated concurrently. Use 1 when ``eval_fn``
+            parallelises records itself and its own concurrency limit must hold.
         patience: stop after this many iterations without a new best validation score.
         score_threshold: stop once the best validation score reaches this value.
         timeout_s: stop starting iterations after this many seconds.
@@ -67,6 +68,9 @@ class GepaPromptOptimizer(BasePromptOptimizer):
     Raises:
         ConfigurationError: on an invalid option or an unresolvable model.
     """
+
+    supports_val_data = True
+    """``optimize`` takes ``val_data=`` (``optimize_prompts`` passes its validation data)."""
 
     def __init__(
         self,

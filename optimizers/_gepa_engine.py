@@ -116,7 +116,10 @@ class Engine:
                 self._save()
         except BaseException:
             self._state.rewind(snapshot)
-            self._save()
+            try:
+                self._save()
+            except OSError as exc:  # keep the original error; the checkpoint is best effort here
+                _log.error("GEPA could not save its checkpoint after a failure: %s", exc)
             raise
         self._save()
         return reason
