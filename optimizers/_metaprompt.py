@@ -503,7 +503,8 @@ def _iteration_record(
         return IterationRecord(
             iteration, proposal.prompts or {}, None, diagnosis=proposal.diagnosis, note=note
         )
-    note = proposal.note or ("new best" if accepted else "did not beat the best so far")
+    verdict = "new best" if accepted else "did not beat the best so far"
+    note = f"{proposal.note}; {verdict}" if proposal.note else verdict
     return IterationRecord(
         iteration,
         scored.prompts,
@@ -534,7 +535,13 @@ def _select_examples(
 
 
 def _cut(value: object, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):  # e.g. a circular structure
+            text = str(value)
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [{len(text) - limit} more characters]"
@@ -550,14 +557,15 @@ def _prompts_block(prompts: dict[str, str]) -> str:
 
 
 def _scores_block(best: _Best, label_fn: LabelFn) -> str:
-    per_scorer = ", ".join(f"{n} {s:.3f}" for n, s in best.per_scorer.items())
+    score, per_scorer_means = _means(best.train_records)  # what the examples come from
+    per_scorer = ", ".join(f"{n} {s:.3f}" for n, s in per_scorer_means.items())
     counts: dict[str, int] = {}
     for record in best.train_records:
         label = str(label_fn(record))
         counts[label] = counts.get(label, 0) + 1
     outcomes = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
     return (
-        f"## How the current prompts score\nMean score {best.score:.3f} (higher is better; "
+        f"## How the current prompts score\nMean score {score:.3f} (higher is better; "
         f"1.0 is the maximum). Per scorer: {per_scorer or 'n/a'}. "
         f"Outcomes on {len(best.train_records)} training records: {outcomes or 'n/a'}."
     )
