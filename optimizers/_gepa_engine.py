@@ -34,7 +34,10 @@ from optimizers._templates import repair_template, template_variables
 
 __all__ = ["DataSplit", "Engine", "EngineSettings", "StopReason"]
 
-StopReason = Literal["budget", "patience", "score_threshold", "timeout", "stalled"]
+StopReason = Literal["budget", "patience", "score_threshold", "perfect_score", "timeout", "stalled"]
+"""Why a run stopped. ``perfect_score``: the best validation mean is 1, nothing can beat it.
+``stalled``: many iterations in a row spent no metric call (every proposal was rejected
+before evaluation, the reflection model kept failing, or every minibatch was perfect)."""
 
 _log = logging.getLogger("optimizers.gepa")
 _MAX_STALLED = 20
@@ -140,6 +143,8 @@ class Engine:
         s, state = self._settings, self._state
         if s.score_threshold is not None and state.best().aggregate >= s.score_threshold:
             return "score_threshold"
+        if state.best().aggregate >= 1.0 - _EPS:
+            return "perfect_score"
         if self._eval.remaining <= 0:
             return "budget"
         if s.patience is not None and state.since_best >= s.patience:
