@@ -110,8 +110,10 @@ class AlignedJudge:
 
     def __repr__(self) -> str:
         state = self._state
-        return (f"AlignedJudge(name={self.name!r}, model={self.model_uri!r}, "
-                f"guidelines={len(state.guidelines)}, records={len(state.records)})")
+        return (
+            f"AlignedJudge(name={self.name!r}, model={self.model_uri!r}, "
+            f"guidelines={len(state.guidelines)}, records={len(state.records)})"
+        )
 
     # -- the Judge surface -----------------------------------------------------------
 
@@ -175,7 +177,10 @@ class AlignedJudge:
                 the embedder does not match the stored vectors.
         """
         fields = self.base_judge.collect_fields(
-            inputs=inputs, outputs=outputs, expectations=expectations, trace=trace,
+            inputs=inputs,
+            outputs=outputs,
+            expectations=expectations,
+            trace=trace,
             conversation=conversation,
         )
         return self.score_fields(fields)
@@ -205,8 +210,13 @@ class AlignedJudge:
             raise ConfigurationError(f"max_workers={max_workers} must be at least 1.")
         state = self._state
         jobs = self._jobs(state, list(records))
-        return run_batch(lambda job: self._run_job(state, job), jobs, name=self.name,
-                         max_workers=max_workers, progress=progress)
+        return run_batch(
+            lambda job: self._run_job(state, job),
+            jobs,
+            name=self.name,
+            max_workers=max_workers,
+            progress=progress,
+        )
 
     def build_messages(self, fields: Mapping[str, Any]) -> list[Message]:
         """The chat messages this judge would send for ``fields`` (retrieval included)."""
@@ -268,8 +278,9 @@ class AlignedJudge:
 
     # -- memory: changing ------------------------------------------------------------
 
-    def align(self, records: RecordsLike, optimizer: MemAlignOptimizer | None = None
-              ) -> AlignedJudge:
+    def align(
+        self, records: RecordsLike, optimizer: MemAlignOptimizer | None = None
+    ) -> AlignedJudge:
         """Learn new or changed expert records, in place; returns this judge.
 
         Unchanged records (same id and content) cost nothing. With ``optimizer``, its
@@ -301,22 +312,25 @@ class AlignedJudge:
             state, removed = self._state.without_records(wanted)
             notes: list[str] = []
             if unknown:
-                notes.append(f"{len(unknown)} id(s) are not in memory and were ignored: "
-                             f"{unknown[:5]}")
+                notes.append(
+                    f"{len(unknown)} id(s) are not in memory and were ignored: {unknown[:5]}"
+                )
             if len(unknown) == len(wanted):
                 notes.append("Nothing to unalign; memory is unchanged.")
             for note in notes:
                 warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
             result = AlignmentResult(
                 records_removed=tuple(i for i in wanted if i not in unknown),
-                guidelines_removed=removed, warnings=tuple(notes),
+                guidelines_removed=removed,
+                warnings=tuple(notes),
             )
             self._state = state
             self._history.append(result)
         return self
 
-    def add_guideline(self, text: str, *, pinned: bool = False,
-                      source_ids: Sequence[str] = ()) -> Guideline:
+    def add_guideline(
+        self, text: str, *, pinned: bool = False, source_ids: Sequence[str] = ()
+    ) -> Guideline:
         """Add a guideline written by a person, at the end of the list.
 
         Args:
@@ -332,12 +346,16 @@ class AlignedJudge:
             state = self._state
             unknown = [s for s in source_ids if s not in state.records]
             if unknown:
-                raise ConfigurationError(f"source_ids {unknown} are not in memory; known "
-                                         f"record ids include {list(state.records)[:5]}.")
+                raise ConfigurationError(
+                    f"source_ids {unknown} are not in memory; known "
+                    f"record ids include {list(state.records)[:5]}."
+                )
             guideline = Guideline(
                 id=new_guideline_id(_check_text(text), (g.id for g in state.guidelines)),
-                text=text.strip(), source_ids=tuple(dict.fromkeys(source_ids)),
-                pinned=pinned, origin="user",
+                text=text.strip(),
+                source_ids=tuple(dict.fromkeys(source_ids)),
+                pinned=pinned,
+                origin="user",
             )
             self._state = state.with_guidelines((*state.guidelines, guideline))
             return guideline
@@ -362,7 +380,8 @@ class AlignedJudge:
             state = self._state
             gone = state.guideline(guideline_id)
             self._state = state.with_guidelines(
-                [g for g in state.guidelines if g.id != guideline_id])
+                [g for g in state.guidelines if g.id != guideline_id]
+            )
             return gone
 
     # -- persistence -----------------------------------------------------------------
@@ -394,8 +413,13 @@ class AlignedJudge:
         from judgealign._aligned_file import restore_aligned
 
         base, optimizer, state = restore_aligned(
-            data, model=model, reflection_model=reflection_model, embedder=embedder,
-            view=view, reembed=reembed, source=source,
+            data,
+            model=model,
+            reflection_model=reflection_model,
+            embedder=embedder,
+            view=view,
+            reembed=reembed,
+            source=source,
         )
         return cls(base, optimizer=optimizer, state=state)
 
@@ -430,21 +454,29 @@ class AlignedJudge:
         from judgealign._judge import read_json_file
 
         data = read_json_file(path)
-        return cls.from_dict(data, model=model, reflection_model=reflection_model,
-                             embedder=embedder, view=view, reembed=reembed,
-                             source=f"file {str(Path(path))!r}")
+        return cls.from_dict(
+            data,
+            model=model,
+            reflection_model=reflection_model,
+            embedder=embedder,
+            view=view,
+            reembed=reembed,
+            source=f"file {str(Path(path))!r}",
+        )
 
     # -- internals -------------------------------------------------------------------
 
     def _replace_guideline(self, edited: Guideline, *, drop_vector: bool) -> None:
         state = self._state
         items = [edited if g.id == edited.id else g for g in state.guidelines]
-        vectors = {k: v for k, v in state.guideline_vectors.items()
-                   if not (drop_vector and k == edited.id)}
+        vectors = {
+            k: v for k, v in state.guideline_vectors.items() if not (drop_vector and k == edited.id)
+        }
         self._state = replace(state, guidelines=tuple(items), guideline_vectors=vectors)
 
-    def _query_vectors(self, state: MemoryState, fields: Sequence[Mapping[str, Any]]
-                       ) -> NDArray[np.float32] | None:
+    def _query_vectors(
+        self, state: MemoryState, fields: Sequence[Mapping[str, Any]]
+    ) -> NDArray[np.float32] | None:
         if state.index is None or not len(state.index) or self._optimizer.retrieval_k < 1:
             return None
         if state.embedder_id is not None and self._optimizer.embedder.id != state.embedder_id:
@@ -452,8 +484,7 @@ class AlignedJudge:
                 f"Stored vectors come from {state.embedder_id!r} but the embedder is "
                 f"{self._optimizer.embedder.id!r}; reload with reembed=True to re-embed."
             )
-        return self._optimizer.embed_texts([render_view(self._optimizer.view, f)
-                                            for f in fields])
+        return self._optimizer.embed_texts([render_view(self._optimizer.view, f) for f in fields])
 
     def _retrieve(self, state: MemoryState, vector: Any) -> list[tuple[StoredRecord, float]]:
         if vector is None or state.index is None:
@@ -461,8 +492,9 @@ class AlignedJudge:
         hits = state.index.search(vector, self._optimizer.retrieval_k)
         return [(state.records[rid], score) for rid, score in hits if rid in state.records]
 
-    def _sections(self, state: MemoryState, hits: Sequence[tuple[StoredRecord, float]]
-                  ) -> list[tuple[str, str]]:
+    def _sections(
+        self, state: MemoryState, hits: Sequence[tuple[StoredRecord, float]]
+    ) -> list[tuple[str, str]]:
         sections: list[tuple[str, str]] = []
         if state.guidelines:
             numbered = "\n".join(f"{n}. {g.text}" for n, g in enumerate(state.guidelines, 1))
@@ -480,9 +512,11 @@ class AlignedJudge:
         if len(body) > limit:
             body = body[:limit] + "\n... (truncated)"
         rationale = (record.rationale or "(none given)").replace("</", "<\\/")
-        return (f"Example {number} (id: {record.id})\n<example>\n{body}\n</example>\n"
-                f"Expert verdict: {json.dumps(record.label, ensure_ascii=False)}\n"
-                f"Expert rationale: {rationale}")
+        return (
+            f"Example {number} (id: {record.id})\n<example>\n{body}\n</example>\n"
+            f"Expert verdict: {json.dumps(record.label, ensure_ascii=False)}\n"
+            f"Expert rationale: {rationale}"
+        )
 
     def _score(self, state: MemoryState, fields: Mapping[str, Any], vector: Any) -> Feedback:
         hits = self._retrieve(state, vector)
@@ -491,8 +525,9 @@ class AlignedJudge:
             "retrieved_similarities": [round(score, 6) for _, score in hits],
             "guideline_ids": [g.id for g in state.guidelines],
         }
-        return self.base_judge.score_fields(fields, sections=self._sections(state, hits),
-                                            metadata=metadata)
+        return self.base_judge.score_fields(
+            fields, sections=self._sections(state, hits), metadata=metadata
+        )
 
     def _jobs(self, state: MemoryState, records: Sequence[Any]) -> list[_Job]:
         jobs: list[_Job] = []
@@ -519,9 +554,11 @@ class AlignedJudge:
 
     def _error(self, message: str) -> Feedback:
         return Feedback(
-            name=self.name, error=redact(message),
-            source=AssessmentSource(source_type=AssessmentSourceType.LLM_JUDGE,
-                                    source_id=self.model_uri),
+            name=self.name,
+            error=redact(message),
+            source=AssessmentSource(
+                source_type=AssessmentSourceType.LLM_JUDGE, source_id=self.model_uri
+            ),
             metadata={"model": self.model_uri},
         )
 

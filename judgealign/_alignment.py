@@ -74,8 +74,7 @@ def render_view(view: EmbedView | ViewFunction, fields: Mapping[str, Any]) -> st
     if callable(view):
         text = view(fields)
         if not isinstance(text, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigurationError(f"The view function returned {type(text).__name__}, "
-                                     "not str.")
+            raise ConfigurationError(f"The view function returned {type(text).__name__}, not str.")
         return text
     if view == "all":
         return canonical_json(dict(fields))
@@ -131,9 +130,14 @@ class AlignmentResult:
     @property
     def changed(self) -> bool:
         """Whether memory changed at all."""
-        return bool(self.records_added or self.records_updated or self.records_removed
-                    or self.guidelines_added or self.guidelines_merged
-                    or self.guidelines_removed)
+        return bool(
+            self.records_added
+            or self.records_updated
+            or self.records_removed
+            or self.guidelines_added
+            or self.guidelines_merged
+            or self.guidelines_removed
+        )
 
     def format(self) -> str:
         """A short human report."""
@@ -209,8 +213,10 @@ class MemAlignOptimizer:
         self._reflection: ChatModel | None = None
 
     def __repr__(self) -> str:
-        return (f"MemAlignOptimizer(retrieval_k={self.retrieval_k}, view={self.view_name!r}, "
-                f"learn_from={self.learn_from!r})")
+        return (
+            f"MemAlignOptimizer(retrieval_k={self.retrieval_k}, view={self.view_name!r}, "
+            f"learn_from={self.learn_from!r})"
+        )
 
     @property
     def view_name(self) -> str:
@@ -267,14 +273,20 @@ class MemAlignOptimizer:
         if state.embedder_id is not None and state.records:
             _check_embedder_id(state.embedder_id, self.embedder.id)
         new, changed, unchanged = _classify(state, valid)
-        pending = [state.records[i].record for i in unchanged
-                   if state.records[i].status == "pending"]
+        pending = [
+            state.records[i].record for i in unchanged if state.records[i].status == "pending"
+        ]
         run = _Run(problems=problems, duplicates=duplicates)
-        run.result_fields.update(records_added=_ids(new), records_updated=_ids(changed),
-                                 records_unchanged=tuple(unchanged))
+        run.result_fields.update(
+            records_added=_ids(new),
+            records_updated=_ids(changed),
+            records_unchanged=tuple(unchanged),
+        )
         if not new and not changed and not pending:
-            run.warn(f"Nothing to align: all {len(unchanged)} record(s) are already in "
-                     "memory unchanged; no model was called.")
+            run.warn(
+                f"Nothing to align: all {len(unchanged)} record(s) are already in "
+                "memory unchanged; no model was called."
+            )
             return state, run.finish()
         state, removed = state.without_records(_ids(changed))
         run.result_fields["guidelines_removed"] = removed
@@ -300,18 +312,21 @@ class MemAlignOptimizer:
         """The embedded text of a stored record."""
         return render_view(self.view, base.collect_fields(**record.judge_fields()))
 
-    def _store(self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord],
-               run: _Run) -> MemoryState:
+    def _store(
+        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
+    ) -> MemoryState:
         if not records:
             return state
         vectors = self.embed_texts([self.view_of(base, r) for r in records])
         run.embedded += len(records)
-        stored = [StoredRecord(r, v, status="pending") for r, v in zip(records, vectors,
-                                                                        strict=True)]
+        stored = [
+            StoredRecord(r, v, status="pending") for r, v in zip(records, vectors, strict=True)
+        ]
         return state.with_records(stored, self.embedder.id)
 
-    def _learn(self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord],
-               run: _Run) -> MemoryState:
+    def _learn(
+        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
+    ) -> MemoryState:
         judged: dict[str, tuple[Any, str]] = {}
         if self.learn_from == "disagreements":
             records, judged, state = self._disagreements(base, state, records, run)
@@ -319,10 +334,14 @@ class MemAlignOptimizer:
             return state
         items = [_distill_item(base, r, judged.get(r.id)) for r in records]
         outcome = distill_guidelines(
-            self.reflection_model_for(base), items, instructions=base.instructions,
-            verdict_type=base.value_spec.describe(), existing=state.guidelines,
+            self.reflection_model_for(base),
+            items,
+            instructions=base.instructions,
+            verdict_type=base.value_spec.describe(),
+            existing=state.guidelines,
             disagreements_only=self.learn_from == "disagreements",
-            token_budget=self.batch_token_budget, max_items=self.max_records_per_batch,
+            token_budget=self.batch_token_budget,
+            max_items=self.max_records_per_batch,
             max_workers=self.max_workers,
         )
         run.usage = run.usage + outcome.usage
@@ -334,8 +353,9 @@ class MemAlignOptimizer:
     def _disagreements(
         self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
     ) -> tuple[list[LabeledRecord], dict[str, tuple[Any, str]], MemoryState]:
-        verdicts = base.evaluate([r.judge_fields() for r in records],
-                                 max_workers=self.max_workers, progress=False)
+        verdicts = base.evaluate(
+            [r.judge_fields() for r in records], max_workers=self.max_workers, progress=False
+        )
         run.usage = run.usage + verdicts.usage
         differ: list[LabeledRecord] = []
         judged: dict[str, tuple[Any, str]] = {}
@@ -350,23 +370,31 @@ class MemAlignOptimizer:
                 differ.append(record)
                 judged[record.id] = (feedback.value, feedback.rationale)
         if failed:
-            run.warn(f"The base judge failed on {len(failed)} record(s) ({', '.join(failed[:5])}"
-                     f"{'...' if len(failed) > 5 else ''}); they stay pending and are retried "
-                     "by the next align.")
+            run.warn(
+                f"The base judge failed on {len(failed)} record(s) ({', '.join(failed[:5])}"
+                f"{'...' if len(failed) > 5 else ''}); they stay pending and are retried "
+                "by the next align."
+            )
         run.result_fields["disagreement_ids"] = _ids(differ)
         return differ, judged, state.with_status(statuses)
 
-    def _merge(self, state: MemoryState, candidates: list[tuple[str, tuple[str, ...]]],
-               run: _Run) -> MemoryState:
+    def _merge(
+        self, state: MemoryState, candidates: list[tuple[str, tuple[str, ...]]], run: _Run
+    ) -> MemoryState:
         if not candidates:
             return state
         missing = [g for g in state.guidelines if g.id not in state.guideline_vectors]
         vectors = self.embed_texts([g.text for g in missing] + [t for t, _ in candidates])
         run.embedded += len(vectors)
-        known = {**state.guideline_vectors,
-                 **{g.id: v for g, v in zip(missing, vectors[: len(missing)], strict=True)}}
+        known = {
+            **state.guideline_vectors,
+            **{g.id: v for g, v in zip(missing, vectors[: len(missing)], strict=True)},
+        }
         merged, new_vectors = merge_near_duplicates(
-            state.guidelines, known, candidates, vectors[len(missing):],
+            state.guidelines,
+            known,
+            candidates,
+            vectors[len(missing) :],
             threshold=self.dedupe_threshold,
         )
         run.result_fields["guidelines_added"] = merged.added
@@ -377,26 +405,38 @@ class MemAlignOptimizer:
         if len(state.guidelines) <= self.max_guidelines:
             return state
         target = max(1, self.max_guidelines * 2 // 3)
-        outcome = consolidate_guidelines(self.reflection_model_for(base), state.guidelines,
-                                         instructions=base.instructions, target=target)
+        outcome = consolidate_guidelines(
+            self.reflection_model_for(base),
+            state.guidelines,
+            instructions=base.instructions,
+            target=target,
+        )
         run.usage = run.usage + outcome.usage
         if outcome.error is not None:
-            run.warn(f"Consolidating {len(state.guidelines)} guidelines failed "
-                     f"({outcome.error}); the list is kept as it is.")
+            run.warn(
+                f"Consolidating {len(state.guidelines)} guidelines failed "
+                f"({outcome.error}); the list is kept as it is."
+            )
             return state
         before = {g.id for g in state.guidelines}
         added = [g.id for g in outcome.guidelines if g.id not in before]
-        kept_added = [i for i in run.result_fields.get("guidelines_added", ())
-                      if i not in outcome.replaced]
+        kept_added = [
+            i for i in run.result_fields.get("guidelines_added", ()) if i not in outcome.replaced
+        ]
         run.result_fields["guidelines_added"] = (*kept_added, *added)
         run.result_fields["guidelines_removed"] = (
             *run.result_fields.get("guidelines_removed", ()),
-            *(i for i in outcome.replaced if i not in run.result_fields.get(
-                "guidelines_added", ())),
+            *(
+                i
+                for i in outcome.replaced
+                if i not in run.result_fields.get("guidelines_added", ())
+            ),
         )
         if len(outcome.guidelines) > self.max_guidelines:
-            run.warn(f"After consolidation there are still {len(outcome.guidelines)} "
-                     f"guidelines (cap {self.max_guidelines}).")
+            run.warn(
+                f"After consolidation there are still {len(outcome.guidelines)} "
+                f"guidelines (cap {self.max_guidelines})."
+            )
         return state.with_guidelines(outcome.guidelines)
 
     # -- persistence of settings -------------------------------------------------------
@@ -405,7 +445,8 @@ class MemAlignOptimizer:
         """The JSON-ready settings (models by URI; a view function as ``"custom"``)."""
         reflection = self.reflection_model
         return {
-            "reflection_model": reflection if isinstance(reflection, str) or reflection is None
+            "reflection_model": reflection
+            if isinstance(reflection, str) or reflection is None
             else reflection.uri,
             "retrieval_k": self.retrieval_k,
             "view": self.view_name,
@@ -442,29 +483,43 @@ class _Run:
         self.result_fields["dropped_source_ids"] = outcome.unknown_source_ids
         if outcome.failed:
             ids = sum(len(b.record_ids) for b in outcome.failed)
-            self.warn(f"{len(outcome.failed)} distillation batch(es) covering {ids} record(s) "
-                      f"failed twice (last error: {outcome.failed[0].error}); those records "
-                      "are stored as examples and their distillation is retried by the next "
-                      "align.")
+            self.warn(
+                f"{len(outcome.failed)} distillation batch(es) covering {ids} record(s) "
+                f"failed twice (last error: {outcome.failed[0].error}); those records "
+                "are stored as examples and their distillation is retried by the next "
+                "align."
+            )
         if outcome.unknown_source_ids:
-            self.warn(f"The reflection model cited {len(outcome.unknown_source_ids)} unknown "
-                      f"record id(s) {list(outcome.unknown_source_ids[:5])}; they were dropped.")
+            self.warn(
+                f"The reflection model cited {len(outcome.unknown_source_ids)} unknown "
+                f"record id(s) {list(outcome.unknown_source_ids[:5])}; they were dropped."
+            )
         if outcome.unsourced:
-            self.warn(f"{len(outcome.unsourced)} guideline(s) cited no valid record id and "
-                      "were dropped.")
+            self.warn(
+                f"{len(outcome.unsourced)} guideline(s) cited no valid record id and were dropped."
+            )
         if outcome.distilled_ids and not outcome.guidelines:
-            self.warn(f"The reflection model returned no usable guideline from {count} "
-                      "record(s); the judge gained examples but no guidelines.")
+            self.warn(
+                f"The reflection model returned no usable guideline from {count} "
+                "record(s); the judge gained examples but no guidelines."
+            )
 
     def finish(self) -> AlignmentResult:
         if self.problems:
-            self.warn(f"{len(self.problems)} record(s) were rejected: {self.problems[0]}"
-                      f"{' ...' if len(self.problems) > 1 else ''}")
+            self.warn(
+                f"{len(self.problems)} record(s) were rejected: {self.problems[0]}"
+                f"{' ...' if len(self.problems) > 1 else ''}"
+            )
         for message in self.messages:
             warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
-        return AlignmentResult(problems=self.problems, duplicates=self.duplicates,
-                               usage=self.usage, texts_embedded=self.embedded,
-                               warnings=tuple(self.messages), **self.result_fields)
+        return AlignmentResult(
+            problems=self.problems,
+            duplicates=self.duplicates,
+            usage=self.usage,
+            texts_embedded=self.embedded,
+            warnings=tuple(self.messages),
+            **self.result_fields,
+        )
 
 
 def caller_stacklevel() -> int:
@@ -482,8 +537,10 @@ def _prepare(
     base: Judge, records: RecordsLike
 ) -> tuple[list[LabeledRecord], tuple[RecordProblem, ...], tuple[DuplicateRecord, ...]]:
     if isinstance(records, (str, bytes, Mapping)):
-        raise ConfigurationError("records must be a list of records (dicts or "
-                                 "LabeledRecord), not a single string or dict.")
+        raise ConfigurationError(
+            "records must be a list of records (dicts or "
+            "LabeledRecord), not a single string or dict."
+        )
     items = list(records)
     if not items:
         raise ConfigurationError("align() needs at least one expert-labelled record.")
@@ -502,8 +559,7 @@ def _prepare(
     if not valid:
         first = f" The first problem: {problems[0]}" if problems else ""
         raise ConfigurationError(
-            f"None of the {len(items)} record(s) can be used to align judge "
-            f"{base.name!r}.{first}"
+            f"None of the {len(items)} record(s) can be used to align judge {base.name!r}.{first}"
         )
     return valid, tuple(problems), loaded.duplicates
 
@@ -525,12 +581,15 @@ def _classify(
     return new, changed, unchanged
 
 
-def _distill_item(base: Judge, record: LabeledRecord, judged: tuple[Any, str] | None
-                  ) -> DistillItem:
-    payload: dict[str, Any] = {"id": record.id,
-                               **base.collect_fields(**record.judge_fields()),
-                               "expert_verdict": record.label,
-                               "expert_rationale": record.rationale or "(none given)"}
+def _distill_item(
+    base: Judge, record: LabeledRecord, judged: tuple[Any, str] | None
+) -> DistillItem:
+    payload: dict[str, Any] = {
+        "id": record.id,
+        **base.collect_fields(**record.judge_fields()),
+        "expert_verdict": record.label,
+        "expert_rationale": record.rationale or "(none given)",
+    }
     if judged is not None:
         payload["judge_verdict"], payload["judge_rationale"] = judged
     return DistillItem(record.id, payload)
@@ -540,8 +599,11 @@ def _same_verdict(judged: Any, label: Any) -> bool:
     if isinstance(judged, str) and isinstance(label, str):
         return judged.strip().casefold() == label.strip().casefold()
     if isinstance(judged, float) or isinstance(label, float):
-        return (not isinstance(judged, (bool, str)) and not isinstance(label, (bool, str))
-                and math.isclose(float(judged), float(label), rel_tol=1e-9, abs_tol=1e-9))
+        return (
+            not isinstance(judged, (bool, str))
+            and not isinstance(label, (bool, str))
+            and math.isclose(float(judged), float(label), rel_tol=1e-9, abs_tol=1e-9)
+        )
     return bool(judged == label)
 
 

@@ -70,8 +70,13 @@ class Guideline:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, inverse of :meth:`from_dict`."""
-        return {"id": self.id, "text": self.text, "source_ids": list(self.source_ids),
-                "pinned": self.pinned, "origin": self.origin}
+        return {
+            "id": self.id,
+            "text": self.text,
+            "source_ids": list(self.source_ids),
+            "pinned": self.pinned,
+            "origin": self.origin,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Guideline:
@@ -79,9 +84,13 @@ class Guideline:
         origin = data.get("origin", "distilled")
         if origin not in ("distilled", "consolidated", "user"):
             raise ConfigurationError(f"guideline origin {origin!r} is unknown")
-        return cls(id=str(data["id"]), text=str(data["text"]),
-                   source_ids=tuple(str(s) for s in data.get("source_ids", ())),
-                   pinned=bool(data.get("pinned", False)), origin=origin)
+        return cls(
+            id=str(data["id"]),
+            text=str(data["text"]),
+            source_ids=tuple(str(s) for s in data.get("source_ids", ())),
+            pinned=bool(data.get("pinned", False)),
+            origin=origin,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,8 +299,9 @@ class MemoryState:
         records = {k: v for k, v in self.records.items() if k not in gone}
         index = self.index.without(gone) if self.index is not None else None
         vectors = {k: v for k, v in self.guideline_vectors.items() if k not in removed}
-        state = replace(self, guidelines=tuple(kept), records=records, index=index,
-                        guideline_vectors=vectors)
+        state = replace(
+            self, guidelines=tuple(kept), records=records, index=index, guideline_vectors=vectors
+        )
         return state, tuple(removed)
 
     def with_guidelines(
@@ -299,8 +309,7 @@ class MemoryState:
     ) -> MemoryState:
         """Replace the guideline list; cached vectors of vanished ids are dropped."""
         ids = {g.id for g in guidelines}
-        cache = {k: v for k, v in {**self.guideline_vectors, **(vectors or {})}.items()
-                 if k in ids}
+        cache = {k: v for k, v in {**self.guideline_vectors, **(vectors or {})}.items() if k in ids}
         return replace(self, guidelines=tuple(guidelines), guideline_vectors=cache)
 
     def _check_embedder(self, embedder_id: str) -> None:
@@ -376,8 +385,9 @@ def merge_near_duplicates(
             if target.id not in merged:
                 merged.append(target.id)
             continue
-        guideline = Guideline(id=new_guideline_id(text, (g.id for g in items)), text=text,
-                              source_ids=sources)
+        guideline = Guideline(
+            id=new_guideline_id(text, (g.id for g in items)), text=text, source_ids=sources
+        )
         by_text[normalise_text(text)] = len(items)
         items.append(guideline)
         vectors.append(vector)

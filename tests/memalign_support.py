@@ -72,13 +72,16 @@ def batch_ids(request: ModelRequest) -> list[str]:
 def distinct_text(seed: str) -> str:
     """A guideline text no other seed's text resembles (random-looking words)."""
     digest = hashlib.sha256(seed.encode()).hexdigest()
-    return "Rule " + " ".join(digest[i:i + 8] for i in range(0, 40, 8)) + "."
+    return "Rule " + " ".join(digest[i : i + 8] for i in range(0, 40, 8)) + "."
 
 
 def one_guideline_per_record(request: ModelRequest) -> dict[str, Any]:
     """Distillation reply: one distinct guideline for each record, citing it."""
-    return {"guidelines": [{"text": distinct_text(rid), "source_ids": [rid]}
-                           for rid in batch_ids(request)]}
+    return {
+        "guidelines": [
+            {"text": distinct_text(rid), "source_ids": [rid]} for rid in batch_ids(request)
+        ]
+    }
 
 
 class Brain:
@@ -105,8 +108,11 @@ class Brain:
         return self.verdict(request)
 
     def requests(self, kind: str) -> list[ModelRequest]:
-        wanted = {"distill": "DistilledGuidelines", "consolidate": "ConsolidatedGuidelines",
-                  "verdict": "Verdict"}[kind]
+        wanted = {
+            "distill": "DistilledGuidelines",
+            "consolidate": "ConsolidatedGuidelines",
+            "verdict": "Verdict",
+        }[kind]
         return [r for r in self.model.requests if schema_name(r) == wanted]
 
 
@@ -117,10 +123,14 @@ def judge_for(model: Any) -> Judge:
 def defacto_records(judge: Judge, count: int, *, start: int = 0) -> list[LabeledRecord]:
     """``count`` DeFacto records from line ``start``, labels coerced for ``judge``."""
     loaded = load_jsonl(DEFACTO, judge=judge, limit=start + count, strict=True)
-    return list(loaded.records[start:start + count])
+    return list(loaded.records[start : start + count])
 
 
 def record_view(record: LabeledRecord) -> str:
     """The default embedded text of a DeFacto record for an inputs+outputs judge."""
-    return json.dumps({"inputs": record.inputs, "outputs": record.outputs}, sort_keys=True,
-                      ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {"inputs": record.inputs, "outputs": record.outputs},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.skipif(not DEFACTO.is_file(), reason=f"{DEFACTO} not fo
 
 def verdict_by_outputs(request: Any) -> dict[str, Any]:
     # A deterministic judge: the verdict depends on the record and on the prompt's memory.
-    return {"rationale": f"prompt of {len(request.system)} chars",
-            "result": (len(request.last_user) + len(request.system)) % 2 == 0}
+    return {
+        "rationale": f"prompt of {len(request.system)} chars",
+        "result": (len(request.last_user) + len(request.system)) % 2 == 0,
+    }
 
 
 def aligned_judge(count: int = 16, **options: Any):
@@ -37,7 +39,7 @@ def aligned_judge(count: int = 16, **options: Any):
 
 
 def test_round_trip_gives_identical_prompts_and_verdicts(tmp_path: Path):
-    brain, embedder, aligned, records = aligned_judge()
+    brain, _, aligned, records = aligned_judge()
     path = aligned.save(tmp_path / "judge.json")
     assert [p.name for p in tmp_path.iterdir()] == ["judge.json"]  # no temp file left
 
@@ -57,7 +59,8 @@ def test_round_trip_gives_identical_prompts_and_verdicts(tmp_path: Path):
         for key in ("retrieved_example_ids", "guideline_ids"):
             assert one.metadata[key] == two.metadata[key]
         assert one.metadata["retrieved_similarities"] == pytest.approx(
-            two.metadata["retrieved_similarities"])
+            two.metadata["retrieved_similarities"]
+        )
     assert loaded.guidelines == aligned.guidelines
     assert loaded.records == aligned.records
     assert loaded.optimizer.retrieval_k == 3
@@ -134,7 +137,7 @@ def test_wrong_version_and_wrong_format_are_explained(tmp_path: Path):
     _, _, aligned, _ = aligned_judge(4)
     path = aligned.save(tmp_path / "j.json")
     edit_file(path, lambda d: d.update(format_version=99))
-    with pytest.raises(ConfigurationError, match="format_version 99.*reads version 1"):
+    with pytest.raises(ConfigurationError, match=r"format_version 99.*reads version 1"):
         AlignedJudge.load(path)
     plain = aligned.base_judge.save(tmp_path / "plain.json")
     with pytest.raises(ConfigurationError, match=r"plain\.json.*Judge\.load"):
@@ -147,8 +150,11 @@ def test_embedder_mismatch_is_refused_unless_reembedding(tmp_path: Path):
     _, _, aligned, records = aligned_judge(6)
     path = aligned.save(tmp_path / "j.json")
     other = CountingEmbedder(128, id="counting:/other@128")
-    with pytest.raises(ConfigurationError, match="counting:/hashing@256.*counting:/other@128"
-                       ".*reembed=True"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"counting:/hashing@256.*counting:/other@128"
+        r".*reembed=True",
+    ):
         AlignedJudge.load(path, model=Brain().model, embedder=other)
     same_id_wrong_size = CountingEmbedder(64)
     with pytest.raises(ConfigurationError, match="dimension 256"):
@@ -167,7 +173,7 @@ def test_custom_view_must_be_supplied_again(tmp_path: Path):
 
     _, _, aligned, records = aligned_judge(4, view=view)
     path = aligned.save(tmp_path / "j.json")
-    with pytest.raises(ConfigurationError, match="custom view function.*view=my_view"):
+    with pytest.raises(ConfigurationError, match=r"custom view function.*view=my_view"):
         AlignedJudge.load(path, model=Brain().model, embedder=CountingEmbedder())
     loaded = AlignedJudge.load(path, model=Brain().model, embedder=CountingEmbedder(), view=view)
     feedback = loaded(inputs=records[0].inputs, outputs=records[0].outputs)

@@ -57,12 +57,16 @@ def test_guidelines_cite_only_ids_of_aligned_records():
 
     def distill(request):
         ids = batch_ids(request)
-        return {"guidelines": [
-            {"text": "Named people must appear in the document with the same role.",
-             "source_ids": [ids[0], "defacto-invented-9999"]},
-            {"text": "Numbers in the summary must match the document.", "source_ids": ids[1:3]},
-            {"text": "A rule with no real source.", "source_ids": ["nope"]},
-        ]}
+        return {
+            "guidelines": [
+                {
+                    "text": "Named people must appear in the document with the same role.",
+                    "source_ids": [ids[0], "defacto-invented-9999"],
+                },
+                {"text": "Numbers in the summary must match the document.", "source_ids": ids[1:3]},
+                {"text": "A rule with no real source.", "source_ids": ["nope"]},
+            ]
+        }
 
     brain.distill = distill
     with pytest.warns(UserWarning) as caught:
@@ -95,8 +99,9 @@ INSTRUCTION_SNIPPET = "factually consistent with the document"
 
 def test_batches_respect_the_token_budget_and_run_concurrently():
     budget = 4_000
-    brain, judge, _, optimizer, records = setup(30, batch_token_budget=budget,
-                                                max_records_per_batch=4)
+    brain, judge, _, optimizer, records = setup(
+        30, batch_token_budget=budget, max_records_per_batch=4
+    )
     seen_threads: set[int] = set()
     inner = brain.distill
 
@@ -120,17 +125,24 @@ def test_batches_respect_the_token_budget_and_run_concurrently():
 
 def test_semantic_dedupe_merges_near_duplicates_and_their_sources():
     brain, judge, _, optimizer, records = setup(8, max_records_per_batch=4)
-    texts = iter([
-        ["A summary must not add facts that are absent from the document.",
-         "Dates and numbers in the summary must match the document exactly."],
-        ["A summary must not add facts absent from the document.",
-         "a summary must NOT add facts that are absent from the document."],
-    ])
+    texts = iter(
+        [
+            [
+                "A summary must not add facts that are absent from the document.",
+                "Dates and numbers in the summary must match the document exactly.",
+            ],
+            [
+                "A summary must not add facts absent from the document.",
+                "a summary must NOT add facts that are absent from the document.",
+            ],
+        ]
+    )
 
     def distill(request):
         ids = batch_ids(request)
-        return {"guidelines": [{"text": t, "source_ids": [ids[i]]}
-                               for i, t in enumerate(next(texts))]}
+        return {
+            "guidelines": [{"text": t, "source_ids": [ids[i]]} for i, t in enumerate(next(texts))]
+        }
 
     brain.distill = distill
     optimizer.max_workers = 1  # batches in order, so the merge target is known
@@ -156,8 +168,12 @@ def test_consolidation_merges_past_the_cap_and_keeps_pinned_and_sources():
         listed = json.loads(request.last_user.split("\n", 1)[1])
         ids = [item["id"] for item in listed]
         assert pinned.id not in ids  # pinned guidelines are not up for rewriting
-        return {"guidelines": [{"text": "Check every entity and number.", "merged_ids": ids[:-1]},
-                               {"text": "Invented merge.", "merged_ids": ["g-unknown"]}]}
+        return {
+            "guidelines": [
+                {"text": "Check every entity and number.", "merged_ids": ids[:-1]},
+                {"text": "Invented merge.", "merged_ids": ["g-unknown"]},
+            ]
+        }
 
     brain.consolidate = consolidate
     quiet_align(aligned, records[3:])
@@ -255,16 +271,22 @@ def test_aligned_prompt_order_and_feedback_metadata():
     feedback = aligned(inputs=probe.inputs, outputs=probe.outputs)
     assert feedback.ok and feedback.value is True
     system = brain.requests("verdict")[-1].system
-    positions = [system.index(part) for part in (
-        "## Evaluation instructions", f"## {GUIDELINES_TITLE}", f"## {EXAMPLES_TITLE}",
-        "## Output")]
+    positions = [
+        system.index(part)
+        for part in (
+            "## Evaluation instructions",
+            f"## {GUIDELINES_TITLE}",
+            f"## {EXAMPLES_TITLE}",
+            "## Output",
+        )
+    ]
     assert positions == sorted(positions)
-    guideline_part = system[positions[1]:positions[2]]
+    guideline_part = system[positions[1] : positions[2]]
     for number, guideline in enumerate(aligned.guidelines, start=1):
         assert f"\n{number}. {guideline.text}" in guideline_part
     retrieved = feedback.metadata["retrieved_example_ids"]
     assert len(retrieved) == 3 and set(retrieved) <= {r.id for r in records[:12]}
-    example_part = system[positions[2]:positions[3]]
+    example_part = system[positions[2] : positions[3]]
     offsets = [example_part.index(f"(id: {rid})") for rid in retrieved]
     assert offsets == sorted(offsets)  # most similar first
     similarities = feedback.metadata["retrieved_similarities"]
@@ -290,8 +312,9 @@ def test_custom_view_function_is_used_for_both_sides():
     brain = Brain()
     judge = judge_for(brain.model)
     embedder = CountingEmbedder()
-    optimizer = MemAlignOptimizer(embedding_model=embedder,
-                                  view=lambda fields: "SUMMARY: " + str(fields["outputs"]))
+    optimizer = MemAlignOptimizer(
+        embedding_model=embedder, view=lambda fields: "SUMMARY: " + str(fields["outputs"])
+    )
     records = defacto_records(judge, 3)
     aligned = quiet_align(judge, records, optimizer)
     aligned(inputs=records[0].inputs, outputs="anything")
@@ -359,8 +382,9 @@ def test_changed_record_is_reembedded_and_its_old_guideline_replaced():
     brain, judge, embedder, optimizer, records = setup(5)
     aligned = quiet_align(judge, records, optimizer)
     old = next(g for g in aligned.guidelines if g.source_ids == (records[1].id,))
-    changed = records[1].model_copy(update={"label": not records[1].label,
-                                            "rationale": "Second look: it is wrong."})
+    changed = records[1].model_copy(
+        update={"label": not records[1].label, "rationale": "Second look: it is wrong."}
+    )
     embedder.reset()
     quiet_align(aligned, [changed])
     assert embedder.calls[0] == [record_view(changed)]
@@ -377,11 +401,13 @@ def test_unalign_removes_retrieval_and_sole_source_guidelines():
 
     def distill(request):
         ids = batch_ids(request)
-        return {"guidelines": [
-            {"text": "Rule only from the first record.", "source_ids": [ids[0]]},
-            {"text": "Rule from the first and second.", "source_ids": ids[:2]},
-            {"text": "Rule from the rest.", "source_ids": ids[2:]},
-        ]}
+        return {
+            "guidelines": [
+                {"text": "Rule only from the first record.", "source_ids": [ids[0]]},
+                {"text": "Rule from the first and second.", "source_ids": ids[:2]},
+                {"text": "Rule from the rest.", "source_ids": ids[2:]},
+            ]
+        }
 
     brain.distill = distill
     aligned = quiet_align(judge, records, optimizer)
@@ -415,8 +441,9 @@ def test_guideline_editing_api_and_pins_surviving_unalign():
     edited = aligned.edit_guideline(first.id, "Edited rule text.")
     assert edited.id == first.id and edited.source_ids == first.source_ids
     aligned.pin_guideline(first.id)
-    added = aligned.add_guideline("Prefer the document over world knowledge.",
-                                  source_ids=[records[2].id])
+    added = aligned.add_guideline(
+        "Prefer the document over world knowledge.", source_ids=[records[2].id]
+    )
     assert added.origin == "user" and aligned.guidelines[-1] == added
     removed = aligned.remove_guideline(aligned.guidelines[1].id)
     assert removed.id not in {g.id for g in aligned.guidelines}
@@ -462,8 +489,9 @@ def test_a_different_embedder_or_view_cannot_be_mixed_in():
 def test_bad_records_are_reported_not_fatal_unless_all_are_bad():
     _, judge, _, optimizer, records = setup(3)
     items: list[Any] = [r.model_dump() for r in records]
-    items.append({"id": "bad-label", "inputs": {"document": "d"}, "outputs": "s",
-                  "label": "perhaps"})
+    items.append(
+        {"id": "bad-label", "inputs": {"document": "d"}, "outputs": "s", "label": "perhaps"}
+    )
     items.append({"id": "no-outputs", "inputs": {"document": "d"}, "label": "yes"})
     with pytest.warns(UserWarning, match="2 record"):
         aligned = judge.align(items, optimizer=optimizer)
@@ -492,8 +520,9 @@ def test_reflection_model_defaults_to_the_judge_model_and_can_be_separate():
     reflection = Brain()
     judge = judge_for(brain.model)
     records = defacto_records(judge, 3)
-    optimizer = MemAlignOptimizer(reflection_model=reflection.model,
-                                  embedding_model=CountingEmbedder())
+    optimizer = MemAlignOptimizer(
+        reflection_model=reflection.model, embedding_model=CountingEmbedder()
+    )
     quiet_align(judge, records, optimizer)
     assert len(reflection.requests("distill")) == 1 and not brain.requests("distill")
 
@@ -502,7 +531,7 @@ def test_reflection_model_defaults_to_the_judge_model_and_can_be_separate():
 
 
 def test_32_judging_threads_and_a_writer_lose_nothing():
-    brain, judge, _, optimizer, records = setup(60)
+    _, judge, _, optimizer, records = setup(60)
     aligned = quiet_align(judge, records[:20], optimizer)
     errors: list[BaseException] = []
     feedback_seen: list[Any] = []
@@ -529,7 +558,7 @@ def test_32_judging_threads_and_a_writer_lose_nothing():
     def writer() -> None:
         try:
             for first in range(20, 60, 5):
-                quiet_align(aligned, records[first:first + 5])
+                quiet_align(aligned, records[first : first + 5])
                 aligned.add_guideline(f"Manual rule {first}.")
         except BaseException as exc:
             errors.append(exc)
@@ -559,7 +588,7 @@ def test_32_judging_threads_and_a_writer_lose_nothing():
 def test_concurrent_writers_are_serialised():
     _, judge, _, optimizer, records = setup(40)
     aligned = AlignedJudge(judge, optimizer=optimizer)
-    chunks = [records[i:i + 5] for i in range(0, 40, 5)]
+    chunks = [records[i : i + 5] for i in range(0, 40, 5)]
     threads = [threading.Thread(target=quiet_align, args=(aligned, chunk)) for chunk in chunks]
     for thread in threads:
         thread.start()
@@ -573,17 +602,36 @@ def test_concurrent_writers_are_serialised():
 
 def test_importing_judgealign_does_not_import_faiss():
     code = "import sys, judgealign; print('faiss' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
     assert out.stdout.strip() == "False"
 
 
 def test_records_can_be_labeled_record_objects_or_dicts():
     _, judge, _, optimizer, _ = setup(1)
-    aligned = quiet_align(judge, [
-        LabeledRecord(id="x1", inputs={"document": "The sky is blue."},
-                      outputs="The sky is blue.", label="yes", rationale="Matches."),
-        {"id": "x2", "inputs": {"document": "Rain today."}, "outputs": "Sun today.",
-         "label": "no", "rationale": "Contradicts."},
-    ], optimizer)
+    aligned = quiet_align(
+        judge,
+        [
+            LabeledRecord(
+                id="x1",
+                inputs={"document": "The sky is blue."},
+                outputs="The sky is blue.",
+                label="yes",
+                rationale="Matches.",
+            ),
+            {
+                "id": "x2",
+                "inputs": {"document": "Rain today."},
+                "outputs": "Sun today.",
+                "label": "no",
+                "rationale": "Contradicts.",
+            },
+        ],
+        optimizer,
+    )
     assert [r.label for r in aligned.records] == [True, False]

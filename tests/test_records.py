@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from pydantic import ValidationError
 
 from judgealign import ConfigurationError, make_judge
 from judgealign._records import LabeledRecord, load_dataframe, load_jsonl, load_records
@@ -15,14 +16,18 @@ from judgealign.testing import ScriptedModel
 
 
 def bool_judge():
-    return make_judge(name="ok", instructions="Is {{ outputs }} right for {{ inputs }}?",
-                      model=ScriptedModel())
+    return make_judge(
+        name="ok", instructions="Is {{ outputs }} right for {{ inputs }}?", model=ScriptedModel()
+    )
 
 
 def label_judge():
-    return make_judge(name="quality", instructions="Rate {{ outputs }}.",
-                      model=ScriptedModel(),
-                      feedback_value_type=Literal["good", "fair", "poor"])
+    return make_judge(
+        name="quality",
+        instructions="Rate {{ outputs }}.",
+        model=ScriptedModel(),
+        feedback_value_type=Literal["good", "fair", "poor"],
+    )
 
 
 def rec(rid: str | None, label, **extra):
@@ -36,8 +41,7 @@ def rec(rid: str | None, label, **extra):
 
 
 def test_content_hash_covers_fields_label_and_rationale_but_not_annotator():
-    a = LabeledRecord(id="a", inputs="x", outputs="y", label=True, rationale="r",
-                      annotator="ann-1")
+    a = LabeledRecord(id="a", inputs="x", outputs="y", label=True, rationale="r", annotator="ann-1")
     assert a.content_hash == a.model_copy(update={"annotator": "ann-2"}).content_hash
     assert a.content_hash != a.model_copy(update={"label": False}).content_hash
     assert a.content_hash != a.model_copy(update={"rationale": "other"}).content_hash
@@ -46,9 +50,9 @@ def test_content_hash_covers_fields_label_and_rationale_but_not_annotator():
 
 def test_record_is_frozen_and_rejects_unknown_fields():
     record = LabeledRecord(id="a", outputs="y", label="good")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         record.label = "bad"  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         LabeledRecord(id="a", outputs="y", label="good", colour="red")  # type: ignore[call-arg]
 
 
@@ -57,8 +61,15 @@ def test_record_is_frozen_and_rejects_unknown_fields():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("yes", True), ("No", False), ("PASS", True), ("incorrect", False), (1, True),
-     (False, False), (" true ", True)],
+    [
+        ("yes", True),
+        ("No", False),
+        ("PASS", True),
+        ("incorrect", False),
+        (1, True),
+        (False, False),
+        (" true ", True),
+    ],
 )
 def test_bool_judge_maps_the_documented_vocabulary(raw, expected):
     loaded = load_records([rec("a", raw)], judge=bool_judge())
@@ -77,9 +88,11 @@ def test_unmappable_label_is_rejected_with_a_clear_problem():
 
 
 def test_label_map_translates_before_coercion():
-    loaded = load_records([rec("a", "Useful"), rec("b", "not useful at all")],
-                          judge=label_judge(),
-                          label_map={"useful": "good", "Not useful at all": "poor"})
+    loaded = load_records(
+        [rec("a", "Useful"), rec("b", "not useful at all")],
+        judge=label_judge(),
+        label_map={"useful": "good", "Not useful at all": "poor"},
+    )
     assert [r.label for r in loaded] == ["good", "poor"]
 
 
@@ -89,8 +102,13 @@ def test_literal_labels_match_case_insensitively_and_keep_declared_spelling():
 
 
 def test_ranged_int_judge_rejects_out_of_range_labels():
-    judge = make_judge(name="score", instructions="Score {{ outputs }}.", model=ScriptedModel(),
-                       feedback_value_type=int, value_range=(1, 5))
+    judge = make_judge(
+        name="score",
+        instructions="Score {{ outputs }}.",
+        model=ScriptedModel(),
+        feedback_value_type=int,
+        value_range=(1, 5),
+    )
     with pytest.warns(UserWarning):
         loaded = load_records([rec("a", "4"), rec("b", 9), rec("c", "four")], judge=judge)
     assert [(r.id, r.label) for r in loaded] == [("a", 4)]
@@ -109,8 +127,9 @@ def test_strict_raises_listing_the_problems():
 
 def test_missing_label_and_missing_fields_are_problems():
     with pytest.warns(UserWarning):
-        loaded = load_records([{"id": "a", "outputs": "x"}, {"id": "b", "label": "yes"},
-                               "not a dict"])
+        loaded = load_records(
+            [{"id": "a", "outputs": "x"}, {"id": "b", "label": "yes"}, "not a dict"]
+        )
     assert len(loaded) == 0
     messages = [p.message for p in loaded.problems]
     assert "label" in messages[0]
@@ -129,8 +148,11 @@ def test_missing_id_is_derived_from_content_and_stable():
 
 def test_majority_label_wins_and_the_duplicate_is_reported():
     loaded = load_records(
-        [rec("a", "yes", rationale="r1"), rec("a", "no", rationale="r2"),
-         rec("a", "YES", rationale="r3")],
+        [
+            rec("a", "yes", rationale="r1"),
+            rec("a", "no", rationale="r2"),
+            rec("a", "YES", rationale="r3"),
+        ],
         judge=bool_judge(),
     )
     (record,) = loaded
@@ -148,9 +170,12 @@ def test_tie_goes_to_the_latest_by_position():
 
 def test_tie_goes_to_the_latest_created_at_before_position():
     loaded = load_records(
-        [rec("a", "yes", created_at="2024-05-02T10:00:00Z"),
-         rec("a", "no", created_at="2024-05-01T10:00:00Z"),
-         rec("b", "no", created_at="2024-05-01T10:00:00"), rec("b", "yes")],
+        [
+            rec("a", "yes", created_at="2024-05-02T10:00:00Z"),
+            rec("a", "no", created_at="2024-05-01T10:00:00Z"),
+            rec("b", "no", created_at="2024-05-01T10:00:00"),
+            rec("b", "yes"),
+        ],
         judge=bool_judge(),
     )
     assert loaded[0].label is True  # newer timestamp beats later position
@@ -170,14 +195,21 @@ def test_identical_duplicates_are_merged_silently_and_field_differences_reported
 
 def test_jsonl_reports_bad_lines_by_number(tmp_path: Path):
     path = tmp_path / "feedback.jsonl"
-    lines = [json.dumps(rec("a", "yes")), "", "{not json", json.dumps(rec("c", "perhaps")),
-             json.dumps(rec("d", "no"))]
+    lines = [
+        json.dumps(rec("a", "yes")),
+        "",
+        "{not json",
+        json.dumps(rec("c", "perhaps")),
+        json.dumps(rec("d", "no")),
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.warns(UserWarning, match="2 record"):
         loaded = load_jsonl(path, judge=bool_judge())
     assert [r.id for r in loaded] == ["a", "d"]
-    assert [(p.location, p.record_id) for p in loaded.problems] == [("line 3", None),
-                                                                     ("line 4", "c")]
+    assert [(p.location, p.record_id) for p in loaded.problems] == [
+        ("line 3", None),
+        ("line 4", "c"),
+    ]
     assert "not valid JSON" in loaded.problems[0].message
     assert "2 records loaded, 2 rejected" in loaded.format()
 
@@ -192,18 +224,27 @@ def test_jsonl_limit_and_unreadable_file(tmp_path: Path):
 
 def test_dataframe_with_column_mapping():
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({
-        "qid": ["q1", "q2", "q3"],
-        "question": ["2+2?", "capital of France?", "3*3?"],
-        "answer": ["4", "Lyon", "9"],
-        "human_verdict": ["yes", "no", "unsure"],
-        "why": ["right", None, "?"],
-    }, index=[10, 11, 12])
+    frame = pd.DataFrame(
+        {
+            "qid": ["q1", "q2", "q3"],
+            "question": ["2+2?", "capital of France?", "3*3?"],
+            "answer": ["4", "Lyon", "9"],
+            "human_verdict": ["yes", "no", "unsure"],
+            "why": ["right", None, "?"],
+        },
+        index=[10, 11, 12],
+    )
     with pytest.warns(UserWarning):
         loaded = load_dataframe(
-            frame, judge=bool_judge(),
-            columns={"id": "qid", "inputs": ["question"], "outputs": "answer",
-                     "label": "human_verdict", "rationale": "why"},
+            frame,
+            judge=bool_judge(),
+            columns={
+                "id": "qid",
+                "inputs": ["question"],
+                "outputs": "answer",
+                "label": "human_verdict",
+                "rationale": "why",
+            },
         )
     assert [(r.id, r.inputs, r.outputs, r.label, r.rationale) for r in loaded] == [
         ("q1", {"question": "2+2?"}, "4", True, "right"),
@@ -228,8 +269,7 @@ def test_loaded_records_do_not_warn_when_clean():
 
 
 def test_defacto_loads_every_record_with_bool_labels(shared_data: Path):
-    loaded = load_jsonl(shared_data / "defacto" / "defacto.jsonl", judge=bool_judge(),
-                        strict=True)
+    loaded = load_jsonl(shared_data / "defacto" / "defacto.jsonl", judge=bool_judge(), strict=True)
     assert len(loaded) == 2561 and not loaded.duplicates
     assert sum(r.label is True for r in loaded) == 740
     assert all(r.rationale for r in loaded)
@@ -237,11 +277,21 @@ def test_defacto_loads_every_record_with_bool_labels(shared_data: Path):
 
 
 def test_expertqa_ordinal_labels_map_onto_a_literal_judge(shared_data: Path):
-    judge = make_judge(name="useful", instructions="Is {{ outputs }} useful for {{ inputs }}?",
-                       model=ScriptedModel(),
-                       feedback_value_type=Literal["useful", "partial", "useless"])
-    loaded = load_jsonl(shared_data / "expertqa" / "expertqa.jsonl", judge=judge, strict=True,
-                        label_map={"Useful": "useful", "Partially useful": "partial",
-                                   "Not useful at all": "useless"})
+    judge = make_judge(
+        name="useful",
+        instructions="Is {{ outputs }} useful for {{ inputs }}?",
+        model=ScriptedModel(),
+        feedback_value_type=Literal["useful", "partial", "useless"],
+    )
+    loaded = load_jsonl(
+        shared_data / "expertqa" / "expertqa.jsonl",
+        judge=judge,
+        strict=True,
+        label_map={
+            "Useful": "useful",
+            "Partially useful": "partial",
+            "Not useful at all": "useless",
+        },
+    )
     assert len(loaded) == 478
     assert {r.label for r in loaded} <= {"useful", "partial", "useless"}
