@@ -5,8 +5,24 @@ Importing this package does not import litellm, mlflow or faiss; they load on fi
 
 from __future__ import annotations
 
+from judgealign._agreement import (
+    AgreementReport,
+    JudgeComparison,
+    LabelMetrics,
+    agreement,
+    compare_judges,
+    split_records,
+)
 from judgealign._cache import ResponseCache
 from judgealign._chat import ChatModel, Completion, Message
+from judgealign._embeddings import (
+    Embedder,
+    HashingEmbedder,
+    LiteLLMEmbedder,
+    MiniLMEmbedder,
+    default_embedder,
+    resolve_embedder,
+)
 from judgealign._errors import (
     ConfigurationError,
     JudgeAlignError,
@@ -28,17 +44,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TEMPLATE_VARIABLES",
+    "AgreementReport",
     "AssessmentSource",
     "AssessmentSourceType",
     "ChatModel",
     "Completion",
     "ConfigurationError",
+    "Embedder",
     "EvaluationResult",
     "Feedback",
+    "HashingEmbedder",
     "Judge",
     "JudgeAlignError",
+    "JudgeComparison",
+    "LabelMetrics",
+    "LiteLLMEmbedder",
     "LiteLLMModel",
     "Message",
+    "MiniLMEmbedder",
     "MissingExtraError",
     "ModelCallError",
     "ModelError",
@@ -47,11 +70,16 @@ __all__ = [
     "ResponseCache",
     "RetryPolicy",
     "Usage",
+    "agreement",
+    "compare_judges",
+    "default_embedder",
     "forbid_network",
     "get_default_retry_policy",
     "make_judge",
     "network_allowed",
+    "resolve_embedder",
     "resolve_model",
     "set_default_retry_policy",
     "set_network_allowed",
+    "split_records",
 ]
