@@ -51,8 +51,8 @@ class PromptOptimizationResult:
         initial_eval_score_per_scorer: scorer name -> mean initial score.
         final_eval_score_per_scorer: scorer name -> mean final score.
         improved: whether new prompt versions were registered.
-        details: the optimizer's extras plus ``rejected_candidates`` (prompt name ->
-            why its candidate was rejected), ``metric_calls`` and ``verified`` (whether
+        details: the optimizer's extras plus ``unsafe_final_prompts`` (prompt name ->
+            why the optimizer's final candidate was rejected by the template check), ``metric_calls`` and ``verified`` (whether
             the improvement was measured, false in zero-shot mode).
     """
 
@@ -140,7 +140,7 @@ def optimize_prompts(
         )
     details = {
         **output.details,
-        "rejected_candidates": rejected,
+        "unsafe_final_prompts": rejected,
         "metric_calls": evaluator.records_evaluated,
         "verified": scores.initial is not None,
     }

@@ -52,8 +52,9 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         use_merge: also try combining two front candidates that improved different prompts.
         max_merge_attempts: merges tried at most.
         max_workers: ``eval_fn`` calls in flight at once: a batch of records is split into
-            up to this many chunks evaluated concurrently. Use 1 when ``eval_fn``
-            parallelises records itself and its own concurrency limit must hold.
+            up to this many chunks evaluated concurrently. The default 1 suits
+            ``optimize_prompts``, whose ``eval_fn`` already runs records concurrently within
+            its own ``max_workers``; raise it for an ``eval_fn`` that is sequential.
         patience: stop after this many iterations without a new best validation score.
         score_threshold: stop once the best validation score reaches this value.
         timeout_s: stop starting iterations after this many seconds.
@@ -82,7 +83,7 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         seed: int = 0,
         use_merge: bool = False,
         max_merge_attempts: int = 5,
-        max_workers: int = 4,
+        max_workers: int = 1,
         patience: int | None = None,
         score_threshold: float | None = None,
         timeout_s: float | None = None,

@@ -307,7 +307,7 @@ def test_candidate_that_changes_variables_is_rejected(bad: str) -> None:
         result = run(FixedOptimizer({"task": bad}, report_scores=True))
     assert not result.improved
     assert result.optimized_prompts[0].stored_template == "Reply about {{ letter }}."
-    assert "task" in result.details["rejected_candidates"]
+    assert "task" in result.details["unsafe_final_prompts"]
 
 
 @pytest.mark.parametrize("spelling", ["{{letter}}", "{{ letter }}", "{{   letter}}"])

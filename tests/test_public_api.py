@@ -7,6 +7,7 @@ import sys
 
 import judgealign
 import judgealign.testing
+import optimizers
 
 
 def test_import_does_not_load_heavy_dependencies() -> None:
@@ -22,7 +23,7 @@ def test_import_does_not_load_heavy_dependencies() -> None:
 
 
 def test_all_is_sorted_and_resolvable() -> None:
-    for module in (judgealign, judgealign.testing):
+    for module in (judgealign, judgealign.testing, optimizers):
         names = module.__all__
         assert sorted(names, key=str.casefold) == sorted(names, key=str.casefold)
         assert len(set(names)) == len(names)
