@@ -28,7 +28,7 @@ from pathlib import Path
 from judgealign import ChatModel, JudgeAlignError, make_judge
 from judgealign._agreement import compare_judges, split_records
 from judgealign._alignment import MemAlignOptimizer
-from judgealign._records import load_jsonl
+from judgealign._loaders import load_jsonl
 
 SAMPLE_FILE = "capital_feedback.jsonl"
 SAMPLE_INSTRUCTIONS = (

@@ -24,13 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from judgealign._alignment import (
-    AlignmentResult,
-    MemAlignOptimizer,
-    RecordsLike,
-    caller_stacklevel,
-    render_view,
-)
+from judgealign._alignment import MemAlignOptimizer, RecordsLike, render_view
+from judgealign._alignment_result import AlignmentResult, caller_stacklevel
 from judgealign._chat import ChatModel, Message
 from judgealign._embeddings import Embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError

@@ -19,33 +19,20 @@ re-embedding). An ``align`` that changes nothing makes no model call and no embe
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from judgealign._alignment_result import AlignmentResult, RunLog
 from judgealign._chat import ChatModel
-from judgealign._distill import (
-    DistillItem,
-    FailedBatch,
-    consolidate_guidelines,
-    distill_guidelines,
-)
+from judgealign._distill import DistillItem, consolidate_guidelines, distill_guidelines
 from judgealign._embeddings import Embedder, resolve_embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError
+from judgealign._loaders import load_records
 from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
 from judgealign._models import resolve_model
-from judgealign._records import (
-    DuplicateRecord,
-    LabeledRecord,
-    RecordProblem,
-    canonical_json,
-    load_records,
-)
-from judgealign._usage import ZERO_USAGE, Usage
+from judgealign._records import DuplicateRecord, LabeledRecord, RecordProblem, canonical_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,78 +68,6 @@ def render_view(view: EmbedView | ViewFunction, fields: Mapping[str, Any]) -> st
     names = ("inputs", "outputs") if view == "inputs+outputs" else (view,)
     chosen = {name: fields[name] for name in names if name in fields}
     return canonical_json(chosen or dict(fields))
-
-
-@dataclass(frozen=True)
-class AlignmentResult:
-    """What one ``align`` or ``unalign`` changed, and what it cost.
-
-    Attributes:
-        records_added: ids newly stored.
-        records_updated: ids whose content changed; forgotten, then learned again.
-        records_removed: ids forgotten (``unalign``).
-        records_unchanged: ids already in memory with the same content (no cost).
-        guidelines_added: ids of guidelines created (distilled or consolidated).
-        guidelines_merged: ids of guidelines (existing or just added) that absorbed a
-            near-duplicate instead of it being added (their source ids grew).
-        guidelines_removed: ids of guidelines removed because every source was forgotten
-            or because consolidation replaced them.
-        failed_batches: distillation batches that failed twice (their records stay
-            ``pending`` and are retried by the next ``align``).
-        problems: records rejected before alignment (bad label, missing field...).
-        duplicates: ids given more than once, and how they were resolved.
-        distilled_ids: ids the reflection model learned from in this call.
-        disagreement_ids: in disagreement mode, ids where the base judge differed from
-            the experts (``None`` in the default mode).
-        dropped_source_ids: ids the reflection model cited that were not in its batch.
-        warnings: every warning issued, also sent through :func:`warnings.warn`.
-        usage: reflection and base-judge calls made by this alignment.
-        texts_embedded: how many texts were embedded (records and guidelines).
-    """
-
-    records_added: tuple[str, ...] = ()
-    records_updated: tuple[str, ...] = ()
-    records_removed: tuple[str, ...] = ()
-    records_unchanged: tuple[str, ...] = ()
-    guidelines_added: tuple[str, ...] = ()
-    guidelines_merged: tuple[str, ...] = ()
-    guidelines_removed: tuple[str, ...] = ()
-    failed_batches: tuple[FailedBatch, ...] = ()
-    problems: tuple[RecordProblem, ...] = ()
-    duplicates: tuple[DuplicateRecord, ...] = ()
-    distilled_ids: tuple[str, ...] = ()
-    disagreement_ids: tuple[str, ...] | None = None
-    dropped_source_ids: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    usage: Usage = field(default_factory=lambda: ZERO_USAGE)
-    texts_embedded: int = 0
-
-    @property
-    def changed(self) -> bool:
-        """Whether memory changed at all."""
-        return bool(
-            self.records_added
-            or self.records_updated
-            or self.records_removed
-            or self.guidelines_added
-            or self.guidelines_merged
-            or self.guidelines_removed
-        )
-
-    def format(self) -> str:
-        """A short human report."""
-        lines = [
-            f"records: +{len(self.records_added)} added, {len(self.records_updated)} "
-            f"updated, -{len(self.records_removed)} removed, {len(self.records_unchanged)} "
-            f"unchanged, {len(self.problems)} rejected",
-            f"guidelines: +{len(self.guidelines_added)} added, {len(self.guidelines_merged)} "
-            f"merged, -{len(self.guidelines_removed)} removed",
-            f"model calls: {self.usage.calls}, texts embedded: {self.texts_embedded}",
-        ]
-        if self.failed_batches:
-            lines.append(f"failed distillation batches: {len(self.failed_batches)}")
-        lines += [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
 
 
 class MemAlignOptimizer:
@@ -276,7 +191,7 @@ class MemAlignOptimizer:
         pending = [
             state.records[i].record for i in unchanged if state.records[i].status == "pending"
         ]
-        run = _Run(problems=problems, duplicates=duplicates)
+        run = RunLog(problems=problems, duplicates=duplicates)
         run.result_fields.update(
             records_added=_ids(new),
             records_updated=_ids(changed),
@@ -313,7 +228,7 @@ class MemAlignOptimizer:
         return render_view(self.view, base.collect_fields(**record.judge_fields()))
 
     def _store(
-        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
+        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
     ) -> MemoryState:
         if not records:
             return state
@@ -325,7 +240,7 @@ class MemAlignOptimizer:
         return state.with_records(stored, self.embedder.id)
 
     def _learn(
-        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
+        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
     ) -> MemoryState:
         judged: dict[str, tuple[Any, str]] = {}
         if self.learn_from == "disagreements":
@@ -351,7 +266,7 @@ class MemAlignOptimizer:
         return self._consolidate(base, state, run)
 
     def _disagreements(
-        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: _Run
+        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
     ) -> tuple[list[LabeledRecord], dict[str, tuple[Any, str]], MemoryState]:
         verdicts = base.evaluate(
             [r.judge_fields() for r in records], max_workers=self.max_workers, progress=False
@@ -379,7 +294,7 @@ class MemAlignOptimizer:
         return differ, judged, state.with_status(statuses)
 
     def _merge(
-        self, state: MemoryState, candidates: list[tuple[str, tuple[str, ...]]], run: _Run
+        self, state: MemoryState, candidates: list[tuple[str, tuple[str, ...]]], run: RunLog
     ) -> MemoryState:
         if not candidates:
             return state
@@ -401,7 +316,7 @@ class MemAlignOptimizer:
         run.result_fields["guidelines_merged"] = merged.merged
         return state.with_guidelines(merged.guidelines, {**known, **new_vectors})
 
-    def _consolidate(self, base: Judge, state: MemoryState, run: _Run) -> MemoryState:
+    def _consolidate(self, base: Judge, state: MemoryState, run: RunLog) -> MemoryState:
         if len(state.guidelines) <= self.max_guidelines:
             return state
         target = max(1, self.max_guidelines * 2 // 3)
@@ -461,76 +376,6 @@ class MemAlignOptimizer:
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    """Mutable bookkeeping of one update (never shared between threads)."""
-
-    problems: tuple[RecordProblem, ...]
-    duplicates: tuple[DuplicateRecord, ...]
-    usage: Usage = ZERO_USAGE
-    embedded: int = 0
-    messages: list[str] = field(default_factory=lambda: [])
-    result_fields: dict[str, Any] = field(default_factory=lambda: {})
-
-    def warn(self, message: str) -> None:
-        self.messages.append(message)
-
-    def report_distillation(self, outcome: Any, count: int) -> None:
-        self.result_fields["failed_batches"] = outcome.failed
-        self.result_fields["distilled_ids"] = outcome.distilled_ids
-        self.result_fields["dropped_source_ids"] = outcome.unknown_source_ids
-        if outcome.failed:
-            ids = sum(len(b.record_ids) for b in outcome.failed)
-            self.warn(
-                f"{len(outcome.failed)} distillation batch(es) covering {ids} record(s) "
-                f"failed twice (last error: {outcome.failed[0].error}); those records "
-                "are stored as examples and their distillation is retried by the next "
-                "align."
-            )
-        if outcome.unknown_source_ids:
-            self.warn(
-                f"The reflection model cited {len(outcome.unknown_source_ids)} unknown "
-                f"record id(s) {list(outcome.unknown_source_ids[:5])}; they were dropped."
-            )
-        if outcome.unsourced:
-            self.warn(
-                f"{len(outcome.unsourced)} guideline(s) cited no valid record id and were dropped."
-            )
-        if outcome.distilled_ids and not outcome.guidelines:
-            self.warn(
-                f"The reflection model returned no usable guideline from {count} "
-                "record(s); the judge gained examples but no guidelines."
-            )
-
-    def finish(self) -> AlignmentResult:
-        if self.problems:
-            self.warn(
-                f"{len(self.problems)} record(s) were rejected: {self.problems[0]}"
-                f"{' ...' if len(self.problems) > 1 else ''}"
-            )
-        for message in self.messages:
-            warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
-        return AlignmentResult(
-            problems=self.problems,
-            duplicates=self.duplicates,
-            usage=self.usage,
-            texts_embedded=self.embedded,
-            warnings=tuple(self.messages),
-            **self.result_fields,
-        )
-
-
-def caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside judgealign."""
-    package = Path(__file__).resolve().parent
-    frame = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
-    level = 1
-    while frame is not None and Path(frame.f_code.co_filename).resolve().parent == package:
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 def _prepare(

@@ -16,7 +16,8 @@ import numpy as np
 from judgealign import make_judge
 from judgealign._embeddings import HashingEmbedder
 from judgealign._judge import Judge
-from judgealign._records import LabeledRecord, load_jsonl
+from judgealign._loaders import load_jsonl
+from judgealign._records import LabeledRecord
 from judgealign.testing import FunctionModel, ModelRequest
 
 DEFACTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"
