@@ -128,6 +128,16 @@ class AlignedJudge:
         return self.base_judge.variables
 
     @property
+    def description(self) -> str | None:
+        """The base judge's description."""
+        return self.base_judge.description
+
+    @property
+    def label_scores(self) -> dict[str, float] | None:
+        """The base judge's score per label (``Literal`` judges)."""
+        return self.base_judge.label_scores
+
+    @property
     def value_spec(self) -> ValueSpec:
         """The verdict type."""
         return self.base_judge.value_spec
@@ -294,14 +304,18 @@ class AlignedJudge:
             self._history.append(result)
         return self
 
-    def unalign(self, ids: Iterable[str]) -> AlignedJudge:
+    def unalign(self, ids: str | Iterable[str | LabeledRecord | Mapping[str, Any]]) -> AlignedJudge:
         """Forget expert records, in place; returns this judge.
 
         The records are no longer retrieved, and every guideline whose sources were all
         forgotten is removed (pinned guidelines and guidelines a person added without
         sources are kept). Unknown ids are reported with a warning.
+
+        Args:
+            ids: record ids, or the records themselves (objects or dicts with an ``id``).
         """
-        wanted = list(dict.fromkeys([ids] if isinstance(ids, str) else ids))
+        items = [ids] if isinstance(ids, str) else list(ids)
+        wanted = list(dict.fromkeys(_record_id(item) for item in items))
         with self._lock:
             unknown = [i for i in wanted if i not in self._state.records]
             state, removed = self._state.without_records(wanted)
@@ -382,7 +396,9 @@ class AlignedJudge:
     # -- persistence -----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A self-contained, JSON-ready description (see :func:`judgealign._aligned_file`)."""
+        """A self-contained, JSON-ready description: the base judge, the settings, the
+        guidelines, the records and their vectors, with a checksum (layout documented in
+        ``judgealign/_aligned_file.py``)."""
         from judgealign._aligned_file import dump_aligned
 
         return dump_aligned(self.base_judge, self._optimizer, self._state)
@@ -556,6 +572,16 @@ class AlignedJudge:
             ),
             metadata={"model": self.model_uri},
         )
+
+
+def _record_id(item: str | LabeledRecord | Mapping[str, Any]) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, LabeledRecord):
+        return item.id
+    if isinstance(item, Mapping) and item.get("id") is not None:  # pyright: ignore[reportUnnecessaryIsInstance]
+        return str(item["id"])
+    raise ConfigurationError(f"unalign() takes record ids or records with an id; got {item!r}.")
 
 
 def _check_text(text: object) -> str:

@@ -198,7 +198,7 @@ def test_a_bad_vector_is_reported(tmp_path: Path):
 def test_save_overwrites_atomically(tmp_path: Path):
     _, _, aligned, records = aligned_judge(4)
     path = aligned.save(tmp_path / "j.json")
-    aligned.unalign([records[0].id])
+    aligned.unalign(records[0].id)
     aligned.save(path)
     loaded = AlignedJudge.load(path, model=Brain().model, embedder=CountingEmbedder())
     assert records[0].id not in loaded.record_ids

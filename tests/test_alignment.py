@@ -464,7 +464,7 @@ def test_copy_is_independent():
     _, judge, _, optimizer, records = setup(4)
     aligned = quiet_align(judge, records, optimizer)
     twin = aligned.copy()
-    aligned.unalign([records[0].id])
+    aligned.unalign([records[0]])  # a record object works as well as its id
     assert records[0].id in twin.record_ids and records[0].id not in aligned.record_ids
 
 
@@ -531,7 +531,7 @@ def test_reflection_model_defaults_to_the_judge_model_and_can_be_separate():
 
 
 def test_32_judging_threads_and_a_writer_lose_nothing():
-    _, judge, _, optimizer, records = setup(60)
+    _, judge, _, optimizer, records = setup(60, max_guidelines=500)
     aligned = quiet_align(judge, records[:20], optimizer)
     errors: list[BaseException] = []
     feedback_seen: list[Any] = []
@@ -557,8 +557,8 @@ def test_32_judging_threads_and_a_writer_lose_nothing():
 
     def writer() -> None:
         try:
-            for first in range(20, 60, 5):
-                quiet_align(aligned, records[first : first + 5])
+            for first in range(20, 60, 10):
+                quiet_align(aligned, records[first : first + 10])
                 aligned.add_guideline(f"Manual rule {first}.")
         except BaseException as exc:
             errors.append(exc)
@@ -573,9 +573,9 @@ def test_32_judging_threads_and_a_writer_lose_nothing():
         thread.join(timeout=120)
     assert not errors, errors[:3]
     assert set(aligned.record_ids) == {r.id for r in records}
-    assert len(aligned.history) == 9
+    assert len(aligned.history) == 5
     manual = [g for g in aligned.guidelines if g.text.startswith("Manual rule")]
-    assert len(manual) == 8
+    assert len(manual) == 4
     distilled_sources = {s for g in aligned.guidelines for s in g.source_ids}
     assert distilled_sources == {r.id for r in records}
     known_ids = {r.id for r in records}
@@ -586,7 +586,7 @@ def test_32_judging_threads_and_a_writer_lose_nothing():
 
 
 def test_concurrent_writers_are_serialised():
-    _, judge, _, optimizer, records = setup(40)
+    _, judge, _, optimizer, records = setup(40, max_guidelines=500)
     aligned = AlignedJudge(judge, optimizer=optimizer)
     chunks = [records[i : i + 5] for i in range(0, 40, 5)]
     threads = [threading.Thread(target=quiet_align, args=(aligned, chunk)) for chunk in chunks]
