@@ -22,12 +22,11 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from judgealign import ConfigurationError, Feedback
 from judgealign._agreement import (
     AgreementReport,
-    _kappa_from_confusion,
-    _weights,
     agreement,
     compare_judges,
     split_records,
 )
+from judgealign._bootstrap import _kappa_from_confusion, _weights
 from judgealign._values import ValueSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

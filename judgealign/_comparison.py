@@ -1,0 +1,240 @@
+"""Base versus aligned judge on the same held-out records: :func:`compare_judges`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from judgealign._agreement_metrics import agreement
+from judgealign._agreement_report import AgreementReport
+from judgealign._errors import ConfigurationError
+from judgealign._feedback import Feedback
+from judgealign._labels import MISSING, Label, RawLabel, normalize_label, record_field
+from judgealign._report_text import (
+    id_line,
+    indent,
+    interval_text,
+    json_ready,
+    kappa_name,
+    signed,
+    table,
+)
+
+__all__ = ["JudgeComparison", "SupportsEvaluate", "compare_judges"]
+
+
+@dataclass(frozen=True)
+class JudgeComparison:
+    """A base and an aligned judge scored against the same SME labels.
+
+    Attributes:
+        base: the base judge's agreement.
+        aligned: the aligned judge's agreement.
+        accuracy_delta: ``aligned.accuracy - base.accuracy``.
+        kappa_delta: ``aligned.kappa - base.kappa`` (``nan`` when either is undefined).
+        fixed_ids: ids the base judge got wrong and the aligned judge gets right.
+        broken_ids: ids the base judge got right and the aligned judge gets wrong.
+            Ids where either judge gave no verdict are in neither list; see the reports'
+            ``failed_ids``.
+    """
+
+    base: AgreementReport
+    aligned: AgreementReport
+    accuracy_delta: float
+    kappa_delta: float
+    fixed_ids: tuple[str, ...]
+    broken_ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``nan`` becomes ``None``."""
+        data: dict[str, Any] = {
+            "base": self.base.to_dict(),
+            "aligned": self.aligned.to_dict(),
+            "accuracy_delta": self.accuracy_delta,
+            "kappa_delta": self.kappa_delta,
+            "fixed_ids": list(self.fixed_ids),
+            "broken_ids": list(self.broken_ids),
+        }
+        return json_ready(data)
+
+    def format(self) -> str:
+        """A plain-text side-by-side table of both judges, the deltas and fixed/broken ids."""
+        base, aligned = self.base, self.aligned
+        kappa = f"kappa ({kappa_name(base.kappa_weighting)})"
+        rows = [
+            ["", "base", "aligned", "delta"],
+            ["scored", str(base.n), str(aligned.n), f"{aligned.n - base.n:+d}"],
+            ["failed", str(base.n_failed), str(aligned.n_failed), ""],
+            [
+                "accuracy",
+                *self._pair(base.accuracy, base.accuracy_ci, aligned.accuracy, aligned.accuracy_ci),
+                signed(self.accuracy_delta),
+            ],
+            [
+                kappa,
+                *self._pair(base.kappa, base.kappa_ci, aligned.kappa, aligned.kappa_ci),
+                signed(self.kappa_delta),
+            ],
+        ]
+        lines = [
+            f"Base vs aligned judge ({base.confidence:.0%} bootstrap intervals)",
+            *indent(table(rows)),
+            "",
+            id_line("Fixed by alignment", self.fixed_ids),
+            id_line("Broken by alignment", self.broken_ids),
+        ]
+        lines += [f"Note (base): {note}" for note in base.notes]
+        lines += [f"Note (aligned): {note}" for note in aligned.notes]
+        return "\n".join(lines)
+
+    @staticmethod
+    def _pair(
+        first: float, first_ci: tuple[float, float], second: float, second_ci: tuple[float, float]
+    ) -> list[str]:
+        return [interval_text(first, first_ci), interval_text(second, second_ci)]
+
+
+class SupportsEvaluate(Protocol):
+    """Anything that judges a batch of records, like :class:`judgealign.Judge`.
+
+    It may also carry ``value_spec`` (with ``coerce``), used to coerce SME labels to the
+    judge's value type, so that an SME's ``"yes"`` matches a boolean judge's ``True``.
+    """
+
+    def evaluate(self, records: Sequence[Any], /, *, max_workers: int) -> Sequence[Feedback]:
+        """Return one :class:`Feedback` per record, in record order."""
+        ...
+
+
+def compare_judges(
+    base: SupportsEvaluate,
+    aligned: SupportsEvaluate,
+    records: Sequence[Any],
+    *,
+    max_workers: int = 8,
+    labels: Sequence[RawLabel] | None = None,
+    ordinal: bool | None = None,
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+) -> JudgeComparison:
+    """Run a base and an aligned judge on labelled records and compare their agreement.
+
+    Each record's SME label is ``record["label"]`` (or ``record.label``) and its id is
+    ``record["id"]`` (or ``record.id``, else its position). When a judge has a
+    ``value_spec`` with ``coerce``, the SME labels are coerced with it first, so ``"yes"``
+    matches ``True``; a ``Literal`` judge's choices become the default label order.
+
+    Args:
+        base: the judge before alignment.
+        aligned: the judge after alignment.
+        records: held-out labelled records (never the records used for alignment).
+        max_workers: passed to each judge's ``evaluate``.
+        labels: the label order (see :func:`agreement`).
+        ordinal: whether the labels are ordered (see :func:`agreement`).
+        seed: the bootstrap seed, shared by both reports.
+        n_bootstrap: bootstrap resamples per report.
+        confidence: the intervals' confidence level.
+
+    Returns:
+        The :class:`JudgeComparison`.
+
+    Raises:
+        ConfigurationError: when records are empty or lack labels, a label does not fit a
+            judge's value type, or a judge returns the wrong number of feedbacks.
+    """
+    items = list(records)
+    if not items:
+        raise ConfigurationError("compare_judges got no records; pass labelled held-out records.")
+    ids = [_record_id(item, i) for i, item in enumerate(items)]
+    sme = [_record_label(item, key) for item, key in zip(items, ids, strict=True)]
+
+    def score(judge: SupportsEvaluate, role: str) -> AgreementReport:
+        feedback = _evaluate(judge, role, items, max_workers)
+        spec = getattr(judge, "value_spec", None)
+        return agreement(
+            feedback,
+            _coerce_labels(spec, sme, ids, role),
+            ids=ids,
+            labels=_spec_labels(spec) if labels is None else labels,
+            ordinal=ordinal,
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            seed=seed,
+        )
+
+    return _comparison(score(base, "base"), score(aligned, "aligned"), ids)
+
+
+def _record_id(record: object, position: int) -> str:
+    value = record_field(record, "id")
+    return str(position) if value is MISSING or value is None else str(value)
+
+
+def _record_label(record: object, key: str) -> object:
+    value = record_field(record, "label")
+    if value is MISSING or value is None:
+        raise ConfigurationError(
+            f"record {key!r} has no 'label' (key or attribute); compare_judges needs the SME "
+            "label of every record."
+        )
+    return value
+
+
+def _evaluate(
+    judge: SupportsEvaluate, role: str, items: list[Any], max_workers: int
+) -> list[Feedback]:
+    feedback = list(judge.evaluate(items, max_workers=max_workers))
+    if len(feedback) != len(items):
+        raise ConfigurationError(
+            f"The {role} judge's evaluate() returned {len(feedback)} feedbacks for "
+            f"{len(items)} records; it must return one per record, in order."
+        )
+    return feedback
+
+
+def _spec_labels(spec: object) -> list[RawLabel] | None:
+    """A Literal judge's choices, in declared order; None for other judges."""
+    choices = getattr(spec, "choices", None)
+    if isinstance(choices, tuple) and choices:
+        return [str(choice) for choice in cast("tuple[object, ...]", choices)]
+    return None
+
+
+def _coerce_labels(spec: object, sme: list[object], ids: list[str], role: str) -> list[Label]:
+    """SME labels as the judge's type when it declares a ``value_spec.coerce``."""
+    coerce = getattr(spec, "coerce", None)
+    coerced: list[Label] = []
+    for key, value in zip(ids, sme, strict=True):
+        if callable(coerce):
+            try:
+                value = coerce(value)
+            except ValueError as err:
+                describe = getattr(spec, "describe", None)
+                wanted = f" (expected {describe()})" if callable(describe) else ""
+                raise ConfigurationError(
+                    f"The SME label {value!r} of record {key!r} does not fit the {role} "
+                    f"judge's value type{wanted}: {err}. Fix the label or the judge's "
+                    "feedback_value_type."
+                ) from err
+        coerced.append(normalize_label(value, f"the SME label of record {key!r}"))
+    return coerced
+
+
+def _comparison(base: AgreementReport, aligned: AgreementReport, ids: list[str]) -> JudgeComparison:
+    before, after = _outcomes(base, ids), _outcomes(aligned, ids)
+    return JudgeComparison(
+        base=base,
+        aligned=aligned,
+        accuracy_delta=aligned.accuracy - base.accuracy,
+        kappa_delta=aligned.kappa - base.kappa,
+        fixed_ids=tuple(k for k in ids if before[k] is False and after[k] is True),
+        broken_ids=tuple(k for k in ids if before[k] is True and after[k] is False),
+    )
+
+
+def _outcomes(report: AgreementReport, ids: list[str]) -> dict[str, bool | None]:
+    """Per id: True when the judge agreed, False when it disagreed, None when it failed."""
+    failed, wrong = set(report.failed_ids), set(report.disagreeing_ids)
+    return {k: None if k in failed else k not in wrong for k in ids}
