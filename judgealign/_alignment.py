@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
@@ -29,7 +28,7 @@ from judgealign._chat import ChatModel
 from judgealign._distill import DistillItem, consolidate_guidelines, distill_guidelines
 from judgealign._embeddings import Embedder, resolve_embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError
-from judgealign._loaders import load_records
+from judgealign._loaders import read_records
 from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
 from judgealign._models import resolve_model
 from judgealign._records import DuplicateRecord, LabeledRecord, RecordProblem, canonical_json
@@ -389,9 +388,7 @@ def _prepare(
     items = list(records)
     if not items:
         raise ConfigurationError("align() needs at least one expert-labelled record.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # problems are reported once, in the result
-        loaded = load_records(items, judge=base)
+    loaded = read_records(items, judge=base)  # problems are reported in the result
     valid: list[LabeledRecord] = []
     problems = list(loaded.problems)
     for record in loaded:

@@ -47,7 +47,7 @@ from judgealign._values import ValueSpec
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["load_dataframe", "load_jsonl", "load_records", "resolve_duplicates"]
+__all__ = ["load_dataframe", "load_jsonl", "load_records", "read_records", "resolve_duplicates"]
 
 _COLUMN_KEYS = frozenset({"id", *FIELD_NAMES, "label", "rationale", "annotator", "created_at"})
 _MAX_LISTED = 10
@@ -147,6 +147,15 @@ def load_dataframe(
     return _load(rows, mapping, judge, label_map, strict)
 
 
+def read_records(
+    items: Iterable[LabeledRecord | Mapping[str, Any]], *, judge: _HasValueSpec
+) -> LoadResult:
+    """:func:`load_records` without the warning, for callers that report problems
+    themselves (``align`` puts them in its result)."""
+    rows = ((f"item {i}", item) for i, item in enumerate(items))
+    return _load(rows, {}, judge, None, False, warn=False)
+
+
 def _jsonl_rows(text: str, limit: int | None) -> Iterator[tuple[str, Any]]:
     count = 0
     for number, line in enumerate(text.splitlines(), start=1):
@@ -215,6 +224,8 @@ def _load(
     judge: _HasValueSpec | None,
     label_map: Mapping[Any, Any] | None,
     strict: bool,
+    *,
+    warn: bool = True,
 ) -> LoadResult:
     spec = judge.value_spec if judge is not None else None
     candidates: list[_Candidate] = []
@@ -234,7 +245,7 @@ def _load(
         )
     records, duplicates = resolve_duplicates(candidates)
     result = LoadResult(tuple(records), tuple(problems), tuple(duplicates))
-    if problems:
+    if problems and warn:
         warnings.warn(
             f"{len(problems)} record(s) were rejected and skipped; the first: {problems[0]}. "
             "See LoadResult.problems, or pass strict=True to raise.",
