@@ -18,13 +18,12 @@ ranked on it while the examples shown come from ``train_data``.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 from judgealign import (
     ChatModel,
@@ -40,62 +39,28 @@ from optimizers._base import (
     EvaluationResultRecord,
     PromptOptimizerOutput,
 )
-from optimizers._templates import repair_template, template_variables
+from optimizers._metaprompt_text import (
+    FOCUS,
+    REVISE_TASK,
+    SYSTEM,
+    ZERO_SHOT_TASK,
+    ReplyProblem,
+    answer_block,
+    context_blocks,
+    examples_block,
+    history_block,
+    parse_reply,
+    prompts_block,
+    repair_request,
+    reply_schema,
+    scores_block,
+)
+from optimizers._templates import repair_template
 
 __all__ = ["IterationRecord", "MetaPromptOptimizer"]
 
 Mode = Literal["zero_shot", "few_shot", "iterative"]
 LabelFn = Callable[[EvaluationResultRecord], str]
-
-_SYSTEM = """\
-You are a prompt engineer. You revise the prompt templates of an application so that it \
-produces better outputs, as judged by the evaluation described to you.
-
-Work the way you would fix a bug: first find out why the current prompts led to the \
-outputs you see, then change the prompts so that those causes go away, without breaking \
-what already works.
-
-Rules that always apply:
-1. Placeholders in double curly braces, such as {{ question }}, are filled in by the \
-application. Keep every placeholder of a template, spelled exactly as given, and add no \
-new ones. A template without placeholders must stay without them.
-2. Keep the purpose of each prompt and any output format the application relies on, \
-unless the evidence shows that the format itself causes the failures.
-3. Write general instructions that fix a whole class of failures. Never paste example \
-inputs or expected answers into a prompt.
-4. Keep each prompt as short as its job allows; drop instructions that do not help.
-5. Answer with one JSON object and nothing else."""
-
-_ZERO_SHOT_TASK = """\
-There is no evaluation data. Find the weaknesses of the templates below and rewrite them \
-following these practices:
-- say plainly what the task is, who the output is for, and what a good result contains;
-- state the output format exactly (structure, length, allowed values);
-- mark where inserted values begin and end, so that instructions and data cannot mix;
-- say what to do with missing, ambiguous or out-of-scope input;
-- list the constraints and the mistakes to avoid;
-- ask for step-by-step reasoning only where the task needs it and the output format \
-leaves room for it."""
-
-_REVISE_TASK = """\
-## What to do
-1. Diagnose. Compare the outputs with the expectations and the feedback. Which failure \
-patterns recur? What do the successful examples have in common (keep it)? Which wording \
-in the prompts, or which missing instruction, causes each failure?
-2. Revise the prompts to remove those causes. Focus of this attempt: {focus}"""
-
-_FOCUS = (
-    "the most frequent failure pattern.",
-    "instructions that are ambiguous, or that the outputs ignored.",
-    "the exact output format and how edge cases must be answered.",
-    "plain, concise wording: remove what does not help, sharpen what does.",
-    "what the best-scoring examples did right, made explicit for every input.",
-    "the checks the model should make before it answers.",
-)
-
-_REPAIR = """\
-Your reply could not be used: {problem}. Reply again with only this JSON object: \
-{{"diagnosis": "...", "prompts": {{{names}}}}}, giving the full text of every prompt."""
 
 
 @dataclass(frozen=True)
@@ -139,10 +104,6 @@ class _Proposal:
     diagnosis: str = ""
     note: str = ""
     error: ModelError | None = None
-
-
-class _ReplyProblem(ValueError):
-    """A reflection reply held no usable prompts."""
 
 
 def pass_fail(record: EvaluationResultRecord) -> str:
@@ -263,8 +224,12 @@ class MetaPromptOptimizer(BasePromptOptimizer):
     # -- zero-shot ------------------------------------------------------------------------
 
     def _zero_shot(self, prompts: dict[str, str]) -> PromptOptimizerOutput:
-        sections = [_ZERO_SHOT_TASK, _prompts_block(prompts), *self._context_blocks()]
-        proposal = self._reflect(prompts, "\n\n".join([*sections, _answer_block(prompts)]))
+        sections = [
+            ZERO_SHOT_TASK,
+            prompts_block(prompts),
+            *context_blocks(self.guidelines, self.target_model),
+        ]
+        proposal = self._reflect(prompts, "\n\n".join([*sections, answer_block(prompts)]))
         if proposal.error is not None:
             raise proposal.error
         candidate = proposal.prompts or prompts
@@ -332,7 +297,7 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         errors: list[ModelError],
     ) -> _Best:
         examples = _select_examples(best.train_records, self.label_fn, self.num_examples, rng)
-        focuses = [rng.choice(_FOCUS) for _ in range(self.candidates_per_iteration)]
+        focuses = [rng.choice(FOCUS) for _ in range(self.candidates_per_iteration)]
         texts = [self._revise_text(best, examples, focus) for focus in focuses]
 
         def attempt(text: str) -> tuple[_Proposal, _Best | None]:
@@ -381,49 +346,41 @@ class MetaPromptOptimizer(BasePromptOptimizer):
             return "every training record already scores 1.0"
         return ""
 
-    # -- talking to the reflection model --------------------------------------------------
+    # -- talking to the reflection model (wording: _metaprompt_text) ----------------------
 
     def _revise_text(
         self, best: _Best, examples: list[tuple[str, EvaluationResultRecord]], focus: str
     ) -> str:
+        score, per_scorer = _means(best.train_records)  # what the examples come from
         sections = [
-            _prompts_block(best.prompts),
-            _scores_block(best, self.label_fn),
-            _history_block(self._history, self.max_field_chars),
-            _examples_block(examples, len(best.train_records), self.max_field_chars),
-            *self._context_blocks(),
-            _REVISE_TASK.format(focus=focus),
-            _answer_block(best.prompts),
+            prompts_block(best.prompts),
+            scores_block(score, per_scorer, best.train_records, self.label_fn),
+            history_block(self._history, self.max_field_chars),
+            examples_block(examples, len(best.train_records), self.max_field_chars),
+            *context_blocks(self.guidelines, self.target_model),
+            REVISE_TASK.format(focus=focus),
+            answer_block(best.prompts),
         ]
         return "\n\n".join(s for s in sections if s)
 
-    def _context_blocks(self) -> list[str]:
-        blocks: list[str] = []
-        if self.guidelines:
-            blocks.append(f"## Requirements from the user (always respect them)\n{self.guidelines}")
-        if self.target_model:
-            blocks.append(f"## The model that will run these prompts\n{self.target_model}")
-        return blocks
-
     def _reflect(self, current: dict[str, str], task: str) -> _Proposal:
         messages: list[Message] = [
-            Message(role="system", content=_SYSTEM),
+            Message(role="system", content=SYSTEM),
             Message(role="user", content=task),
         ]
         try:
             reply = self._complete(messages, current)
             try:
-                proposed, diagnosis = _parse_reply(reply, current)
-            except _ReplyProblem as problem:
-                names = ", ".join(f'"{n}": "..."' for n in current)
+                proposed, diagnosis = parse_reply(reply, current)
+            except ReplyProblem as problem:
                 messages += [
                     Message(role="assistant", content=reply),
-                    Message(role="user", content=_REPAIR.format(problem=problem, names=names)),
+                    Message(role="user", content=repair_request(problem, current)),
                 ]
-                proposed, diagnosis = _parse_reply(self._complete(messages, current), current)
+                proposed, diagnosis = parse_reply(self._complete(messages, current), current)
         except ModelError as exc:
             return _Proposal(None, note=f"reflection failed: {exc}", error=exc)
-        except _ReplyProblem as problem:
+        except ReplyProblem as problem:
             return _Proposal(None, note=f"unusable reply: {problem}")
         candidate, rejected = _safe(current, proposed)
         note = f"rejected (template variables changed): {', '.join(rejected)}" if rejected else ""
@@ -435,7 +392,7 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         if not self._schema_rejected:
             try:
                 return self.model.complete(
-                    messages, response_format=_reply_schema(prompts), timeout=self.timeout
+                    messages, response_format=reply_schema(prompts), timeout=self.timeout
                 ).text
             except ModelCallError as exc:
                 if exc.status != 400:
@@ -532,145 +489,6 @@ def _select_examples(
             if groups[label] and len(picked) < k:
                 picked.append((label, groups[label].pop()))
     return picked
-
-
-def _cut(value: object, limit: int) -> str:
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, default=str, ensure_ascii=False)
-        except (TypeError, ValueError):  # e.g. a circular structure
-            text = str(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more characters]"
-
-
-def _prompts_block(prompts: dict[str, str]) -> str:
-    parts = ["## Prompt templates"]
-    for name, template in prompts.items():
-        variables = sorted(template_variables(template))
-        shown = ", ".join("{{ " + v + " }}" for v in variables) or "none"
-        parts.append(f'### Prompt "{name}" (placeholders: {shown})\n<<<\n{template}\n>>>')
-    return "\n\n".join(parts)
-
-
-def _scores_block(best: _Best, label_fn: LabelFn) -> str:
-    score, per_scorer_means = _means(best.train_records)  # what the examples come from
-    per_scorer = ", ".join(f"{n} {s:.3f}" for n, s in per_scorer_means.items())
-    counts: dict[str, int] = {}
-    for record in best.train_records:
-        label = str(label_fn(record))
-        counts[label] = counts.get(label, 0) + 1
-    outcomes = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
-    return (
-        f"## How the current prompts score\nMean score {score:.3f} (higher is better; "
-        f"1.0 is the maximum). Per scorer: {per_scorer or 'n/a'}. "
-        f"Outcomes on {len(best.train_records)} training records: {outcomes or 'n/a'}."
-    )
-
-
-def _history_block(history: Sequence[IterationRecord], limit: int) -> str:
-    attempts = [r for r in history if r.iteration > 0][-6:]
-    if not attempts:
-        return ""
-    lines = ["## Earlier attempts (do not repeat the ones that failed)"]
-    for r in attempts:
-        score = "not evaluated" if r.score is None else f"score {r.score:.3f}"
-        kept = "kept" if r.accepted else "not kept"
-        lines.append(f"- Attempt {r.iteration}: {score}, {kept}. {r.note}")
-        for name, template in r.prompts.items():
-            lines.append(f"  {name}: {_cut(template, limit // 2)}")
-    return "\n".join(lines)
-
-
-def _examples_block(
-    examples: list[tuple[str, EvaluationResultRecord]], total: int, limit: int
-) -> str:
-    lines = [f"## Examples ({len(examples)} of {total}, sampled across outcomes)"]
-    for i, (label, r) in enumerate(examples, 1):
-        lines += [
-            f"\n### Example {i} (outcome: {label}, score {r.score:.3f})",
-            f"Inputs: {_cut(r.inputs, limit)}",
-            f"Output: {_cut(r.outputs, limit)}",
-            f"Expected: {_cut(r.expectations, limit) if r.expectations else 'not given'}",
-        ]
-        feedback = [
-            f"- {name} ({r.individual_scores.get(name, 0.0):.2f}): "
-            f"{_cut(text, limit) if text else '(no rationale)'}"
-            for name, text in r.rationales.items()
-        ]
-        lines += ["Feedback:", *feedback] if feedback else []
-        if r.error:
-            lines.append(f"Error: {_cut(r.error, limit)}")
-    return "\n".join(lines)
-
-
-def _answer_block(prompts: dict[str, str]) -> str:
-    shape = {
-        "diagnosis": "<your analysis in a few sentences>",
-        "prompts": {name: "<the complete revised template>" for name in prompts},
-    }
-    return (
-        "## Answer format\nReply with exactly this JSON object, giving the complete text of "
-        f"every prompt under the names listed:\n{json.dumps(shape, indent=2)}"
-    )
-
-
-def _reply_schema(prompts: dict[str, str]) -> dict[str, Any]:
-    names = list(prompts)
-    schema = {
-        "type": "object",
-        "properties": {
-            "diagnosis": {"type": "string"},
-            "prompts": {
-                "type": "object",
-                "properties": {name: {"type": "string"} for name in names},
-                "required": names,
-                "additionalProperties": False,
-            },
-        },
-        "required": ["diagnosis", "prompts"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "prompt_revision", "strict": True, "schema": schema},
-    }
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in ``text``: bare, fenced, or surrounded by prose."""
-    decoder = json.JSONDecoder(strict=False)
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return cast("dict[str, Any]", value)
-        start = text.find("{", start + 1)
-    return None
-
-
-def _parse_reply(text: str, current: dict[str, str]) -> tuple[dict[str, str], str]:
-    """``(prompts, diagnosis)`` from a reply; prompts missing from it keep their text."""
-    obj = _json_object(text)
-    if obj is None:
-        raise _ReplyProblem("it contains no JSON object")
-    nested = obj.get("prompts")
-    source = cast("dict[str, Any]", nested) if isinstance(nested, dict) else obj
-    found = {
-        name: value
-        for name, value in source.items()
-        if name in current and isinstance(value, str) and value.strip()
-    }
-    if not found:
-        raise _ReplyProblem(f'it has no text under "prompts" for {sorted(current)}')
-    diagnosis = obj.get("diagnosis")
-    return {**current, **found}, diagnosis if isinstance(diagnosis, str) else ""
 
 
 def _safe(current: dict[str, str], proposed: dict[str, str]) -> tuple[dict[str, str], list[str]]:
