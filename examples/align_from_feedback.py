@@ -25,10 +25,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from judgealign import ChatModel, JudgeAlignError, make_judge
-from judgealign._agreement import compare_judges, split_records
-from judgealign._alignment import MemAlignOptimizer
-from judgealign._loaders import load_jsonl
+from judgealign import (
+    ChatModel,
+    JudgeAlignError,
+    MemAlignOptimizer,
+    compare_judges,
+    load_jsonl,
+    make_judge,
+    split_records,
+)
 
 SAMPLE_FILE = "capital_feedback.jsonl"
 SAMPLE_INSTRUCTIONS = (
