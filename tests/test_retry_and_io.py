@@ -108,3 +108,19 @@ def test_atomic_write_keeps_old_file_on_failure(
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_atomic_write_honours_umask_and_existing_mode(tmp_path: Path) -> None:
+    fresh = atomic_write_text(tmp_path / "fresh.json", "x")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+    kept = tmp_path / "kept.json"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    atomic_write_text(kept, "new")
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"
+
+
+def _current_umask() -> int:
+    old = os.umask(0)
+    os.umask(old)
+    return old
