@@ -4,6 +4,27 @@ Model URIs come in MLflow form (``openai:/gpt-4o-mini``) or litellm form
 (``openai/gpt-4o-mini``). ``local:/smollm2`` and ``local:/<file.gguf>`` reach the embedded
 llama.cpp model through a litellm custom provider, so that every model takes the same
 path: retries, timeouts, usage accounting, the cache and the network switch.
+
+Why chat calls to OpenAI-style endpoints skip ``litellm.completion``
+--------------------------------------------------------------------
+Profiling ``litellm.completion`` against a local server (``benchmarks/README.md``) showed
+about 9 ms of CPU per call on this project's 2-core machine, of which the HTTP exchange
+itself is under 1 ms: the rest is work that gives the same answer on every call of a judge
+(resolving the provider, mapping parameters, building a logging object, the openai SDK's
+request transformation and response models, and the cost lookup, which alone walks the
+price table for about 2 ms). A judge makes thousands of identical-shaped calls, and with
+the GIL that CPU, not the model's latency, bounds how fast a batch can go.
+
+So for ``openai:/...`` models (OpenAI itself and every OpenAI-compatible server: vLLM,
+llama.cpp, proxies) litellm is asked once per model how it would shape the request (its
+``get_optional_params`` parameter mapping), and every call is then posted with one shared,
+pooled ``httpx`` client; the price comes from litellm's ``cost_per_token``. Retries,
+``Retry-After``, timeouts, the network switch, the cache, secret redaction and usage work
+exactly as on the litellm path. Anything the route does not cover goes through
+``litellm.completion`` as before: other providers, the local model, parameters beyond the
+plain sampling ones, a missing key, and litellm callbacks or a litellm cache that a user
+configured (so MLflow's litellm autologging still sees every call). Setting
+``JUDGEALIGN_DIRECT_HTTP=0`` sends every call through ``litellm.completion``.
 """
 
 from __future__ import annotations
@@ -13,7 +34,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +50,7 @@ from judgealign._usage import Usage
 __all__ = ["LiteLLMModel", "default_model_uri", "litellm_embed", "parse_model_uri"]
 
 MODEL_ENV = "JUDGEALIGN_MODEL"
+DIRECT_HTTP_ENV = "JUDGEALIGN_DIRECT_HTTP"
 _LOCAL_PROVIDER = "judgealign_local"
 _URI = re.compile(r"^(?P<provider>[A-Za-z0-9_\-]+)(?::/|/)(?P<name>\S.*)$")
 _import_lock = threading.Lock()
@@ -107,6 +130,9 @@ class LiteLLMModel:
         self._secret_params = {k: v for k, v in (params or {}).items() if is_secret_name(k)}
         self._retry = retry
         self._cache = ResponseCache(cache) if isinstance(cache, (str, Path)) else cache
+        self._route_lock = threading.Lock()
+        self._route: _DirectRoute | None = None
+        self._route_checked = False
 
     @property
     def uri(self) -> str:
@@ -162,6 +188,9 @@ class LiteLLMModel:
     def _request(
         self, messages: Sequence[Message], response_format: dict[str, Any] | None, timeout: float
     ) -> Any:
+        route = self._direct_route()
+        if route is not None:
+            return route.send(messages, response_format, timeout)
         kwargs: dict[str, Any] = {**self._params, **self._secret_params}
         if response_format is not None:
             kwargs["response_format"] = response_format
@@ -183,7 +212,24 @@ class LiteLLMModel:
             return f"{_LOCAL_PROVIDER}/{self._name}"
         return f"{self._provider}/{self._name}"
 
+    def _direct_route(self) -> _DirectRoute | None:
+        """The direct HTTP route for this model, decided once (``None``: use litellm)."""
+        if not self._route_checked:
+            with self._route_lock:
+                if not self._route_checked:
+                    # max_tokens and the like look secret to is_secret_name: read both.
+                    params = {**self._params, **self._secret_params}
+                    key = self._api_key or params.pop("api_key", None)
+                    self._route = _plan_direct_route(
+                        self._provider, self._name, params, key, self._api_base
+                    )
+                    self._route_checked = True
+        route = self._route
+        return route if route is not None and _direct_http_allowed() else None
+
     def _to_completion(self, response: Any, latency_ms: float) -> Completion:
+        if isinstance(response, _DirectReply):
+            return response.to_completion(self._uri, latency_ms)
         message = response.choices[0].message
         text = message.content or ""
         usage_obj = getattr(response, "usage", None)
@@ -200,7 +246,8 @@ class LiteLLMModel:
         return Completion(text=text, usage=usage, model=self._uri, raw=raw)
 
     def _classify(self, exc: BaseException) -> CallFailure:
-        return classify_error(exc, self._uri, [self._api_key or ""])
+        secrets = [self._api_key or "", *(str(v) for v in self._secret_params.values())]
+        return classify_error(exc, self._uri, secrets)
 
 
 def _public_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +285,7 @@ def classify_error(exc: BaseException, model_uri: str, secrets: Sequence[str]) -
     """Turn a litellm/openai/httpx exception into a secret-free :class:`CallFailure`."""
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
-    name = type(exc).__name__
+    name = getattr(exc, "kind", None) or type(exc).__name__
     retryable = name in _RETRYABLE_NAMES or (
         status is not None and (status == 429 or status >= 500)
     )
@@ -309,6 +356,258 @@ def litellm_embed(
 
 def _field(item: Any, name: str) -> Any:
     return cast(dict[str, Any], item)[name] if isinstance(item, dict) else getattr(item, name)
+
+
+# -- the direct HTTP route for OpenAI-style chat endpoints (see the module docstring) ----
+
+# Sampling parameters whose wire form litellm's parameter mapping fully decides; anything
+# else (extra headers, api versions, provider options) keeps the call on litellm.
+_DIRECT_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "reasoning_effort",
+        "verbosity",
+        "service_tier",
+    }
+)
+# Error names as the openai SDK (and so litellm) reports them, for the same classification.
+_STATUS_KINDS = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    408: "Timeout",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+}
+_http_lock = threading.Lock()
+_http_client: Any = None
+_priced: dict[str, bool] = {}
+
+
+class EndpointError(Exception):
+    """A failed direct call, carrying what :func:`classify_error` reads from litellm's
+    exceptions: a ``kind`` (the openai SDK's error name), ``status_code`` and ``response``
+    (for ``Retry-After``)."""
+
+    def __init__(
+        self, kind: str, message: str, *, status_code: int | None = None, response: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status_code = status_code
+        self.response = response
+
+
+@dataclass(frozen=True)
+class _DirectReply:
+    """A parsed chat completion from the direct route, and its price when known."""
+
+    data: Mapping[str, Any]
+    cost_usd: float | None
+
+    def to_completion(self, uri: str, latency_ms: float) -> Completion:
+        message: dict[str, Any] = self.data["choices"][0].get("message") or {}
+        content = message.get("content")
+        usage: Mapping[str, Any] = self.data.get("usage") or {}
+        raw: dict[str, Any] = {}
+        if message.get("tool_calls"):
+            raw["tool_calls"] = message["tool_calls"]
+        return Completion(
+            text=content if isinstance(content, str) else "",
+            usage=Usage(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                cost_usd=self.cost_usd,
+                latency_ms=latency_ms,
+            ),
+            model=uri,
+            raw=raw,
+        )
+
+
+@dataclass(frozen=True)
+class _DirectRoute:
+    """Where and how one model's chat requests are posted; ``headers`` hold the key and
+    are never shown."""
+
+    url: str
+    model: str
+    params: Mapping[str, Any]
+    headers: Mapping[str, str] = field(repr=False)
+
+    def send(
+        self, messages: Sequence[Message], response_format: dict[str, Any] | None, timeout: float
+    ) -> _DirectReply:
+        import httpx
+
+        body: dict[str, Any] = {"model": self.model, "messages": list(messages), **self.params}
+        if response_format is not None:
+            body["response_format"] = response_format
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        try:
+            response = _http().post(
+                self.url, content=payload, headers=self.headers, timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise EndpointError("Timeout", f"no reply within {timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise EndpointError("APIConnectionError", f"{type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status >= 400:
+            kind = _STATUS_KINDS.get(status, "InternalServerError" if status >= 500 else "APIError")
+            raise EndpointError(kind, _error_text(response), status_code=status, response=response)
+        try:
+            data = response.json()
+            if not isinstance(data["choices"][0], dict):
+                raise TypeError("choices[0] is not an object")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise EndpointError(
+                "APIResponseValidationError", f"the reply is not a chat completion ({exc})"
+            ) from exc
+        return _DirectReply(data, _cost_usd(self.model, data.get("usage")))
+
+
+def _plan_direct_route(
+    provider: str, name: str, params: Mapping[str, Any], api_key: str | None, api_base: str | None
+) -> _DirectRoute | None:
+    """The direct route for a model, or ``None`` when its calls must go through litellm.
+
+    Args:
+        provider: the model's provider.
+        name: the model name.
+        params: every completion parameter (``api_key`` apart).
+        api_key: the model's own key, if it has one.
+        api_base: the model's own endpoint root, if it has one.
+
+    Endpoint and key are resolved in litellm's own order (argument, litellm globals,
+    environment, OpenAI's default); parameters are mapped by litellm's
+    ``get_optional_params``. Any doubt means ``None``.
+    """
+    if provider != "openai" or name.startswith("responses/") or not set(params) <= _DIRECT_PARAMS:
+        return None
+    lib = _lib()
+    key = api_key or lib.api_key or lib.openai_key or os.environ.get("OPENAI_API_KEY")
+    base = (
+        api_base
+        or lib.api_base
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or "https://api.openai.com/v1"
+    )
+    if not key or not str(base).strip():
+        return None
+    try:
+        info, _ = lib.main.responses_api_bridge_check(
+            model=name,
+            custom_llm_provider="openai",
+            reasoning_effort=params.get("reasoning_effort"),
+            api_base=base,
+        )
+        if info.get("mode") == "responses":
+            return None
+        mapped: dict[str, Any] = dict(
+            lib.utils.get_optional_params(model=name, custom_llm_provider="openai", **dict(params))
+        )
+    except Exception:  # litellm refuses or does not know: let it say so on the real call
+        return None
+    extra: Any = mapped.pop("extra_body", None) or {}
+    if mapped.pop("stream", False) or not isinstance(extra, dict):
+        return None
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "judgealign (direct OpenAI-compatible route)",
+    }
+    organization = lib.organization or os.environ.get("OPENAI_ORGANIZATION")
+    if organization:
+        headers["OpenAI-Organization"] = str(organization)
+    return _DirectRoute(
+        url=str(base).strip().rstrip("/") + "/chat/completions",
+        model=name,
+        params={**mapped, **cast(dict[str, Any], extra)},
+        headers=headers,
+    )
+
+
+def _direct_http_allowed() -> bool:
+    """The route's preconditions that can change after it was planned: the switch, and no
+    litellm callbacks or litellm cache configured since (those expect every call)."""
+    if os.environ.get(DIRECT_HTTP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    lib = _lib()
+    return not (
+        lib.callbacks
+        or lib.success_callback
+        or lib.failure_callback
+        or lib.input_callback
+        or lib._async_success_callback  # pyright: ignore[reportPrivateUsage]
+        or lib._async_failure_callback  # pyright: ignore[reportPrivateUsage]
+        or lib.cache is not None
+    )
+
+
+def _http() -> Any:
+    """The process-wide pooled HTTP client of the direct route (thread-safe)."""
+    global _http_client
+    if _http_client is None:
+        with _http_lock:
+            if _http_client is None:
+                import httpx
+
+                _http_client = httpx.Client(
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=128),
+                    verify=_lib().ssl_verify,
+                )
+    return _http_client
+
+
+def _error_text(response: Any) -> str:
+    try:
+        error: Any = response.json().get("error")
+        message: Any = (
+            cast(dict[str, Any], error).get("message") if isinstance(error, dict) else error
+        )
+        if message:
+            return f"OpenAIException - {message}"
+    except (ValueError, AttributeError):
+        pass
+    return f"OpenAIException - {response.text[:500]}"
+
+
+def _cost_usd(model_name: str, usage: Any) -> float | None:
+    """The call's price from litellm's price table, ``None`` for an unpriced model."""
+    if not isinstance(usage, dict):
+        return None
+    lib = _lib()
+    priced = _priced.get(model_name)
+    if priced is None:
+        try:
+            info = lib.get_model_info(model=model_name, custom_llm_provider="openai")
+            priced = bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
+        except Exception:  # litellm raises for a model it has no price for
+            priced = False
+        _priced[model_name] = priced
+    if not priced:
+        return None
+    try:
+        prompt, completion = lib.cost_per_token(
+            model=model_name, custom_llm_provider="openai", usage_object=lib.Usage(**usage)
+        )
+    except Exception:  # an unusual usage object: no price rather than a failed call
+        return None
+    return float(prompt) + float(completion)
 
 
 def _register_local_provider(litellm: Any) -> None:
