@@ -1,15 +1,17 @@
 """A reproducible train/held-out split of labelled records: :func:`split_records`.
 
-scikit-learn and numpy are imported on first use, so that importing judgealign stays fast.
+Standard library only: a seeded shuffle per class and a largest-remainder allocation of the
+held-out share (importing scikit-learn for this cost several seconds on a cold start).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
+import random
 import warnings
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from judgealign._errors import ConfigurationError
 from judgealign._labels import MISSING, is_number, record_field
@@ -57,13 +59,46 @@ def split_records(
             stacklevel=2,
         )
         strata = None
-    split = _sklearn("sklearn.model_selection").train_test_split
-    train, test = split(
-        list(range(len(items))), test_size=n_test, random_state=seed, shuffle=True, stratify=strata
-    )
-    train_idx: list[int] = sorted(train)
-    test_idx: list[int] = sorted(test)
-    return [items[i] for i in train_idx], [items[i] for i in test_idx]
+    held_out = _pick_held_out(strata or [0] * len(items), n_test, random.Random(seed))
+    train = [item for i, item in enumerate(items) if i not in held_out]
+    return train, [item for i, item in enumerate(items) if i in held_out]
+
+
+def _pick_held_out(strata: Sequence[int], n_test: int, rng: random.Random) -> set[int]:
+    """Indices to hold out: each class gives its proportional share (largest remainder),
+    at least one record when it has two or more, chosen by a seeded shuffle."""
+    sizes = Counter(strata)
+    exact = {c: n_test * size / len(strata) for c, size in sizes.items()}
+    quota = {c: math.floor(share) for c, share in exact.items()}
+    by_remainder = sorted(sizes, key=lambda c: (quota[c] - exact[c], c))
+    for c in by_remainder[: n_test - sum(quota.values())]:
+        quota[c] += 1
+    if len(sizes) > 1:
+        _keep_every_class_in_both_parts(quota, sizes)
+    chosen: set[int] = set()
+    for c in sorted(sizes):
+        members = [i for i, s in enumerate(strata) if s == c]
+        rng.shuffle(members)
+        chosen.update(members[: quota[c]])
+    return chosen
+
+
+def _keep_every_class_in_both_parts(quota: dict[int, int], sizes: Counter[int]) -> None:
+    for c in sorted(sizes):
+        if quota[c] == 0:
+            donor = max((d for d in quota if quota[d] > 1), key=lambda d: quota[d], default=None)
+            if donor is not None:
+                quota[donor] -= 1
+                quota[c] = 1
+        elif quota[c] == sizes[c]:
+            taker = max(
+                (d for d in quota if quota[d] < sizes[d] - 1),
+                key=lambda d: sizes[d] - quota[d],
+                default=None,
+            )
+            if taker is not None:
+                quota[c] -= 1
+                quota[taker] += 1
 
 
 def _held_out_count(n: int, test_size: float) -> int:
@@ -98,12 +133,5 @@ def _strata(items: Sequence[R], stratify_by: Callable[[R], Hashable] | None) -> 
 
 
 def _can_stratify(strata: Sequence[int], n_test: int, n_train: int) -> bool:
-    import numpy as np
-
-    counts = np.bincount(np.asarray(strata))
-    return int(counts.min()) >= 2 and counts.size <= min(n_test, n_train)
-
-
-def _sklearn(module: str) -> Any:
-    """Import a scikit-learn module on first use (it has no type stubs: Any stops here)."""
-    return importlib.import_module(module)
+    counts = Counter(strata)
+    return min(counts.values()) >= 2 and len(counts) <= min(n_test, n_train)
