@@ -18,6 +18,7 @@ from judgealign._io import atomic_write_text
 from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact
 from judgealign._structured import ReplyError, generate_structured
+from judgealign._tracking_events import track_evaluation
 from judgealign._usage import Usage, UsageTotals
 from judgealign._values import ValueCoercionError, ValueSpec
 
@@ -209,9 +210,11 @@ class Judge:
         items = list(records)
         if max_workers < 1:
             raise ConfigurationError(f"max_workers={max_workers} must be at least 1.")
-        return run_batch(
+        result = run_batch(
             self._judge_record, items, name=self.name, max_workers=max_workers, progress=progress
         )
+        track_evaluation(self, items, result)
+        return result
 
     def collect_fields(
         self,

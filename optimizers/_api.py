@@ -26,12 +26,25 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign import ConfigurationError
+from judgealign._prompt_hooks import add_prompt_override
+from judgealign._tracking_events import track_optimization
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
-from optimizers._prompts import PromptTemplate, candidate_prompts, load_prompt, register_prompt
+from optimizers._prompts import (
+    PromptTemplate,
+    candidate_prompts,
+    get_prompt_store,
+    load_prompt,
+    register_prompt,
+)
+from optimizers._prompts import _swapped_text as swapped_text  # pyright: ignore[reportPrivateUsage]
 from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
 from optimizers._templates import repair_template
 
 __all__ = ["PromptOptimizationResult", "PromptOptimizationWarning", "optimize_prompts"]
+
+# Candidates must also reach prompts loaded the MLflow way (mlflow.genai.load_prompt) in
+# predict_fn; judgealign's MLflow store asks this lookup, which reads our per-context swap.
+add_prompt_override(swapped_text)
 
 
 class PromptOptimizationWarning(UserWarning):
@@ -52,8 +65,9 @@ class PromptOptimizationResult:
         final_eval_score_per_scorer: scorer name -> mean final score.
         improved: whether new prompt versions were registered.
         details: the optimizer's extras plus ``unsafe_final_prompts`` (prompt name ->
-            why the optimizer's final candidate was rejected by the template check), ``metric_calls`` and ``verified`` (whether
-            the improvement was measured, false in zero-shot mode).
+            why the optimizer's final candidate was rejected by the template check),
+            ``metric_calls`` and ``verified`` (whether the improvement was measured, false
+            in zero-shot mode).
     """
 
     optimized_prompts: list[PromptTemplate]
@@ -144,7 +158,7 @@ def optimize_prompts(
         "metric_calls": evaluator.records_evaluated,
         "verified": scores.initial is not None,
     }
-    return PromptOptimizationResult(
+    result = PromptOptimizationResult(
         optimized_prompts=prompts,
         optimizer_name=optimizer_name,
         initial_eval_score=scores.initial,
@@ -154,6 +168,8 @@ def optimize_prompts(
         improved=improved,
         details=details,
     )
+    _record_outcome(result, prompt_uris, len(records), len(val_records), evaluator.scorer_names)
+    return result
 
 
 # -- checking the arguments --------------------------------------------------------------
@@ -441,3 +457,34 @@ def _publish(
         note = f"Optimized by {optimizer_name} from {prompt.uri}."
         published.append(register_prompt(prompt.name, chosen[prompt.name], commit_message=note))
     return published
+
+
+def _record_outcome(
+    result: PromptOptimizationResult,
+    prompt_uris: Sequence[str],
+    train_size: int,
+    val_size: int,
+    scorer_names: Sequence[str],
+) -> None:
+    """Report the run to the tracker (a no-op by default) and, for stores that keep version
+    tags (MLflow), tag each newly registered version with the scores that justified it."""
+    track_optimization(
+        result,
+        prompt_uris=prompt_uris,
+        train_size=train_size,
+        val_size=val_size,
+        scorer_names=scorer_names,
+    )
+    set_tags = getattr(get_prompt_store(), "set_version_tags", None)
+    if not result.improved or not callable(set_tags):
+        return
+    tags = {
+        "judgealign.optimizer": result.optimizer_name,
+        "judgealign.scorers": ",".join(scorer_names),
+        "judgealign.initial_score": f"{result.initial_eval_score}",
+        "judgealign.final_score": f"{result.final_eval_score}",
+        "judgealign.validated_on": "val_data" if val_size else "train_data",
+    }
+    for prompt in result.optimized_prompts:
+        if prompt.version is not None:
+            set_tags(prompt.name, prompt.version, tags)

@@ -1,0 +1,65 @@
+"""Figures for tracked runs: an agreement confusion matrix and an optimization curve.
+
+matplotlib is imported when a figure is built (trackers build them off the caller's
+thread, and the no-op tracker never does). Figures use matplotlib's object API with the
+Agg canvas, never ``pyplot``, so building one from a background thread is safe and opens
+no window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["confusion_figure", "curve_figure"]
+
+
+def confusion_figure(
+    labels: Sequence[object], confusion: Sequence[Sequence[int]], *, title: str
+) -> Any:
+    """A heat map of ``confusion`` (rows: the experts' labels, columns: the judge's)."""
+    figure, axes = _figure(max(3.2, 1.1 * len(labels) + 1.5))
+    names = [str(label) for label in labels]
+    axes.imshow([list(row) for row in confusion], cmap="Blues")
+    axes.set_xticks(range(len(names)), names)
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("judge")
+    axes.set_ylabel("experts")
+    axes.set_title(title)
+    peak = max((max(row) for row in confusion if row), default=0)
+    for i, row in enumerate(confusion):
+        for j, count in enumerate(row):
+            color = "white" if peak and count > peak / 2 else "black"
+            axes.text(j, i, str(count), ha="center", va="center", color=color)
+    figure.tight_layout()
+    return figure
+
+
+def curve_figure(
+    steps: Sequence[int],
+    scores: Sequence[float | None],
+    best: Sequence[float],
+    *,
+    title: str,
+) -> Any:
+    """Each candidate's score per iteration (dots) and the best so far (a line)."""
+    figure, axes = _figure(5.0, height=3.2)
+    shown = [(s, v) for s, v in zip(steps, scores, strict=True) if v is not None]
+    if shown:
+        axes.scatter([s for s, _ in shown], [v for _, v in shown], label="candidate", zorder=3)
+    axes.step(list(steps), list(best), where="post", label="best so far")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("score")
+    axes.set_title(title)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def _figure(width: float, *, height: float | None = None) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height or width))
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
