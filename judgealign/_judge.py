@@ -142,8 +142,8 @@ class Judge:
         self.variables = tuple(template_variables(self.instructions))
         self.value_spec = value_spec
         self.description = description
-        self.inference_params = dict(inference_params or {})
-        self.base_url = base_url
+        self.inference_params = _check_params(inference_params)
+        self.base_url = _check_base_url(base_url)
         self.label_scores = _check_label_scores(label_scores, value_spec)
         self.model = resolve_model(model, params=self.inference_params, base_url=base_url)
         self._usage = UsageTotals()
@@ -528,6 +528,12 @@ def _check_label_scores(
             "label_scores applies only to Literal judges; remove it or declare "
             "feedback_value_type=Literal[...]."
         )
+    for label, score in label_scores.items():
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise ConfigurationError(
+                f"label_scores[{label!r}]={score!r} must be a number in [0, 1], "
+                f"e.g. label_scores={{{label!r}: 1.0, ...}}."
+            )
     missing = [c for c in spec.choices if c not in label_scores]
     extra = [k for k in label_scores if k not in spec.choices]
     bad = [k for k, v in label_scores.items() if not 0.0 <= float(v) <= 1.0]
@@ -537,6 +543,26 @@ def _check_label_scores(
             f"[0, 1]; missing: {missing}, unknown: {extra}, out of range: {bad}."
         )
     return {k: float(v) for k, v in label_scores.items()}
+
+
+def _check_params(params: object) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ConfigurationError(
+            f"inference_params must be a dict of model parameters such as "
+            f"{{'temperature': 0}}, got {type(params).__name__}."
+        )
+    return dict(cast(Mapping[str, Any], params))
+
+
+def _check_base_url(base_url: object) -> str | None:
+    if base_url is not None and not isinstance(base_url, str):
+        raise ConfigurationError(
+            f"base_url={base_url!r} must be the endpoint root as a string, for example "
+            "'http://localhost:8000/v1', or None for the provider's default."
+        )
+    return base_url
 
 
 def _check_name(name: object) -> str:
