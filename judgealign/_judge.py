@@ -469,9 +469,28 @@ def record_fields(record: Any) -> dict[str, Any]:
 
 
 def quote_record(fields: Mapping[str, Any]) -> str:
-    """The record as JSON data. ``</`` is escaped so content cannot close the tag."""
-    text = json.dumps(dict(fields), indent=2, ensure_ascii=False, default=str)
+    """The record as JSON data. ``</`` is escaped so content cannot close the tag.
+
+    Raises:
+        ConfigurationError: a field cannot be written as JSON (e.g. a circular dict).
+    """
+    try:
+        text = json.dumps(dict(fields), indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError) as exc:
+        name = next((k for k, v in fields.items() if not _json_ok(v)), "record")
+        raise ConfigurationError(
+            f"The record's {name} cannot be sent to the model as JSON ({exc}); pass plain "
+            "dicts, lists, strings and numbers (no circular references)."
+        ) from None
     return text.replace("</", "<\\/")
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def verdict_schema(spec: ValueSpec) -> dict[str, Any]:
