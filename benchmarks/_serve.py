@@ -1,0 +1,166 @@
+"""Run ``FakeOpenAIServer`` for a benchmark, in its own process.
+
+Usage: ``python benchmarks/_serve.py LATENCY_S MODE``. Prints the port, then reads
+commands from stdin, one per line, answering each with one JSON line:
+
+* ``stats``: the server's counters plus ``embedded_texts`` (texts sent to /embeddings)
+  and ``embedding_batches`` (texts per embeddings request, in order);
+* ``reset``: forget requests and counters.
+
+End of stdin stops the server.
+
+Modes (the reply function; anything it does not handle gets the automatic reply, which
+answers a judge's JSON schema with a valid verdict):
+
+* ``auto``: automatic replies only.
+* ``memalign``: guideline distillation for both judgealign (``DistilledGuidelines``) and
+  MLflow (``Guidelines``): two guidelines per batch, citing the batch's own record ids,
+  with texts unique to the batch, so both libraries keep the same number of guidelines.
+* ``gepa``: a task whose accuracy rises with each reflection. Question ``Q<i>`` needs
+  ``i % 4`` rules in the prompt to be answered right; a reflection request (either
+  library's) gets the current prompt back with one more numbered rule, in a fence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from typing import Any
+
+from judgealign.testing import ChatRequest, FakeOpenAIServer
+
+_VOCAB = [
+    "claim",
+    "date",
+    "number",
+    "name",
+    "place",
+    "quote",
+    "source",
+    "figure",
+    "event",
+    "person",
+    "agency",
+    "amount",
+    "percent",
+    "title",
+    "year",
+    "region",
+    "company",
+    "official",
+    "statement",
+    "report",
+    "vote",
+    "season",
+    "match",
+    "score",
+    "team",
+    "policy",
+    "court",
+    "charge",
+    "study",
+    "survey",
+    "price",
+    "rate",
+    "budget",
+    "tax",
+    "law",
+    "bill",
+    "minister",
+    "police",
+    "hospital",
+    "school",
+    "club",
+    "league",
+    "record",
+    "injury",
+    "contract",
+    "trial",
+    "sentence",
+    "election",
+    "party",
+]
+
+
+def _words(seed: str, count: int) -> list[str]:
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
+    return [_VOCAB[digest[i] % len(_VOCAB)] for i in range(count)]
+
+
+def _guidelines(request: ChatRequest, name: str) -> dict[str, Any] | None:
+    text = request.text
+    seed = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if name == "Guidelines":  # MLflow MemAlign: integer ids printed in the prompt
+        ids: list[Any] = [int(i) for i in re.findall(r'"id":\s*(\d+)', text)]
+        key_text, key_ids = "guideline_text", "source_trace_ids"
+    elif name == "DistilledGuidelines":  # judgealign: the records' own ids
+        ids = re.findall(r'"id": "([^"]+)"', request.last_user)
+        key_text, key_ids = "text", "source_ids"
+    else:
+        return None
+    out = []
+    for k in range(2):
+        cited = ids[2 * k : 2 * k + 2] or ids[:1]
+        words = " ".join(_words(f"{seed}:{k}", 6))
+        out.append({key_text: f"Check the {words} against the document.", key_ids: cited})
+    return {"guidelines": out}
+
+
+_RULE = re.compile(r"Rule (\d+)\.")
+_QUESTION = re.compile(r"Q(\d+): What is (\d+) plus (\d+)\?")
+
+
+def _gepa(request: ChatRequest) -> Any:
+    text = request.text
+    fence = re.search(r"```[a-z]*\n?(.*?)```", text, re.S)
+    if fence and ("I provided an assistant" in text or "You are refining one prompt" in text):
+        prompt = fence.group(1).strip()
+        rules = len(_RULE.findall(prompt))
+        return f"```\n{prompt} Rule {rules + 1}. Be careful.\n```"
+    question = _QUESTION.search(text)
+    if question:
+        number, a, b = (int(g) for g in question.groups())
+        rules = len(_RULE.findall(text))
+        return str(a + b) if rules >= number % 4 else str(a + b + 1)
+    return None
+
+
+def _reply(mode: str) -> Any:
+    if mode == "memalign":
+
+        def memalign(request: ChatRequest) -> Any:
+            schema = (request.response_format or {}).get("json_schema") or {}
+            return _guidelines(request, str(schema.get("name", "")))
+
+        return memalign
+    if mode == "gepa":
+        return _gepa
+    return None
+
+
+def _stats(server: FakeOpenAIServer) -> dict[str, Any]:
+    batches = [
+        len(r.body["input"]) if isinstance(r.body.get("input"), list) else 1
+        for r in server.requests
+        if r.path.rstrip("/").endswith("/embeddings") and isinstance(r.body, dict)
+    ]
+    return {**server.stats, "embedded_texts": sum(batches), "embedding_batches": batches}
+
+
+def main() -> None:
+    latency, mode = float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "auto"
+    with FakeOpenAIServer(latency_s=latency, reply=_reply(mode)) as server:
+        print(server.port, flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "stats":
+                print(json.dumps(_stats(server)), flush=True)
+            elif command == "reset":
+                server.reset()
+                print("{}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
