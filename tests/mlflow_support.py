@@ -45,7 +45,9 @@ class Store:
 def _dump_sqlite(path: Path) -> str:
     lines: list[str] = []
     with sqlite3.connect(path) as connection:
-        tables = [r[0] for r in connection.execute("select name from sqlite_master where type='table'")]
+        tables = [
+            r[0] for r in connection.execute("select name from sqlite_master where type='table'")
+        ]
         for table in tables:
             for row in connection.execute(f'select * from "{table}"'):
                 cells = [

@@ -189,8 +189,13 @@ def _workflow(
         answer = predict_fn(question(country))
         value, why = expert_label(answer)
         held_out.append(
-            {"id": country, "inputs": {"question": question(country)}, "outputs": answer,
-             "label": value, "rationale": why}  # fmt: skip
+            {
+                "id": country,
+                "inputs": {"question": question(country)},
+                "outputs": answer,
+                "label": value,
+                "rationale": why,
+            }  # fmt: skip
         )
     comparison = compare_judges(judge, aligned, held_out, n_bootstrap=0)
     assert comparison.base.accuracy == 0.25 and comparison.aligned.accuracy == 1.0
@@ -229,7 +234,12 @@ def _workflow(
     )
     assert not refused.promoted and refused.baselines == {"qa": 2}
     assert mlflow.genai.load_prompt("prompts:/qa@production").version == 2
-    assert [predict_fn(question(c)) for c in HELD_OUT] == ["Ankara.", "Nairobi.", "Brasilia.", "Hanoi."]
+    assert [predict_fn(question(c)) for c in HELD_OUT] == [
+        "Ankara.",
+        "Nairobi.",
+        "Brasilia.",
+        "Hanoi.",
+    ]
 
     # 8. Tracking: the optimization run has its parameters, curve and prompts.
     assert tracker.flush(timeout=60)
