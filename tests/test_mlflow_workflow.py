@@ -195,7 +195,7 @@ def _workflow(
                 "outputs": answer,
                 "label": value,
                 "rationale": why,
-            }  # fmt: skip
+            }
         )
     comparison = compare_judges(judge, aligned, held_out, n_bootstrap=0)
     assert comparison.base.accuracy == 0.25 and comparison.aligned.accuracy == 1.0

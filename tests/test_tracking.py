@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -320,7 +320,7 @@ def test_optimize_prompts_reports_scores_per_iteration_and_the_curve() -> None:
 def test_curve_reads_gepa_events_and_keeps_the_best_so_far() -> None:
     class Result:
         initial_eval_score = 0.2
-        history = [
+        history: ClassVar[list[dict[str, Any]]] = [
             {"iteration": 1, "outcome": "not_better"},
             {"iteration": 2, "outcome": "accepted", "child_val": 0.6},
             {"iteration": 3, "outcome": "accepted", "child_val": 0.4},
@@ -337,9 +337,11 @@ def test_curve_reads_gepa_events_and_keeps_the_best_so_far() -> None:
 
 
 def test_a_broken_tracker_warns_but_evaluate_and_optimize_complete() -> None:
-    with pytest.warns(TrackingWarning, match="tracking store is down"):
-        with use_tracker(BrokenTracker()):
-            result = judge().evaluate(LABELLED)
+    with (
+        pytest.warns(TrackingWarning, match="tracking store is down"),
+        use_tracker(BrokenTracker()),
+    ):
+        result = judge().evaluate(LABELLED)
     assert result.values == [True, False, False, True]
     with pytest.warns(TrackingWarning):
         outcome = _optimize_letters(BrokenTracker())
