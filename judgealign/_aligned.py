@@ -31,7 +31,14 @@ from judgealign._embeddings import Embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
 from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign._io import atomic_write_text
-from judgealign._judge import EvaluationResult, Judge, quote_record, record_fields, run_batch
+from judgealign._judge import (
+    EvaluationResult,
+    Judge,
+    batch_records,
+    quote_record,
+    record_fields,
+    run_batch,
+)
 from judgealign._memory import Guideline, MemoryState, StoredRecord, new_guideline_id
 from judgealign._records import LabeledRecord
 from judgealign._redact import redact
@@ -211,10 +218,9 @@ class AlignedJudge:
         The records' retrieval texts are embedded in one batch first. A malformed record
         or a failed model call comes back as a feedback with ``error``.
         """
-        if max_workers < 1:
-            raise ConfigurationError(f"max_workers={max_workers} must be at least 1.")
+        items = batch_records(records, max_workers)
         state = self._state
-        jobs = self._jobs(state, list(records))
+        jobs = self._jobs(state, items)
         return run_batch(
             lambda job: self._run_job(state, job),
             jobs,

@@ -207,9 +207,7 @@ class Judge:
         A record that is malformed or whose model call fails comes back with ``error``
         set; no exception escapes for one record.
         """
-        items = list(records)
-        if max_workers < 1:
-            raise ConfigurationError(f"max_workers={max_workers} must be at least 1.")
+        items = batch_records(records, max_workers)
         result = run_batch(
             self._judge_record, items, name=self.name, max_workers=max_workers, progress=progress
         )
@@ -453,6 +451,24 @@ def run_batch(
     return EvaluationResult(feedback=feedback, usage=usage)
 
 
+def batch_records(records: object, max_workers: object) -> list[Any]:
+    """The records of an ``evaluate`` call as a list, after checking the arguments.
+
+    Raises:
+        ConfigurationError: ``records`` is not iterable, or ``max_workers`` is not an
+            integer >= 1.
+    """
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise ConfigurationError(f"max_workers={max_workers!r} must be an integer >= 1.")
+    kind = type(records).__name__
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise ConfigurationError(
+            "records must be an iterable of records (dicts with inputs, outputs, ...), "
+            f"got {kind}; wrap a single record in a list."
+        )
+    return list(cast(Iterable[Any], records))
+
+
 def record_fields(record: Any) -> dict[str, Any]:
     """Pull the judge fields out of a mapping or an object with those attributes."""
     if isinstance(record, Mapping):
@@ -548,7 +564,7 @@ def _check_label_scores(
             "feedback_value_type=Literal[...]."
         )
     for label, score in label_scores.items():
-        if isinstance(score, bool) or not isinstance(score, (int, float)):
+        if isinstance(score, bool) or not isinstance(score, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(
                 f"label_scores[{label!r}]={score!r} must be a number in [0, 1], "
                 f"e.g. label_scores={{{label!r}: 1.0, ...}}."
