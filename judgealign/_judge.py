@@ -333,6 +333,11 @@ class Judge:
         from judgealign._alignment import MemAlignOptimizer
 
         aligner: Any = optimizer or MemAlignOptimizer()
+        if not callable(getattr(aligner, "align", None)):
+            raise ConfigurationError(
+                f"optimizer={optimizer!r} must be an alignment optimizer such as "
+                "MemAlignOptimizer(...), or None for the default one."
+            )
         return aligner.align(self, records)
 
     # -- persistence ------------------------------------------------------------------
