@@ -28,6 +28,7 @@ from judgealign._chat import ChatModel
 from judgealign._distill import DistillItem, consolidate_guidelines, distill_guidelines
 from judgealign._embeddings import Embedder, resolve_embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError
+from judgealign._litellm import parse_model_uri
 from judgealign._loaders import read_records
 from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
 from judgealign._models import resolve_model
@@ -111,6 +112,8 @@ class MemAlignOptimizer:
         max_workers: int = 8,
         max_example_chars: int = 4_000,
     ) -> None:
+        if isinstance(reflection_model, str):
+            parse_model_uri(reflection_model)  # a malformed URI fails here, not mid-align
         self.reflection_model = reflection_model
         self.embedding_model = embedding_model
         self.retrieval_k = _count("retrieval_k", retrieval_k, low=0)
@@ -384,6 +387,11 @@ def _prepare(
         raise ConfigurationError(
             "records must be a list of records (dicts or "
             "LabeledRecord), not a single string or dict."
+        )
+    if not isinstance(records, Iterable):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigurationError(
+            "records must be a list of records (dicts or LabeledRecord), got "
+            f"{type(records).__name__}."
         )
     items = list(records)
     if not items:
