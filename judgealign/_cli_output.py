@@ -1,0 +1,119 @@
+"""What the ``judgealign`` command prints: tables, steps, warnings and progress bars.
+
+Results go to stdout; progress bars and warnings go to stderr, so ``> file`` keeps only the
+results. Progress bars appear only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import click
+
+from judgealign._cli_models import CallCounter
+
+__all__ = [
+    "Progress",
+    "echo",
+    "echo_table",
+    "readable_warnings",
+    "shorten",
+    "step",
+]
+
+
+def echo(text: str = "", *, indent: int = 0) -> None:
+    """Print ``text`` to stdout, every line indented by ``indent`` spaces."""
+    pad = " " * indent
+    click.echo("\n".join(pad + line if line else line for line in text.split("\n")))
+
+
+def step(number: int, total: int, title: str) -> None:
+    """Print a numbered step heading such as ``[2/5] Aligning the judge``."""
+    click.echo()
+    click.echo(click.style(f"[{number}/{total}] ", bold=True) + click.style(title, bold=True))
+
+
+def shorten(text: object, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: max(1, width - 1)] + "…"
+
+
+def echo_table(rows: Sequence[Sequence[str]], *, indent: int = 2) -> None:
+    """Print rows as columns: the first row is the header (underlined), cells padded."""
+    from judgealign._report_text import table
+
+    lines = table([list(row) for row in rows])
+    width = max((len(line) for line in lines), default=0)
+    echo("\n".join([lines[0], "-" * width, *lines[1:]]), indent=indent)
+
+
+@contextmanager
+def readable_warnings(stream: TextIO | None = None) -> Iterator[None]:
+    """Show each distinct warning once, as ``warning: <message>``, instead of Python's
+    file-and-line format (which reads as a crash to a command-line user)."""
+    seen: set[str] = set()
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            click.echo(click.style("warning: ", fg="yellow") + text, err=True, file=stream)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+class Progress:
+    """A progress bar over model calls, one phase at a time (only on a terminal).
+
+    Args:
+        counter: the counter every model of the command ticks.
+        enabled: ``None`` shows bars when stderr is a terminal.
+    """
+
+    def __init__(self, counter: CallCounter, *, enabled: bool | None = None) -> None:
+        self.counter = counter
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the command started."""
+        return time.perf_counter() - self.started
+
+    @contextmanager
+    def phase(self, label: str, total: int | None = None) -> Iterator[None]:
+        """Count the model calls made inside the block on a bar labelled ``label``.
+
+        ``total`` is the expected number of calls (``None`` when unknown: the bar then
+        shows the count and the rate).
+        """
+        if not self.enabled:
+            yield
+            return
+        from tqdm import tqdm
+
+        bar: Any = tqdm(
+            total=total, desc=f"  {label}", unit="call", leave=False, file=sys.stderr, ncols=80
+        )
+        self.counter.listen(lambda: bar.update(1))
+        try:
+            yield
+        finally:
+            self.counter.listen(None)
+            bar.close()

@@ -1,0 +1,144 @@
+"""PNG figures written by the ``judgealign`` command.
+
+The confusion matrix and the optimization curve are the tracking figures of
+:mod:`judgealign._plots` (the same pictures land in the output folder and in MLflow);
+this module adds the base-versus-aligned agreement chart and writes PNG files. matplotlib
+is imported only when a figure is built, through its object API with the Agg canvas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "comparison_figure",
+    "confusion_factory",
+    "curve_factory",
+    "save_png",
+]
+
+FigureFactory = Callable[[], Any]
+_BASE_COLOR = "#9aa5b1"
+_ALIGNED_COLOR = "#2f6fba"
+
+
+def save_png(factory: FigureFactory, path: Path) -> Path:
+    """Build the figure and write it to ``path`` as a PNG; returns ``path``.
+
+    Raises:
+        MissingExtraError: when matplotlib is not installed.
+    """
+    try:
+        figure = factory()
+    except ImportError as exc:
+        from judgealign._errors import MissingExtraError
+
+        raise MissingExtraError("Writing plots", "dev", f"matplotlib ({exc})") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def confusion_factory(report: Any, title: str) -> FigureFactory:
+    """A factory of the confusion-matrix heat map of an ``AgreementReport``."""
+    labels = [_label_text(label) for label in report.labels]
+    confusion = [list(row) for row in report.confusion]
+
+    def build() -> Any:
+        from judgealign._plots import confusion_figure
+
+        return confusion_figure(labels, confusion, title=title)
+
+    return build
+
+
+def curve_factory(result: Any, title: str) -> FigureFactory | None:
+    """A factory of the score-per-iteration curve of an optimization, or ``None`` when
+    the optimizer reported no scores."""
+    from judgealign._tracking_events import optimization_curve
+
+    steps, scores, best = optimization_curve(result)
+    if not steps:
+        return None
+
+    def build() -> Any:
+        from judgealign._plots import curve_figure
+
+        figure = curve_figure(steps, scores, best, title=title)
+        axes = figure.axes[0]
+        axes.set_ylim(-0.05, 1.05)
+        axes.set_xticks(steps)
+        axes.set_xlim(min(steps) - 0.4, max(steps) + 0.4)
+        return figure
+
+    return build
+
+
+def comparison_figure(comparison: Any, *, title: str) -> Any:
+    """Accuracy and kappa of the base and the aligned judge, side by side, with their
+    bootstrap intervals as whiskers and the values written on the bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.6, 3.9))
+    FigureCanvasAgg(figure)
+    axes: Any = figure.add_subplot()
+    metrics = [("accuracy", "accuracy_ci"), ("kappa", "kappa_ci")]
+    width = 0.36
+    bars_of = ((-width / 2, "base", _BASE_COLOR), (width / 2, "aligned", _ALIGNED_COLOR))
+    for offset, role, color in bars_of:
+        report = getattr(comparison, role)
+        values = [_finite(getattr(report, m)) for m, _ in metrics]
+        errors = [_whisker(getattr(report, m), getattr(report, ci)) for m, ci in metrics]
+        xs = [i + offset for i in range(len(metrics))]
+        bars: Any = axes.bar(
+            xs,
+            values,
+            width,
+            color=color,
+            label=f"{role} judge",
+            yerr=[[e[0] for e in errors], [e[1] for e in errors]],
+            capsize=4,
+            ecolor="#444444",
+        )
+        for bar, (metric, _), (_, above) in zip(bars, metrics, errors, strict=True):
+            raw = getattr(report, metric)
+            text = "n/a" if math.isnan(raw) else f"{raw:.2f}"
+            axes.annotate(
+                text,
+                (bar.get_x() + bar.get_width() / 2, max(bar.get_height(), 0.0) + above),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
+    axes.set_xticks(range(len(metrics)), ["accuracy", "Cohen's kappa"])
+    lowest = min(_finite(comparison.base.kappa), _finite(comparison.aligned.kappa))
+    axes.set_ylim(min(-0.1, lowest - 0.1), 1.15)
+    axes.axhline(0, color="#444444", linewidth=0.8)
+    axes.set_ylabel("agreement with the experts")
+    axes.set_title(title)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def _finite(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+def _whisker(value: float, interval: tuple[float, float]) -> tuple[float, float]:
+    low, high = interval
+    if math.isnan(value) or math.isnan(low) or math.isnan(high):
+        return 0.0, 0.0
+    return max(0.0, value - low), max(0.0, high - value)
+
+
+def _label_text(label: object) -> str:
+    if isinstance(label, bool):
+        return "yes" if label else "no"
+    return str(label)
