@@ -87,6 +87,12 @@ def load_records(
         ConfigurationError: a malformed option, or ``strict`` and a rejected record.
     """
     mapping = _check_columns(columns)
+    kind = type(items).__name__
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigurationError(
+            "items must be an iterable of records (dicts or LabeledRecord), got "
+            f"{kind}; wrap a single record in a list."
+        )
     rows = ((f"item {i}", item) for i, item in enumerate(items))
     return _load(rows, mapping, judge, label_map, strict)
 
@@ -267,7 +273,7 @@ def _raw_id(raw: Any, mapping: Mapping[str, Any]) -> str | None:
 
 def _to_record(raw: Any, mapping: Mapping[str, Any]) -> LabeledRecord:
     if isinstance(raw, LabeledRecord):
-        return raw
+        return _storable(raw)
     if isinstance(raw, _BadLine):
         raise ConfigurationError(raw.message)
     if not isinstance(raw, Mapping):
@@ -289,9 +295,25 @@ def _to_record(raw: Any, mapping: Mapping[str, Any]) -> LabeledRecord:
             ).hexdigest()[:16]
         )
     try:
-        return LabeledRecord.model_validate(data)
+        record = LabeledRecord.model_validate(data)
     except ValidationError as exc:
         raise ConfigurationError(_validation_message(exc)) from None
+    return _storable(record)
+
+
+def _storable(record: LabeledRecord) -> LabeledRecord:
+    """``record`` if every field can be saved as JSON (an aligned judge's file holds it)."""
+    from pydantic_core import to_jsonable_python
+
+    for name in FIELD_NAMES:
+        try:
+            to_jsonable_python(getattr(record, name))
+        except (ValueError, TypeError) as exc:  # PydanticSerializationError, UnicodeDecodeError
+            raise ConfigurationError(
+                f"{name!r} cannot be stored as JSON ({exc}); convert it to plain dicts, "
+                "lists, strings and numbers."
+            ) from None
+    return record
 
 
 def _select(raw: Mapping[str, Any], mapping: Mapping[str, Any]) -> dict[str, Any]:
