@@ -373,11 +373,18 @@ class Judge:
                 f"judgealign reads version {FORMAT_VERSION}. Upgrade judgealign."
             )
         try:
+            spec = data["feedback_value_type"]
+            if not isinstance(spec, Mapping):
+                raise ConfigurationError(
+                    f"Saved judge field 'feedback_value_type' must be an object such as "
+                    f"{{'kind': 'bool'}}, got {spec!r}; the file is corrupted, save the judge "
+                    "again."
+                )
             return cls(
                 name=data["name"],
                 instructions=data["instructions"],
                 model=model if model is not None else data["model"],
-                value_spec=ValueSpec.from_dict(data["feedback_value_type"]),
+                value_spec=ValueSpec.from_dict(dict(cast(Mapping[str, Any], spec))),
                 description=data.get("description"),
                 inference_params=data.get("inference_params") or {},
                 base_url=data.get("base_url"),
@@ -385,6 +392,11 @@ class Judge:
             )
         except KeyError as exc:
             raise ConfigurationError(f"Saved judge is missing the field {exc}.") from None
+        except (TypeError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"Saved judge has a field of the wrong type ({exc}); the file is corrupted, "
+                "save the judge again."
+            ) from None
 
     def save(self, path: str | Path) -> Path:
         """Write the judge to a JSON file atomically and return its path."""
@@ -568,6 +580,10 @@ def _check_label_scores(
             "label_scores applies only to Literal judges; remove it or declare "
             "feedback_value_type=Literal[...]."
         )
+    if not isinstance(label_scores, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigurationError(
+            f"label_scores must be a dict of label -> score in [0, 1], got {label_scores!r}."
+        )
     for label, score in label_scores.items():
         if isinstance(score, bool) or not isinstance(score, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(
@@ -677,6 +693,10 @@ def read_json_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(target.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(f"File {str(target)!r} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigurationError(
+            f"{str(target)!r} is a directory, not a file; pass the path of the saved file."
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(
             f"File {str(target)!r} is not valid JSON ({exc}); it may be corrupted or not a "
