@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from judgealign._errors import ConfigurationError
+
 __all__ = ["atomic_write_bytes", "atomic_write_text"]
 
 
@@ -17,6 +19,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     point leaves either the previous content or the complete new content.
     """
     target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigurationError(
+            f"Cannot write {str(target)!r}: it is a directory; choose a file path inside it."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

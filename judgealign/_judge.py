@@ -399,8 +399,20 @@ class Judge:
             ) from None
 
     def save(self, path: str | Path) -> Path:
-        """Write the judge to a JSON file atomically and return its path."""
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+        """Write the judge to a JSON file atomically and return its path.
+
+        Raises:
+            ConfigurationError: an inference parameter cannot be written as JSON, or
+                ``path`` is a directory; nothing is written.
+        """
+        data = self.to_dict()
+        for key, value in data["inference_params"].items():
+            if not _json_ok(value, strict=True):
+                raise ConfigurationError(
+                    f"inference_params[{key!r}] ({type(value).__name__}) cannot be saved as "
+                    "JSON; remove it before saving and pass it again after loading."
+                )
+        return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path, *, model: str | ChatModel | None = None) -> Judge:
@@ -518,9 +530,9 @@ def quote_record(fields: Mapping[str, Any]) -> str:
     return text.replace("</", "<\\/")
 
 
-def _json_ok(value: Any) -> bool:
+def _json_ok(value: Any, *, strict: bool = False) -> bool:
     try:
-        json.dumps(value, default=str)
+        json.dumps(value) if strict else json.dumps(value, default=str)
     except (TypeError, ValueError):
         return False
     return True
