@@ -198,7 +198,16 @@ class VectorIndex:
         if self._index is None or not self._id_to_key or k < 1:
             return []
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32)[None, :])
-        scores, keys = self._index.search(query, min(k, len(self._id_to_key)))
+        # One query is searched on this thread alone: faiss's OpenMP team costs more to wake
+        # than it saves (16x slower at 10k vectors on 2 cores, benchmarks/RESULTS.md B4).
+        # The setting is per calling thread in OpenMP, and restored.
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, keys = self._index.search(query, min(k, len(self._id_to_key)))
+        finally:
+            faiss.omp_set_num_threads(threads)
         hits: list[tuple[str, float]] = []
         for key, score in zip(keys[0].tolist(), scores[0].tolist(), strict=True):
             if key >= 0:
