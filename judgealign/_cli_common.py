@@ -58,8 +58,9 @@ def columns_option(function: F) -> F:
         "columns",
         multiple=True,
         metavar="FIELD=COL[,COL]",
-        help="Which column holds a record field, e.g. --map inputs=question --map "
-        "label=verdict (several columns make a dict).",
+        help="Which columns hold a record field, e.g. --map inputs=question,context --map "
+        "outputs=answer --map label=verdict (inputs and expectations become a dict of the "
+        "columns).",
     )(function)
 
 

@@ -5,8 +5,10 @@
 * ``.csv`` / ``.tsv``: one record per row. A cell holding a JSON object or list (such as
   ``{"question": "..."}``) is decoded; an empty cell is absent.
 
-``--map KEY=COLUMN[,COLUMN...]`` says which column holds a record field when it is not
-the field's own name; several columns make a dict (``--map inputs=question,context``).
+``--map FIELD=COLUMN[,COLUMN...]`` says which columns hold a record field when it is not
+the field's own name. ``inputs`` and ``expectations`` become a dict of the named columns
+(``--map inputs=question,context`` gives ``{"question": ..., "context": ...}``); other
+fields take the column's value (several columns make a dict).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = ["apply_columns", "load_labelled", "parse_columns", "read_rows", "writ
 
 _FIELDS = ("id", "inputs", "outputs", "expectations", "conversation", "trace", "label")
 _MAPPABLE = (*_FIELDS, "rationale", "annotator", "created_at")
+_DICT_FIELDS = ("inputs", "expectations")  # named fields: always a dict of the columns
 
 
 def read_rows(path: str | Path, *, limit: int | None = None) -> list[dict[str, Any]]:
@@ -148,10 +151,10 @@ def apply_columns(
     for row in rows:
         item = dict(row)
         for key, columns in mapping.items():
-            if len(columns) == 1:
-                item[key] = row.get(columns[0])
-            else:
+            if key in _DICT_FIELDS or len(columns) > 1:
                 item[key] = {c: row.get(c) for c in columns}
+            else:
+                item[key] = row.get(columns[0])
         mapped.append(item)
     return mapped
 

@@ -46,12 +46,12 @@ def shorten(text: object, width: int) -> str:
 
 
 def echo_table(rows: Sequence[Sequence[str]], *, indent: int = 2) -> None:
-    """Print rows as columns: the first row is the header (underlined), cells padded."""
-    from judgealign._report_text import table
-
-    lines = table([list(row) for row in rows])
-    width = max((len(line) for line in lines), default=0)
-    echo("\n".join([lines[0], "-" * width, *lines[1:]]), indent=indent)
+    """Print rows as left-aligned columns; the first row is the header, underlined."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    echo("\n".join([lines[0], "-" * max(len(line) for line in lines), *lines[1:]]), indent=indent)
 
 
 @contextmanager
