@@ -121,6 +121,18 @@ def _bind_scorers(scorers: Sequence[Scorer]) -> tuple[_BoundScorer, ...]:
     return tuple(bound)
 
 
+def _check_label_scores(label_scores: Mapping[str, float] | None) -> dict[str, float]:
+    table = dict(label_scores or {})
+    for label, score in table.items():
+        number = isinstance(score, int | float) and not isinstance(score, bool)  # pyright: ignore[reportUnnecessaryIsInstance]
+        if not number or not 0.0 <= score <= 1.0:  # NaN fails the range check too
+            raise ConfigurationError(
+                f"label_scores[{label!r}]={score!r} must be a number in [0, 1], e.g. "
+                f"label_scores={{{label!r}: 1.0}}."
+            )
+    return {label: float(score) for label, score in table.items()}
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
 
@@ -227,10 +239,15 @@ class Evaluator:
             raise ConfigurationError(f"predict_fn={predict_fn!r} is not callable.")
         if max_workers < 1:
             raise ConfigurationError(f"max_workers={max_workers} must be at least 1.")
+        if aggregation is not None and not callable(aggregation):
+            raise ConfigurationError(
+                f"aggregation={aggregation!r} must be a function (scores, feedback) -> float, "
+                "or None for the mean of the scorers."
+            )
         self._predict_fn = predict_fn
         self._scorers = _bind_scorers(scorers)
         self._aggregation = aggregation
-        self._label_scores = dict(label_scores or {})
+        self._label_scores = _check_label_scores(label_scores)
         self._max_workers = max_workers
         self._lock = threading.Lock()
         self._records_evaluated = 0
