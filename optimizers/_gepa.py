@@ -102,17 +102,32 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             _require(_is_int(value), name, value, "an int")
         _require(max_metric_calls >= 1, "max_metric_calls", max_metric_calls, "an int >= 1")
         _require(minibatch_size >= 1, "minibatch_size", minibatch_size, "an int >= 1")
-        _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction, "in (0, 1)")
+        _require(
+            _is_number(val_fraction) and 0.0 < val_fraction < 1.0,
+            "val_fraction",
+            val_fraction,
+            "in (0, 1)",
+        )
         _require(max_merge_attempts >= 0, "max_merge_attempts", max_merge_attempts, "an int >= 0")
         _require(max_workers >= 1, "max_workers", max_workers, "an int >= 1")
-        _require(patience is None or patience >= 1, "patience", patience, "None or an int >= 1")
         _require(
-            score_threshold is None or 0.0 <= score_threshold <= 1.0,
+            patience is None or (_is_int(patience) and patience >= 1),
+            "patience",
+            patience,
+            "None or an int >= 1",
+        )
+        _require(
+            score_threshold is None or (_is_number(score_threshold) and 0 <= score_threshold <= 1),
             "score_threshold",
             score_threshold,
             "None or in [0, 1]",
         )
-        _require(timeout_s is None or timeout_s >= 0, "timeout_s", timeout_s, "None or >= 0")
+        _require(
+            timeout_s is None or (_is_number(timeout_s) and timeout_s >= 0),
+            "timeout_s",
+            timeout_s,
+            "None or a number >= 0",
+        )
         self.reflection_model = resolve_model(reflection_model)
         self.settings = EngineSettings(
             max_metric_calls=max_metric_calls,
@@ -332,6 +347,10 @@ def _is_prompt_map(value: object) -> bool:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _require(ok: bool, name: str, value: object, expected: str) -> None:
