@@ -94,9 +94,11 @@ def log_verdicts(
 ) -> int:
     """Attach judge verdicts to traces as ``LLM_JUDGE`` feedback assessments.
 
-    The writes go through one background writer (``tracker``'s, or a new
+    The writes go through one background writer (``tracker``'s, or a shared
     :class:`~judgealign.mlflow_integration.MlflowTracker`), never from the caller's thread
-    or a pool. Feedback with an ``error`` is written as an assessment error.
+    or a pool; that writer first flushes MLflow's asynchronous trace export, so verdicts
+    on traces made a moment ago land. Feedback with an ``error`` is written as an
+    assessment error.
 
     Args:
         traces: the traces (objects, ids or a DataFrame), one per feedback, in order.
@@ -114,7 +116,6 @@ def log_verdicts(
     if len(ids) != len(feedback):
         raise _config(f"log_verdicts got {len(ids)} traces but {len(feedback)} feedback.")
     writer = tracker if tracker is not None else _default_tracker()
-    _mlflow.flush_traces()  # feedback on a trace not exported yet would fail
     for trace_id, fb in zip(ids, feedback, strict=True):
         source = fb.source
         writer.log_assessment(

@@ -221,6 +221,8 @@ class MlflowTracker:
         """The writer's sink: one ``log_batch`` per run for params and metrics."""
         failures: list[Failure] = []
         grouped: dict[int, list[WriteOp]] = {}
+        if any(op.kind == "assessment" for op in batch):
+            _mlflow.flush_traces()  # feedback on a trace not exported yet would fail
         for op in batch:
             if op.kind in ("params", "metrics"):
                 grouped.setdefault(id(op.target), []).append(op)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Export traces synchronously: with MLflow's asynchronous export, every
+# mlflow.flush_trace_async_logging() costs one to three seconds, even when idle.
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 
 @dataclass(frozen=True)
