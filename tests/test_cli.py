@@ -215,10 +215,8 @@ def test_align_then_edit_guidelines(
     scripted: FunctionModel, files: dict[str, Path], tmp_path: Path
 ) -> None:
     aligned_file, report = tmp_path / "aligned.json", tmp_path / "align_report.json"
-    result = run(
-        "align", files["spec"], files["data"], "-o", aligned_file, "--report", report,
-        "--embedding-model", "hashing", "--test-size", "0.3",
-    )  # fmt: skip
+    options = ("--report", report, "--embedding-model", "hashing", "--test-size", "0.3")
+    result = run("align", files["spec"], files["data"], "-o", aligned_file, *options)
     assert result.exit_code == 0, result.output
     assert "60 labelled records: 42 to align, 18 held out" in result.stdout
     assert (
@@ -257,8 +255,8 @@ def test_align_on_an_aligned_file_learns_only_new_records(
     scripted: FunctionModel, files: dict[str, Path], tmp_path: Path
 ) -> None:
     aligned_file = tmp_path / "aligned.json"
-    first = run("align", files["spec"], files["data"], "-o", aligned_file, "--limit", "20",
-                "--test-size", "0", "--embedding-model", "hashing")  # fmt: skip
+    options = ("--limit", "20", "--test-size", "0", "--embedding-model", "hashing")
+    first = run("align", files["spec"], files["data"], "-o", aligned_file, *options)
     assert first.exit_code == 0, first.output
     calls = len(scripted.requests)
     again = run(
