@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from judgealign._distill import DistillationOutcome, FailedBatch
-from judgealign._records import DuplicateRecord, RecordProblem
+from judgealign._records import DuplicateRecord, RecordProblem, duplicates_message
 from judgealign._usage import ZERO_USAGE, Usage
 
 __all__ = ["AlignmentResult", "RunLog", "caller_stacklevel"]
@@ -141,6 +141,8 @@ class RunLog:
                 f"{len(self.problems)} record(s) were rejected: {self.problems[0]}"
                 f"{' ...' if len(self.problems) > 1 else ''}"
             )
+        if self.duplicates:
+            self.warn(duplicates_message(self.duplicates))
         for message in self.messages:
             warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
         return AlignmentResult(

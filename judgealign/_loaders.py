@@ -41,6 +41,7 @@ from judgealign._records import (
     LoadResult,
     RecordProblem,
     canonical_json,
+    duplicates_message,
 )
 from judgealign._values import ValueSpec
 
@@ -258,6 +259,8 @@ def _load(
             UserWarning,
             stacklevel=3,
         )
+    if duplicates and warn:
+        warnings.warn(duplicates_message(duplicates), UserWarning, stacklevel=3)
     return result
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "RecordProblem",
     "canonical_json",
     "coerce_label",
+    "duplicates_message",
 ]
 
 Label = bool | int | float | str
@@ -220,6 +221,16 @@ class DuplicateRecord:
                 else ""
             )
         )
+
+
+def duplicates_message(duplicates: Sequence[DuplicateRecord]) -> str:
+    """The warning for ids given more than once with differing labels or fields."""
+    more = f" (and {len(duplicates) - 1} more)" if len(duplicates) > 1 else ""
+    return (
+        f"{len(duplicates)} id(s) were given more than once with differing labels or fields; "
+        f"one record was kept for each: {duplicates[0]}{more}. Fix the data, or see the "
+        "duplicates in the result."
+    )
 
 
 @dataclass(frozen=True)
