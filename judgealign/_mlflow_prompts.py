@@ -163,8 +163,9 @@ class Promotion:
         candidate_score: the candidates' score.
         baseline_score: the baselines' score (``None`` without a baseline).
         promoted: whether the alias now points at the candidates.
-        evidence: ``"held_out"`` (scored here on the given records) or ``"reported"``
-            (the optimization result's initial and final scores).
+        evidence: ``"held_out"`` (scored here on the given records), ``"reported"``
+            (the optimization result's initial and final scores) or ``"none"`` (nothing
+            to compare: no baseline, or the candidate is the baseline).
         reason: why, in one sentence.
     """
 
@@ -220,15 +221,20 @@ def promote_if_improved(
     store = store or MlflowPromptStore()
     candidates = _candidate_versions(candidate, store)
     baselines = _baseline_versions(candidates, baseline, alias, store)
-    if not any(v is not None for v in baselines.values()):
-        scores: tuple[float | None, float | None, str] = (None, None, "held_out")
-    elif data is not None and predict_fn is not None and scorers:
-        scores = _held_out(candidates, baselines, store, data, predict_fn, scorers,
-                           label_scores, max_workers)  # fmt: skip
+    new: float | None = None
+    old: float | None = None
+    evidence = "none"
+    if all(baselines.get(name) == version for name, version in candidates.items()):
+        promoted, reason = False, "the candidate versions are the baseline versions"
     else:
-        scores = _reported(candidate)
-    new, old, evidence = scores
-    promoted, reason = _decide(candidates, baselines, new, old, min_improvement)
+        if data is not None and predict_fn is not None and scorers:
+            evidence = "held_out"
+            scoring = _Scoring(data, predict_fn, scorers, label_scores, max_workers)
+            new, old = _held_out(candidates, baselines, store, scoring)
+        elif any(v is not None for v in baselines.values()):
+            evidence = "reported"
+            new, old = _reported(candidate)
+        promoted, reason = _decide(new, old, min_improvement)
     tags = {f"{_TAG}promotion.{alias}": "promoted" if promoted else "rejected"}
     for key, value in ((f"{_TAG}heldout_score", new), (f"{_TAG}baseline_score", old)):
         if value is not None and evidence == "held_out":
@@ -279,16 +285,21 @@ def _baseline_versions(
     return chosen
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    data: Sequence[Mapping[str, Any]]
+    predict_fn: Callable[..., Any]
+    scorers: Sequence[Callable[..., Any]]
+    label_scores: Mapping[str, float] | None
+    max_workers: int
+
+
 def _held_out(
     candidates: Mapping[str, int],
     baselines: Mapping[str, int | None],
     store: MlflowPromptStore,
-    data: Sequence[Mapping[str, Any]],
-    predict_fn: Callable[..., Any],
-    scorers: Sequence[Callable[..., Any]],
-    label_scores: Mapping[str, float] | None,
-    max_workers: int,
-) -> tuple[float | None, float | None, str]:
+    scoring: _Scoring,
+) -> tuple[float, float | None]:
     def texts(versions: Mapping[str, int | None]) -> dict[str, str]:
         return {
             name: store.load(name, version=version).stored_template
@@ -298,19 +309,20 @@ def _held_out(
 
     def score(templates: Mapping[str, str]) -> float:
         outcome = score_templates(
-            predict_fn,
-            data,
-            scorers,
+            scoring.predict_fn,
+            scoring.data,
+            scoring.scorers,
             templates,
-            label_scores=label_scores,
-            max_workers=max_workers,
+            label_scores=scoring.label_scores,
+            max_workers=scoring.max_workers,
         )
         return outcome.score
 
-    return score(texts(candidates)), score(texts(baselines)), "held_out"
+    old = texts(baselines)
+    return score(texts(candidates)), score(old) if old else None
 
 
-def _reported(candidate: Any) -> tuple[float | None, float | None, str]:
+def _reported(candidate: Any) -> tuple[float, float]:
     final = getattr(candidate, "final_eval_score", None)
     initial = getattr(candidate, "initial_eval_score", None)
     if final is None or initial is None:
@@ -318,18 +330,10 @@ def _reported(candidate: Any) -> tuple[float | None, float | None, str]:
             "promote_if_improved needs evidence: pass held-out data=, predict_fn= and "
             "scorers=, or an optimize_prompts result that has initial and final scores."
         )
-    return float(final), float(initial), "reported"
+    return float(final), float(initial)
 
 
-def _decide(
-    candidates: Mapping[str, int],
-    baselines: Mapping[str, int | None],
-    new: float | None,
-    old: float | None,
-    min_improvement: float,
-) -> tuple[bool, str]:
-    if all(baselines.get(name) == version for name, version in candidates.items()):
-        return False, "the candidate versions are the baseline versions"
+def _decide(new: float | None, old: float | None, min_improvement: float) -> tuple[bool, str]:
     if old is None or new is None:
         return True, "there is no baseline version to beat"
     if new > old + min_improvement:
