@@ -156,7 +156,9 @@ class LiteLLMModel:
         timeout: float | None = None,
     ) -> Completion:
         """Send one chat request, with retries, caching and usage accounting."""
-        if not self.is_local:
+        if self.is_local:
+            _check_local_model(self._name)
+        else:
             check_endpoint(self._uri, self._api_base or _env_api_base(self._provider))
         key = self._cache_key(messages, response_format)
         hit = self._cache.get(key) if (self._cache is not None and key) else None
@@ -248,6 +250,15 @@ class LiteLLMModel:
     def _classify(self, exc: BaseException) -> CallFailure:
         secrets = [self._api_key or "", *(str(v) for v in self._secret_params.values())]
         return classify_error(exc, self._uri, secrets)
+
+
+def _check_local_model(name: str) -> None:
+    """Fail at once (no retries) when the local model's extra or file is missing."""
+    from judgealign import _local
+
+    if not _local.is_available(name):
+        raise _local.LocalExtraMissingError(name, weights=_local.is_builtin(name))
+    _local.resolve_gguf(name)
 
 
 def _public_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def is_available(model: str | None = None) -> bool:
     """
     if not _findable("llama_cpp"):
         return False
-    if model is not None and _is_builtin(model):
+    if model is not None and is_builtin(model):
         return _findable(_PACKAGE)
     return True
 
@@ -189,7 +189,7 @@ def resolve_gguf(name: str) -> pathlib.Path:
             installed.
         ConfigurationError: the path does not exist or is not a GGUF file.
     """
-    if _is_builtin(name):
+    if is_builtin(name):
         return _smollm2_path()
     path = pathlib.Path(name.strip()).expanduser()
     if not path.is_file():
@@ -212,7 +212,7 @@ def resolve_gguf(name: str) -> pathlib.Path:
     return path.resolve()
 
 
-def _is_builtin(name: str) -> bool:
+def is_builtin(name: str) -> bool:
     return name.strip().lstrip("/").lower() == SMOLLM2
 
 
@@ -255,7 +255,7 @@ def _import_llama_cpp(model: str) -> Any:
     try:
         return importlib.import_module("llama_cpp")
     except ImportError as exc:
-        raise LocalExtraMissingError(model, weights=_is_builtin(model)) from exc
+        raise LocalExtraMissingError(model, weights=is_builtin(model)) from exc
     except (OSError, RuntimeError) as exc:  # the shared library failed to load
         raise ConfigurationError(
             f"llama-cpp-python is installed but its native library failed to load ({exc}). "

