@@ -181,3 +181,50 @@ def test_a_named_experiment_is_created_on_the_writer(mlflow_store: Store) -> Non
     assert experiment is not None
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     assert [r.info.run_name for r in runs] == ["evaluate-correct"]
+
+
+def test_a_dead_store_never_breaks_optimize_or_alignment_reports(
+    mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optimizers
+    from judgealign._alignment import MemAlignOptimizer
+    from judgealign._tracking_events import track_alignment
+
+    def dead(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("tracking server unreachable")
+
+    for method in ("create_run", "log_batch", "log_text", "log_dict", "log_figure", "end_run"):
+        monkeypatch.setattr(_mlflow.StoreClient, method, dead)
+    previous = optimizers.set_prompt_store(optimizers.InMemoryPromptStore())
+    optimizers.register_prompt("task", "Reply about {{ letter }}.")
+
+    def predict(letter: str) -> str:
+        text = optimizers.load_prompt("prompts:/task/1").format(letter=letter)
+        return "OK" if f"[{letter}]" in text else "NO"
+
+    proposal = {"diagnosis": "d", "prompts": {"task": "[a][b] Reply about {{ letter }}."}}
+    tracker = MlflowTracker(retries=0, batch_window_s=0.0)
+    try:
+        with use_tracker(tracker):
+            result = optimizers.optimize_prompts(
+                predict_fn=predict,
+                train_data=[{"inputs": {"letter": c}} for c in "abcd"],
+                prompt_uris=["prompts:/task/1"],
+                optimizer=optimizers.MetaPromptOptimizer(
+                    FunctionModel(lambda r: proposal), max_iterations=1
+                ),
+                scorers=[lambda outputs: outputs == "OK"],
+            )
+            aligned = judge().align(
+                LABELLED, optimizer=MemAlignOptimizer(embedding_model="hashing")
+            )
+            track_alignment(aligned, aligned.last_alignment)
+    finally:
+        optimizers.set_prompt_store(previous)
+    assert result.improved and result.final_eval_score == 0.5
+    assert len(aligned.record_ids) == 3
+    with pytest.warns(TrackingWarning, match=r"tracking write\(s\) failed; they are kept"):
+        tracker.flush(timeout=30)
+    assert any("tracking server unreachable" in e for e in tracker.errors)
+    kinds = {op.kind for op in tracker.writer.failed}
+    assert {"create_run", "params", "metrics", "text", "figure", "end_run"} <= kinds
