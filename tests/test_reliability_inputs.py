@@ -25,7 +25,6 @@ import pytest
 
 from judgealign import (
     AlignedJudge,
-    ConfigurationError,
     HashingEmbedder,
     Judge,
     JudgeAlignError,
@@ -42,7 +41,6 @@ from optimizers import (
     MetaPromptOptimizer,
     PromptOptimizationWarning,
     load_prompt,
-    make_eval_fn,
     optimize_prompts,
     register_prompt,
     set_prompt_store,
@@ -99,9 +97,13 @@ class Ctx:
         """A valid saved aligned judge (made before the snapshot, with no spy traffic)."""
         model = FunctionModel(_verdict)
         judge = make_judge(name="j", instructions=INSTRUCTIONS, model=model)
-        records = [{"id": f"r{i}", "inputs": f"q{i}", "outputs": f"a{i}", "label": True} for i in range(3)]
+        records = [
+            {"id": f"r{i}", "inputs": f"q{i}", "outputs": f"a{i}", "label": True} for i in range(3)
+        ]
         with pytest.warns(UserWarning):  # the scripted reflection model distills nothing
-            aligned = judge.align(records, optimizer=MemAlignOptimizer(embedding_model=SpyEmbedder()))
+            aligned = judge.align(
+                records, optimizer=MemAlignOptimizer(embedding_model=SpyEmbedder())
+            )
         return aligned.save(self.tmp / "aligned.json")
 
     def write(self, name: str, text: str | bytes) -> Path:
@@ -128,7 +130,9 @@ def case(case_id: str, pattern: str) -> Callable[[Setup], Setup]:
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 # -- make_judge ----------------------------------------------------------------------------
@@ -305,7 +309,10 @@ def _(c: Ctx) -> Any:
     return lambda: c.judge().align(None, optimizer=c.optimizer())  # type: ignore[arg-type]
 
 
-@case("align-bad-labels", r"label 'maybe' does not fit the judge's value type \(true or false\).*label_map=")
+@case(
+    "align-bad-labels",
+    r"label 'maybe' does not fit the judge's value type \(true or false\).*label_map=",
+)
 def _(c: Ctx) -> Any:
     records = [{**GOOD, "id": "m", "label": "maybe"}]
     return lambda: c.judge().align(records, optimizer=c.optimizer())
@@ -340,7 +347,10 @@ def _(c: Ctx) -> Any:
     return lambda: c.judge().align(records, optimizer=c.optimizer())
 
 
-@case("align-optimizer-wrong-type", r"optimizer='memalign' must be an alignment optimizer such as MemAlignOptimizer")
+@case(
+    "align-optimizer-wrong-type",
+    r"optimizer='memalign' must be an alignment optimizer such as MemAlignOptimizer",
+)
 def _(c: Ctx) -> Any:
     return lambda: c.judge().align([GOOD], optimizer="memalign")
 
@@ -350,7 +360,10 @@ def _(c: Ctx) -> Any:
     return lambda: c.judge().align([GOOD], optimizer=MemAlignOptimizer(embedding_model="nope"))
 
 
-@case("align-embedder-dimension-mismatch", r"Embedder 'spy:/hashing@64' returned shape \(1, 32\).*expected \(1, 64\)")
+@case(
+    "align-embedder-dimension-mismatch",
+    r"Embedder 'spy:/hashing@64' returned shape \(1, 32\).*expected \(1, 64\)",
+)
 def _(c: Ctx) -> Any:
     liar = SpyEmbedder(64, returns=32)
     return lambda: c.judge().align([GOOD], optimizer=MemAlignOptimizer(embedding_model=liar))
@@ -426,7 +439,10 @@ def _(c: Ctx) -> Any:
     return lambda: Judge.load(path)
 
 
-@case("judge-load-foreign-format", r"Not a saved judgealign judge: format is 'judgealign/aligned-judge'")
+@case(
+    "judge-load-foreign-format",
+    r"Not a saved judgealign judge: format is 'judgealign/aligned-judge'",
+)
 def _(c: Ctx) -> Any:
     path = c.aligned_file()
     return lambda: Judge.load(path)
@@ -438,7 +454,9 @@ def _(c: Ctx) -> Any:
     return lambda: Judge.load(path)
 
 
-@case("judge-load-value-type-wrong-type", r"Saved judge .*'feedback_value_type'.*\{'kind': 'bool'\}")
+@case(
+    "judge-load-value-type-wrong-type", r"Saved judge .*'feedback_value_type'.*\{'kind': 'bool'\}"
+)
 def _(c: Ctx) -> Any:
     data = {**c.judge().to_dict(), "feedback_value_type": "bool"}
     path = c.write("vt.json", json.dumps(data))
@@ -451,7 +469,10 @@ def _(c: Ctx) -> Any:
     return lambda: Judge.load(c.tmp / "folder.json")
 
 
-@case("aligned-load-plain-judge", r"format is 'judgealign/judge', not 'judgealign/aligned-judge'.*Fix: load a plain judge")
+@case(
+    "aligned-load-plain-judge",
+    r"format is 'judgealign/judge', not 'judgealign/aligned-judge'.*Fix: load a plain judge",
+)
 def _(c: Ctx) -> Any:
     path = c.judge().save(c.tmp / "plain.json")
     return lambda: AlignedJudge.load(path)
@@ -473,7 +494,9 @@ def _(c: Ctx) -> Any:
     return lambda: AlignedJudge.load(path)
 
 
-@case("aligned-load-other-embedder", r"vectors were made by embedder 'spy:/hashing@64'.*reembed=True")
+@case(
+    "aligned-load-other-embedder", r"vectors were made by embedder 'spy:/hashing@64'.*reembed=True"
+)
 def _(c: Ctx) -> Any:
     path = c.aligned_file()
     return lambda: AlignedJudge.load(path, embedder=HashingEmbedder(32))
@@ -486,7 +509,9 @@ def _(c: Ctx) -> Any:
     return lambda: judge.save(c.tmp / "out")
 
 
-@case("judge-save-unserialisable-params", r"inference_params\['callback'\] .* cannot be saved as JSON")
+@case(
+    "judge-save-unserialisable-params", r"inference_params\['callback'\] .* cannot be saved as JSON"
+)
 def _(c: Ctx) -> Any:
     c.judge().save(c.tmp / "judge.json")  # an older good file that must survive
     judge = c.judge(inference_params={"callback": print})
@@ -514,8 +539,11 @@ def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     rows = [*data, {"expectations": {"answer": "5"}}]
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=rows, prompt_uris=["prompts:/qa/1"],
-        optimizer=_meta(c), scorers=[lambda outputs: 1.0],
+        predict_fn=predict,
+        train_data=rows,
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=_meta(c),
+        scorers=[lambda outputs: 1.0],
     )
 
 
@@ -523,8 +551,11 @@ def _(c: Ctx) -> Any:
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris="prompts:/qa/1",
-        optimizer=_meta(c), scorers=[lambda outputs: 1.0],
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris="prompts:/qa/1",
+        optimizer=_meta(c),
+        scorers=[lambda outputs: 1.0],
     )
 
 
@@ -532,8 +563,11 @@ def _(c: Ctx) -> Any:
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris=["prompts:/qa/one/1"],
-        optimizer=_meta(c), scorers=[lambda outputs: 1.0],
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris=["prompts:/qa/one/1"],
+        optimizer=_meta(c),
+        scorers=[lambda outputs: 1.0],
     )
 
 
@@ -541,8 +575,11 @@ def _(c: Ctx) -> Any:
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris=["prompts:/nope/1"],
-        optimizer=_meta(c), scorers=[lambda outputs: 1.0],
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris=["prompts:/nope/1"],
+        optimizer=_meta(c),
+        scorers=[lambda outputs: 1.0],
     )
 
 
@@ -550,12 +587,18 @@ def _(c: Ctx) -> Any:
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris=["prompts:/qa/1"],
-        optimizer=_meta(c), scorers=lambda outputs: 1.0,  # type: ignore[arg-type]
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=_meta(c),
+        scorers=lambda outputs: 1.0,  # type: ignore[arg-type]
     )
 
 
-@case("optimize-nan-score", r"On train_data\[0\]: Scorer 'nan_scorer': the score nan is not a finite number")
+@case(
+    "optimize-nan-score",
+    r"On train_data\[0\]: Scorer 'nan_scorer': the score nan is not a finite number",
+)
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
 
@@ -563,8 +606,11 @@ def _(c: Ctx) -> Any:
         return math.nan
 
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris=["prompts:/qa/1"],
-        optimizer=_meta(c), scorers=[nan_scorer],
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=_meta(c),
+        scorers=[nan_scorer],
     )
 
 
@@ -572,8 +618,12 @@ def _(c: Ctx) -> Any:
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris=["prompts:/qa/1"],
-        optimizer=_meta(c), scorers=[lambda outputs: "good"], label_scores={"good": math.nan},
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=_meta(c),
+        scorers=[lambda outputs: "good"],
+        label_scores={"good": math.nan},
     )
 
 
@@ -581,17 +631,27 @@ def _(c: Ctx) -> Any:
 def _(c: Ctx) -> Any:
     predict, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=predict, train_data=data, prompt_uris=["prompts:/qa/1"],
-        optimizer=_meta(c), scorers=[lambda outputs: 1.0], aggregation="mean",  # type: ignore[arg-type]
+        predict_fn=predict,
+        train_data=data,
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=_meta(c),
+        scorers=[lambda outputs: 1.0],
+        aggregation="mean",  # type: ignore[arg-type]
     )
 
 
-@case("optimize-predict-ignores-prompt", r"predict_fn never loaded the prompt\(s\) \['qa'\].*call load_prompt")
+@case(
+    "optimize-predict-ignores-prompt",
+    r"predict_fn never loaded the prompt\(s\) \['qa'\].*call load_prompt",
+)
 def _(c: Ctx) -> Any:
     _, data = _prompt_setup(c)
     return lambda: optimize_prompts(
-        predict_fn=lambda question: "4", train_data=data, prompt_uris=["prompts:/qa/1"],
-        optimizer=_meta(c), scorers=[lambda outputs: 1.0],
+        predict_fn=lambda question: "4",
+        train_data=data,
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=_meta(c),
+        scorers=[lambda outputs: 1.0],
     )
 
 
@@ -615,26 +675,37 @@ def _(c: Ctx) -> Any:
     return lambda: GEPA(c.model, max_metric_calls=0)
 
 
-@case("gepa-prompts-not-str", r"target_prompts=\{'main': 5\} must map prompt names to template strings")
+@case(
+    "gepa-prompts-not-str",
+    r"target_prompts=\{'main': 5\} must map prompt names to template strings",
+)
 def _(c: Ctx) -> Any:
     return lambda: GEPA(c.model).optimize(_never_eval, [{"inputs": {"q": 1}}], {"main": 5})  # type: ignore[dict-item]
 
 
-@case("gepa-corrupt-checkpoint", r"gepa_state\.json is not a readable GEPA checkpoint.*delete it or use another run_dir")
+@case(
+    "gepa-corrupt-checkpoint",
+    r"gepa_state\.json is not a readable GEPA checkpoint.*delete it or use another run_dir",
+)
 def _(c: Ctx) -> Any:
     c.write("gepa_state.json", '{"version": 1, "fingerp')
     optimizer = GEPA(c.model, run_dir=c.tmp, progress=False)
     return lambda: optimizer.optimize(_never_eval, [{"inputs": {"q": 1}}], {"main": "A {{ q }}"})
 
 
-@case("gepa-checkpoint-of-other-run", r"holds a GEPA run for different .*target prompts.*use a new run_dir")
+@case(
+    "gepa-checkpoint-of-other-run",
+    r"holds a GEPA run for different .*target prompts.*use a new run_dir",
+)
 def _(c: Ctx) -> Any:
     c.write("gepa_state.json", json.dumps({"version": 1, "fingerprint": {"target_prompts": "x"}}))
     optimizer = GEPA(c.model, run_dir=c.tmp, progress=False)
     return lambda: optimizer.optimize(_never_eval, [{"inputs": {"q": 1}}], {"main": "A {{ q }}"})
 
 
-def _never_eval(prompts: dict[str, str], data: Sequence[dict[str, Any]]) -> list[EvaluationResultRecord]:
+def _never_eval(
+    prompts: dict[str, str], data: Sequence[dict[str, Any]]
+) -> list[EvaluationResultRecord]:
     raise AssertionError("eval_fn must not run for a misconfigured optimizer")
 
 
@@ -712,15 +783,22 @@ def test_candidate_prompt_that_loses_a_variable_is_rejected_and_never_registered
     predict, data = _prompt_setup(ctx)
 
     class Loser(MetaPromptOptimizer):
-        def optimize(self, eval_fn: Any, train_data: Any, target_prompts: Any, enable_tracking: bool = True) -> Any:
+        def optimize(
+            self, eval_fn: Any, train_data: Any, target_prompts: Any, enable_tracking: bool = True
+        ) -> Any:
             from optimizers import PromptOptimizerOutput
 
             return PromptOptimizerOutput({"qa": "Answer the question well."}, 0.1, 0.9)
 
-    with pytest.warns(PromptOptimizationWarning, match=r"Candidate for prompt 'qa' rejected: .*template variable"):
+    with pytest.warns(
+        PromptOptimizationWarning, match=r"Candidate for prompt 'qa' rejected: .*template variable"
+    ):
         result = optimize_prompts(
-            predict_fn=predict, train_data=data, prompt_uris=["prompts:/qa/1"],
-            optimizer=Loser(ctx.model), scorers=[lambda outputs: 0.5],
+            predict_fn=predict,
+            train_data=data,
+            prompt_uris=["prompts:/qa/1"],
+            optimizer=Loser(ctx.model),
+            scorers=[lambda outputs: 0.5],
         )
     assert result.improved is False
     assert result.optimized_prompts[0].version == 1
