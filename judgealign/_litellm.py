@@ -352,16 +352,30 @@ def litellm_embed(
     if api_key:
         extra["api_key"] = api_key
 
+    # The direct route (see the module docstring) skips the openai SDK's response models,
+    # which cost seconds for a few hundred vectors; extra parameters stay on litellm.
+    endpoint = None
+    if provider == "openai" and not params and _direct_http_allowed():
+        endpoint = _openai_endpoint(api_key, api_base)
+
     def attempt(timeout: float) -> Any:
-        return _lib().embedding(
-            model=f"{provider}/{name}", input=list(texts), timeout=timeout, **extra
+        if endpoint is not None:
+            body = {"model": name, "input": list(texts)}
+            data = _post_json(f"{endpoint[1]}/embeddings", body, endpoint[0], timeout).get("data")
+            if not isinstance(data, list):
+                raise EndpointError("APIResponseValidationError", "the reply has no data list")
+            return cast(list[Any], data)
+        return (
+            _lib()
+            .embedding(model=f"{provider}/{name}", input=list(texts), timeout=timeout, **extra)
+            .data
         )
 
     def classify(exc: BaseException) -> CallFailure:
-        return classify_error(exc, model_uri, [api_key or ""])
+        return classify_error(exc, model_uri, [api_key or "", endpoint[0] if endpoint else ""])
 
-    response = run_with_retries(attempt, classify, get_default_retry_policy())
-    rows: list[Any] = sorted(response.data, key=lambda item: _field(item, "index"))
+    data = run_with_retries(attempt, classify, get_default_retry_policy())
+    rows: list[Any] = sorted(data, key=lambda item: _field(item, "index"))
     return [[float(x) for x in _field(item, "embedding")] for item in rows]
 
 
@@ -449,40 +463,24 @@ class _DirectReply:
 
 @dataclass(frozen=True)
 class _DirectRoute:
-    """Where and how one model's chat requests are posted; ``headers`` hold the key and
-    are never shown."""
+    """Where and how one model's chat requests are posted; ``key`` is never shown."""
 
     url: str
     model: str
     params: Mapping[str, Any]
-    headers: Mapping[str, str] = field(repr=False)
+    key: str = field(repr=False)
 
     def send(
         self, messages: Sequence[Message], response_format: dict[str, Any] | None, timeout: float
     ) -> _DirectReply:
-        import httpx
-
         body: dict[str, Any] = {"model": self.model, "messages": list(messages), **self.params}
         if response_format is not None:
             body["response_format"] = response_format
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        data = _post_json(self.url, body, self.key, timeout)
         try:
-            response = _http().post(
-                self.url, content=payload, headers=self.headers, timeout=timeout
-            )
-        except httpx.TimeoutException as exc:
-            raise EndpointError("Timeout", f"no reply within {timeout:g} s") from exc
-        except httpx.HTTPError as exc:
-            raise EndpointError("APIConnectionError", f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if status >= 400:
-            kind = _STATUS_KINDS.get(status, "InternalServerError" if status >= 500 else "APIError")
-            raise EndpointError(kind, _error_text(response), status_code=status, response=response)
-        try:
-            data = response.json()
             if not isinstance(data["choices"][0], dict):
                 raise TypeError("choices[0] is not an object")
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (KeyError, IndexError, TypeError) as exc:
             raise EndpointError(
                 "APIResponseValidationError", f"the reply is not a chat completion ({exc})"
             ) from exc
@@ -501,29 +499,21 @@ def _plan_direct_route(
         api_key: the model's own key, if it has one.
         api_base: the model's own endpoint root, if it has one.
 
-    Endpoint and key are resolved in litellm's own order (argument, litellm globals,
-    environment, OpenAI's default); parameters are mapped by litellm's
-    ``get_optional_params``. Any doubt means ``None``.
+    Parameters are mapped by litellm's ``get_optional_params``; a model that litellm
+    would send to the Responses API stays on litellm. Any doubt means ``None``.
     """
     if provider != "openai" or name.startswith("responses/") or not set(params) <= _DIRECT_PARAMS:
         return None
-    lib = _lib()
-    key = api_key or lib.api_key or lib.openai_key or os.environ.get("OPENAI_API_KEY")
-    base = (
-        api_base
-        or lib.api_base
-        or os.environ.get("OPENAI_BASE_URL")
-        or os.environ.get("OPENAI_API_BASE")
-        or "https://api.openai.com/v1"
-    )
-    if not key or not str(base).strip():
+    endpoint = _openai_endpoint(api_key, api_base)
+    if endpoint is None:
         return None
+    lib = _lib()
     try:
         info, _ = lib.main.responses_api_bridge_check(
             model=name,
             custom_llm_provider="openai",
             reasoning_effort=params.get("reasoning_effort"),
-            api_base=base,
+            api_base=endpoint[1],
         )
         if info.get("mode") == "responses":
             return None
@@ -535,21 +525,61 @@ def _plan_direct_route(
     extra: Any = mapped.pop("extra_body", None) or {}
     if mapped.pop("stream", False) or not isinstance(extra, dict):
         return None
+    return _DirectRoute(
+        url=f"{endpoint[1]}/chat/completions",
+        model=name,
+        params={**mapped, **cast(dict[str, Any], extra)},
+        key=endpoint[0],
+    )
+
+
+def _openai_endpoint(api_key: str | None, api_base: str | None) -> tuple[str, str] | None:
+    """``(key, endpoint root)`` resolved in litellm's order for the openai provider
+    (argument, litellm globals, environment, OpenAI's default); ``None`` without a key."""
+    lib = _lib()
+    key = api_key or lib.api_key or lib.openai_key or os.environ.get("OPENAI_API_KEY")
+    base = (
+        api_base
+        or lib.api_base
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or "https://api.openai.com/v1"
+    )
+    base = str(base).strip().rstrip("/")
+    return (str(key), base) if key and base else None
+
+
+def _post_json(url: str, body: dict[str, Any], key: str, timeout: float) -> dict[str, Any]:
+    """POST ``body`` to an OpenAI-style endpoint; a failure raises :class:`EndpointError`."""
+    import httpx
+
     headers = {
         "Authorization": f"Bearer {key}",
         "Content-Type": "application/json",
         "Accept": "application/json",
         "User-Agent": "judgealign (direct OpenAI-compatible route)",
     }
-    organization = lib.organization or os.environ.get("OPENAI_ORGANIZATION")
+    organization = _lib().organization or os.environ.get("OPENAI_ORGANIZATION")
     if organization:
         headers["OpenAI-Organization"] = str(organization)
-    return _DirectRoute(
-        url=str(base).strip().rstrip("/") + "/chat/completions",
-        model=name,
-        params={**mapped, **cast(dict[str, Any], extra)},
-        headers=headers,
-    )
+    payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    try:
+        response = _http().post(url, content=payload, headers=headers, timeout=timeout)
+    except httpx.TimeoutException as exc:
+        raise EndpointError("Timeout", f"no reply within {timeout:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise EndpointError("APIConnectionError", f"{type(exc).__name__}: {exc}") from exc
+    status = response.status_code
+    if status >= 400:
+        kind = _STATUS_KINDS.get(status, "InternalServerError" if status >= 500 else "APIError")
+        raise EndpointError(kind, _error_text(response), status_code=status, response=response)
+    try:
+        data: Any = response.json()
+    except ValueError as exc:
+        raise EndpointError("APIResponseValidationError", f"the reply is not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise EndpointError("APIResponseValidationError", "the reply is not a JSON object")
+    return cast(dict[str, Any], data)
 
 
 def _direct_http_allowed() -> bool:
