@@ -97,6 +97,10 @@ class Engine:
         self._state = state
         self._split = split
         self._checkpoint = checkpoint
+        self._snapshot = state.snapshot()
+        if checkpoint is not None:
+            # Paid-for results reach the disk at once: a killed run repeats no finished call.
+            evaluator.after_store = self._save_midway
         pool = list(split.train_ids)
         if settings.show_val_in_reflection:
             pool += [rid for rid in split.val_ids if rid not in pool]
@@ -105,20 +109,20 @@ class Engine:
     def run(self, seed_prompts: dict[str, str]) -> StopReason:
         """Score the seed (unless resuming), iterate, checkpoint; return why it stopped."""
         started = time.monotonic()
-        snapshot = self._state.snapshot()
+        self._snapshot = self._state.snapshot()
         try:
             if not self._state.candidates:
                 self._score_seed(seed_prompts)
                 self._save()
             while (reason := self._stop_reason(started)) is None:
-                snapshot = self._state.snapshot()
+                self._snapshot = self._state.snapshot()
                 if not self._iterate():
-                    self._state.rewind(snapshot)
+                    self._state.rewind(self._snapshot)
                     reason = "budget"
                     break
                 self._save()
         except BaseException:
-            self._state.rewind(snapshot)
+            self._state.rewind(self._snapshot)
             try:
                 self._save()
             except OSError as exc:  # keep the original error; the checkpoint is best effort here
@@ -362,6 +366,14 @@ class Engine:
         if self._checkpoint is not None:
             run_dir, stamp = self._checkpoint
             save_state(run_dir, self._state, stamp)
+
+    def _save_midway(self) -> None:
+        """Checkpoint mid-iteration: the cache and metric calls as they are now, the
+        scheduling as at the start of the iteration (a resumed run replays it from the
+        cache, as after a failure)."""
+        if self._checkpoint is not None:
+            run_dir, stamp = self._checkpoint
+            save_state(run_dir, self._state.rewound(self._snapshot), stamp)
 
 
 def _sum(records: list[EvaluationResultRecord]) -> float:

@@ -12,7 +12,7 @@ import logging
 import math
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -58,6 +58,8 @@ class Evaluator:
         self._workers = max_workers
         self._lock = threading.Lock()
         self._bar: Any = _progress_bar(progress, max_metric_calls, state.metric_calls)
+        self.after_store: Callable[[], None] | None = None
+        """Called after each batch of results is stored (the engine checkpoints there)."""
 
     @property
     def remaining(self) -> int:
@@ -139,6 +141,8 @@ class Evaluator:
             self._state.metric_calls += len(ids)
         if self._bar is not None:
             self._bar.update(len(ids))
+        if self.after_store is not None:
+            self.after_store()
 
 
 def _with_clean_score(record: EvaluationResultRecord) -> EvaluationResultRecord:

@@ -8,6 +8,7 @@ caller's data (``train:3``, ``val:0``), so a checkpoint only makes sense for the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -146,6 +147,16 @@ class RunState:
             setattr(self, name, snapshot[name])
         for name in _LOGS:
             del getattr(self, name)[snapshot[name] :]
+
+    def rewound(self, snapshot: dict[str, Any]) -> RunState:
+        """A copy of this state rewound to ``snapshot`` (see :meth:`rewind`), for a
+        checkpoint taken mid-iteration; this state is unchanged and the cache is shared."""
+        twin = copy.copy(self)
+        twin.rng = random.Random()
+        for name in _LOGS:
+            setattr(twin, name, list(getattr(self, name)))
+        twin.rewind(snapshot)
+        return twin
 
     def lineage(self, candidate_id: str) -> list[str]:
         """Ids from the seed to ``candidate_id``, following first parents."""
