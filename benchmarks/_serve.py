@@ -9,6 +9,13 @@ commands from stdin, one per line, answering each with one JSON line:
 
 End of stdin stops the server.
 
+Embeddings: the server's own ``fake_embedding`` hashes every word and character trigram in
+pure Python, about 10 ms for a DeFacto document, so 500 documents would cost the server
+five seconds of CPU that neither library causes. The benchmark server swaps in a cheaper
+deterministic embedding (words hashed with CRC-32 into signed buckets, L2-normalised), so
+that embedding requests cost their latency plus little else, as they would on a real
+provider.
+
 Modes (the reply function; anything it does not handle gets the automatic reply, which
 answers a judge's JSON schema with a valid verdict):
 
@@ -25,11 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sys
+import zlib
 from typing import Any
 
 from judgealign.testing import ChatRequest, FakeOpenAIServer
+from judgealign.testing import _server as server_module
 
 _VOCAB = [
     "claim",
@@ -149,8 +159,22 @@ def _stats(server: FakeOpenAIServer) -> dict[str, Any]:
     return {**server.stats, "embedded_texts": sum(batches), "embedding_batches": batches}
 
 
+_WORD = re.compile(r"\w+")
+
+
+def fast_embedding(text: str, dim: int = 384) -> list[float]:
+    """Hashed bag of lower-cased words, signed, L2-normalised; the same in every process."""
+    vector = [0.0] * dim
+    for word in _WORD.findall(text.lower()):
+        code = zlib.crc32(word.encode("utf-8"))
+        vector[code % dim] += 1.0 if code & 0x80000000 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
 def main() -> None:
     latency, mode = float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "auto"
+    server_module.fake_embedding = fast_embedding
     with FakeOpenAIServer(latency_s=latency, reply=_reply(mode)) as server:
         print(server.port, flush=True)
         for line in sys.stdin:

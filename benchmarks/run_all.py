@@ -1,0 +1,167 @@
+"""Run every benchmark (B1-B7) and rewrite ``benchmarks/RESULTS.md``.
+
+Each benchmark runs in its own processes (see the ``bench_*.py`` docstrings for what is
+measured and how); this script collects their results, computes medians and ratios, and
+writes the table. Raw results go to ``benchmarks/results.json``.
+
+Run (from the repository root, in an environment with judgealign's dependencies plus
+``dspy`` and ``gepa`` for the MLflow peers):
+
+    python benchmarks/run_all.py            # everything, about 20 minutes on 2 cores
+    python benchmarks/run_all.py --only B1,B5
+
+B7 runs ``benchmarks/bench_local_judge.py`` with the first interpreter that can import
+``llama_cpp``: this one, ``$JUDGEALIGN_LOCAL_PYTHON``, or ``/work/scratch_local/venv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import BENCH, ROOT, bench_env, machine
+
+RUNS = {"B1": 5, "B2": 3, "B2_peer": 1, "B3": 3, "B3_peer": 3, "B5": 7, "B6": 3, "B6_peer": 2}
+
+
+def run(script: str, *args: str, python: str | None = None, timeout: float = 1800) -> dict:
+    """Run one benchmark process and return the JSON it emitted."""
+    command = [python or sys.executable, str(BENCH / script), *args]
+    env = {**os.environ, **bench_env(tempfile.mkdtemp(prefix="jabench-")), "PYTHONPATH": str(ROOT)}
+    print("$", " ".join(command[1:]), flush=True)
+    started = time.perf_counter()
+    out = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=BENCH, timeout=timeout, check=False
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr or out.stdout)[-3000:]
+        raise RuntimeError(f"{script} {' '.join(args)} failed ({out.returncode}):\n{tail}")
+    print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def b1() -> dict[str, Any]:
+    impls = ["judgealign", "judgealign-litellm", "mlflow", "litellm"]
+    return {
+        i: run("bench_b1_call_overhead.py", "--impl", i, "--runs", str(RUNS["B1"])) for i in impls
+    }
+
+
+def b2() -> dict[str, Any]:
+    return {
+        "judgealign": run(
+            "bench_b2_evaluate.py", "--impl", "judgealign", "--runs", str(RUNS["B2"])
+        ),
+        "mlflow": run("bench_b2_evaluate.py", "--impl", "mlflow", "--runs", str(RUNS["B2_peer"])),
+    }
+
+
+def b3() -> dict[str, Any]:
+    store = Path(tempfile.mkdtemp(prefix="b3-store-"))
+    prepared = run("bench_b3_align.py", "--impl", "mlflow", "--prepare", str(store))
+    ours = [run("bench_b3_align.py", "--impl", "judgealign") for _ in range(RUNS["B3"])]
+    peer = [
+        run("bench_b3_align.py", "--impl", "mlflow", "--store", str(store))
+        for _ in range(RUNS["B3_peer"])
+    ]
+    shutil.rmtree(store, ignore_errors=True)
+    return {"judgealign": ours, "mlflow": peer, "prepare_s": prepared["wall_s"]}
+
+
+def b4() -> dict[str, Any]:
+    return run("bench_b4_retrieval.py")
+
+
+def b5() -> dict[str, Any]:
+    return run("bench_b5_startup.py", "--runs", str(RUNS["B5"]))
+
+
+def b6() -> dict[str, Any]:
+    return {
+        "judgealign": [run("bench_b6_gepa.py", "--impl", "judgealign") for _ in range(RUNS["B6"])],
+        "mlflow": [run("bench_b6_gepa.py", "--impl", "mlflow") for _ in range(RUNS["B6_peer"])],
+    }
+
+
+def _local_python() -> str | None:
+    candidates = [sys.executable, os.environ.get("JUDGEALIGN_LOCAL_PYTHON", "")]
+    candidates.append("/work/scratch_local/venv/bin/python")
+    for python in candidates:
+        if not python or not Path(python).exists():
+            continue
+        probe = subprocess.run(
+            [python, "-c", "import llama_cpp"], capture_output=True, check=False, timeout=120
+        )
+        if probe.returncode == 0:
+            return python
+    return None
+
+
+def b7() -> dict[str, Any]:
+    python = _local_python()
+    script = BENCH / "bench_local_judge.py"
+    if python is None or not script.exists():
+        return {"skipped": "no interpreter with llama_cpp, or bench_local_judge.py missing"}
+    env = {**os.environ, **bench_env(), "PYTHONPATH": str(ROOT)}
+    print("$", script.name, f"(with {python})", flush=True)
+    out = subprocess.run(
+        [python, str(script)], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
+    match = re.search(r"median ([0-9.]+) s, p90 ([0-9.]+) s", out.stdout)
+    calls = re.search(r"calls: (\d+)", out.stdout)
+    if out.returncode != 0 or match is None:
+        return {"skipped": f"bench_local_judge.py failed: {(out.stderr or out.stdout)[-500:]}"}
+    return {
+        "median_s": float(match.group(1)),
+        "p90_s": float(match.group(2)),
+        "calls": int(calls.group(1)) if calls else None,
+        "python": python,
+        "output": out.stdout,
+    }
+
+
+BENCHES = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default=",".join(BENCHES))
+    args = parser.parse_args()
+    wanted = [name.strip().upper() for name in args.only.split(",") if name.strip()]
+    raw_path = BENCH / "results.json"
+    raw: dict[str, Any] = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    raw["machine"] = machine()
+    raw["peer_available"] = {
+        "dspy": importlib.util.find_spec("dspy") is not None,
+        "gepa": importlib.util.find_spec("gepa") is not None,
+    }
+    started = time.perf_counter()
+    for name in wanted:
+        print(f"== {name}", flush=True)
+        try:
+            raw[name] = BENCHES[name]()
+        except Exception as exc:  # one failed benchmark must not lose the others
+            raw[name] = {"error": str(exc)[-2000:]}
+            print(f"  FAILED: {str(exc)[-500:]}", flush=True)
+        raw_path.write_text(json.dumps(raw, indent=1, default=str))
+    raw["total_s"] = time.perf_counter() - started
+    raw_path.write_text(json.dumps(raw, indent=1, default=str))
+    from report import write_report
+
+    write_report(raw, BENCH / "RESULTS.md")
+    print(f"wrote {BENCH / 'RESULTS.md'} in {raw['total_s']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
