@@ -147,19 +147,19 @@ def test_logged_judges_give_identical_verdicts_in_a_fresh_process(
         )
         log_judge(base)
         log_judge(aligned, name="correct-aligned")
-        here = {"correct": verdicts(base), "correct-aligned": verdicts(aligned)}
-        assert [v for v, _ in here["correct"]] == [False, True, False]
-        assert [v for v, _ in here["correct-aligned"]] == [True, True, False]
-        env = {**os.environ, "PYTHONPATH": _root()}
-        child = subprocess.run(
+        child = subprocess.Popen(  # the fresh process loads while this one judges
             [sys.executable, "-c", _CHILD, mlflow_store.uri, json.dumps(PROBES)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            env=env,
-            timeout=120,
+            env={**os.environ, "PYTHONPATH": _root()},
         )
-        assert child.returncode == 0, child.stderr[-2000:]
-    there = json.loads(child.stdout.strip().splitlines()[-1])
+        here = {"correct": verdicts(base), "correct-aligned": verdicts(aligned)}
+        stdout, stderr = child.communicate(timeout=120)
+        assert child.returncode == 0, stderr[-2000:]
+    assert [v for v, _ in here["correct"]] == [False, True, False]
+    assert [v for v, _ in here["correct-aligned"]] == [True, True, False]
+    there = json.loads(stdout.strip().splitlines()[-1])
     assert there == {k: [list(v) for v in vs] for k, vs in here.items()}
 
 
