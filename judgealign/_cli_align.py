@@ -8,6 +8,7 @@ not measured on the records the judge learned from. The demo uses the same steps
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,11 +73,16 @@ def make_optimizer(
     workers: int,
     base_url: str | None = None,
 ) -> MemAlignOptimizer:
-    """A MemAlign optimizer whose distillation batches fit the reflection model."""
+    """A MemAlign optimizer whose distillation batches fit the reflection model.
+
+    The reflection model is built on its own (the judge's model by default), so that a
+    judge's short ``max_tokens`` does not cut the distilled guidelines.
+    """
     from judgealign._alignment import MemAlignOptimizer
 
-    reflection = session.model(reflection_model, base_url=base_url) if reflection_model else None
-    local = (reflection_model or judge_uri).startswith("local")
+    uri = reflection_model or judge_uri
+    reflection = session.model(uri, base_url=base_url)
+    local = uri.startswith("local")
     return MemAlignOptimizer(
         reflection_model=reflection,
         embedding_model=embedding_model,
@@ -97,9 +103,11 @@ def align_and_compare(
     *,
     workers: int,
     on_base: Any = None,
+    on_aligned: Any = None,
 ) -> AlignmentRun:
     """Score the base judge on ``held_out``, align on ``train``, score the aligned judge,
-    and compare. ``on_base(result)`` is called between the base scoring and alignment."""
+    and compare. ``on_base(result)`` is called after the base scoring and
+    ``on_aligned(aligned)`` after alignment (to report progress)."""
     from judgealign._aligned import AlignedJudge
     from judgealign._comparison import compare_judges
 
@@ -109,8 +117,17 @@ def align_and_compare(
         base_result = session.evaluate(base, held_out, label="base judge", workers=workers)
         if on_base is not None:
             on_base(base_result)
-    with session.progress.phase("aligning"):
+    with session.progress.phase("aligning"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         aligned = optimizer.align(judge, train)
+    reported = set(aligned.last_alignment.warnings if aligned.last_alignment else ())
+    for warning in caught:  # the alignment's own warnings are printed with its result
+        if str(warning.message) not in reported:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if on_aligned is not None:
+        on_aligned(aligned)
     if base_result is None:
         return AlignmentRun(aligned, None, None, None)
     aligned_result = session.evaluate(aligned, held_out, label="aligned judge", workers=workers)

@@ -92,6 +92,7 @@ class Session:
     def __init__(self, *, progress: bool | None = None) -> None:
         self.counter = CallCounter()
         self.progress = Progress(self.counter, enabled=progress)
+        self._lap = (0, 0.0)
 
     def model(
         self, uri: str, *, params: dict[str, Any] | None = None, base_url: str | None = None
@@ -123,6 +124,13 @@ class Session:
     def summary(self) -> str:
         """``N model calls in S s``."""
         return f"{self.counter.calls} model calls in {self.progress.elapsed:.1f} s"
+
+    def lap(self) -> str:
+        """``N model calls, S s`` since the previous lap (or the start)."""
+        calls, elapsed = self.counter.calls, self.progress.elapsed
+        last_calls, last_elapsed = self._lap
+        self._lap = (calls, elapsed)
+        return f"{calls - last_calls} model calls, {elapsed - last_elapsed:.1f} s"
 
 
 def ensure_some_verdicts(result: Sequence[Any], what: str) -> None:

@@ -23,6 +23,7 @@ from judgealign._cli_common import Session
 from judgealign._cli_output import echo, step
 
 if TYPE_CHECKING:
+    from judgealign._aligned import AlignedJudge
     from judgealign._cli_align import AlignmentRun
     from judgealign._judge import EvaluationResult, Judge
     from judgealign._records import LabeledRecord
@@ -190,7 +191,13 @@ def _run_steps(
 
     def before_alignment(result: EvaluationResult) -> None:
         _echo_base(judge, held_out, result)
+        _echo_lap(session)
         step(3, STEPS, f"Aligning the judge on the {len(train)} other records")
+
+    def after_alignment(aligned: AlignedJudge) -> None:
+        _echo_alignment(aligned)
+        _echo_lap(session)
+        step(4, STEPS, f"Base vs aligned judge on the {len(held_out)} held-out records")
 
     run = align_and_compare(
         session,
@@ -200,13 +207,14 @@ def _run_steps(
         optimizer,
         workers=settings.workers,
         on_base=before_alignment,
+        on_aligned=after_alignment,
     )
-    _echo_alignment(run)
-    step(4, STEPS, f"Base vs aligned judge on the {len(held_out)} held-out records")
     assert run.comparison is not None and run.base_result and run.aligned_result
     echo(run.comparison.format(), indent=2)
+    _echo_lap(session)
     step(5, STEPS, "Optimizing the support assistant's prompt with the aligned judge")
     optimization, curve = _step_optimize(session, run, inputs, settings)
+    _echo_lap(session)
     report = {
         "task": "Nimbus Drive support replies, judged by the support lead",
         "settings": {**asdict(settings), "judge_model": judge.model_uri},
@@ -265,17 +273,21 @@ def _echo_base(judge: Any, held_out: list[LabeledRecord], result: EvaluationResu
     )
 
 
-def _echo_alignment(run: AlignmentRun) -> None:
+def _echo_lap(session: Session) -> None:
+    echo(click.style(f"({session.lap()})", dim=True), indent=2)
+
+
+def _echo_alignment(aligned: AlignedJudge) -> None:
     from judgealign._cli_align import echo_guidelines
 
-    result = run.aligned.last_alignment
+    result = aligned.last_alignment
     if result is not None:
         echo(result.format(), indent=2)
     echo(
-        f"{len(run.aligned.guidelines)} guidelines distilled from the expert's rationales:",
+        f"{len(aligned.guidelines)} guidelines distilled from the expert's rationales:",
         indent=2,
     )
-    echo_guidelines(run.aligned, indent=4)
+    echo_guidelines(aligned, indent=4)
 
 
 def _step_optimize(
@@ -296,7 +308,8 @@ def _step_optimize(
     name, template = read_prompt(inputs / "support_prompt.txt")
     rows = training_rows(read_rows(inputs / "questions.jsonl", limit=settings.questions), template)
     app = session.model(settings.model, params={"max_tokens": settings.max_tokens})
-    reflection = session.model(settings.reflection_model) if settings.reflection_model else app
+    # Its own model, without the application's max_tokens: a rewrite is a whole prompt.
+    reflection = session.model(settings.reflection_model or settings.model)
     options = OptimizeSettings(
         optimizer="gepa" if settings.optimizer == "gepa" else "metaprompt",
         iterations=settings.iterations,

@@ -283,7 +283,8 @@ def optimize_command(
     judge = session.judge(judge_file, model=judge_model, base_url=base_url)
     app_uri = model or _cli_models.default_model_uri()
     app = session.model(app_uri, params={"max_tokens": max_tokens}, base_url=base_url)
-    reflection = session.model(reflection_model, base_url=base_url) if reflection_model else app
+    # Its own model, without the application's max_tokens: a rewrite is a whole prompt.
+    reflection = session.model(reflection_model or app_uri, base_url=base_url)
     settings = OptimizeSettings(optimizer, iterations, budget, workers)
     echo(
         f"Optimizing {prompt_file} ({app.uri}) against judge {judge.name!r} on {len(rows)} records"

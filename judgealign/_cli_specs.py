@@ -130,11 +130,17 @@ def model_from_spec(data: Mapping[str, Any], override: str | None) -> str:
     """The model URI to use: ``--model``, else the file's, else the default."""
     if override:
         return override
-    if data.get("format") == "judgealign/aligned-judge":
-        saved = data.get("content", {}).get("base_judge", {}).get("model")
-    else:
-        saved = data.get("model")
+    saved = _judge_fields(data).get("model")
     return saved if isinstance(saved, str) and saved else _cli_models.default_model_uri()
+
+
+def _judge_fields(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The judge's own fields: the spec itself, or an aligned file's base judge."""
+    if data.get("format") == "judgealign/aligned-judge":
+        content = data.get("content")
+        base = content.get("base_judge") if isinstance(content, Mapping) else None
+        return cast("Mapping[str, Any]", base) if isinstance(base, Mapping) else {}
+    return data
 
 
 def load_judge(
@@ -160,9 +166,13 @@ def load_judge(
 
     data = read_spec(path)
     uri = model_from_spec(data, model)
-    spec_url = data.get("base_url") if isinstance(data.get("base_url"), str) else None
+    saved = _judge_fields(data)
+    spec_url = saved.get("base_url") if isinstance(saved.get("base_url"), str) else None
     url = base_url or spec_url
-    chat: ChatModel = _cli_models.make_model(uri, base_url=url)
+    params = (
+        saved.get("inference_params") if isinstance(saved.get("inference_params"), dict) else None
+    )
+    chat: ChatModel = _cli_models.make_model(uri, params=params, base_url=url)
     if wrap is not None:
         chat = wrap(chat)
     kind = data.get("format")
