@@ -137,9 +137,11 @@ def model_from_spec(data: Mapping[str, Any], override: str | None) -> str:
 def _judge_fields(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The judge's own fields: the spec itself, or an aligned file's base judge."""
     if data.get("format") == "judgealign/aligned-judge":
-        content = data.get("content")
-        base = content.get("base_judge") if isinstance(content, Mapping) else None
-        return cast("Mapping[str, Any]", base) if isinstance(base, Mapping) else {}
+        content: Any = data.get("content")
+        if not isinstance(content, dict):
+            return {}
+        base: Any = cast("dict[str, Any]", content).get("base_judge")
+        return cast("dict[str, Any]", base) if isinstance(base, dict) else {}
     return data
 
 
