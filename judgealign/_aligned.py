@@ -17,6 +17,7 @@ never half of one, and a change never loses another.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from judgealign._values import ValueSpec
 
 __all__ = ["EXAMPLES_TITLE", "GUIDELINES_TITLE", "AlignedJudge"]
+
+_LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x85\u2028\u2029]+\s*")
 
 GUIDELINES_TITLE = "Guidelines from experts"
 EXAMPLES_TITLE = "Examples from experts"
@@ -528,9 +531,10 @@ class AlignedJudge:
         limit = self._optimizer.max_example_chars
         if len(body) > limit:
             body = body[:limit] + "\n... (truncated)"
-        rationale = (record.rationale or "(none given)").replace("</", "<\\/")
+        rationale = _one_line(record.rationale or "(none given)").replace("</", "<\\/")
+        record_id = _one_line(record.id).replace("</", "<\\/")
         return (
-            f"Example {number} (id: {record.id})\n<example>\n{body}\n</example>\n"
+            f"Example {number} (id: {record_id})\n<example>\n{body}\n</example>\n"
             f"Expert verdict: {json.dumps(record.label, ensure_ascii=False)}\n"
             f"Expert rationale: {rationale}"
         )
@@ -578,6 +582,12 @@ class AlignedJudge:
             ),
             metadata={"model": self.model_uri},
         )
+
+
+def _one_line(text: str) -> str:
+    # Expert text goes into the system message: a line break there could start a forged
+    # "## Output" section, so it is folded into one line.
+    return _LINE_BREAKS.sub(" ", text).strip()
 
 
 def _record_id(item: str | LabeledRecord | Mapping[str, Any]) -> str:
