@@ -28,6 +28,7 @@ from judgealign._chat import ChatModel
 from judgealign._distill import DistillItem, consolidate_guidelines, distill_guidelines
 from judgealign._embeddings import Embedder, resolve_embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError
+from judgealign._field_limits import fit_fields
 from judgealign._litellm import parse_model_uri
 from judgealign._loaders import read_records
 from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
@@ -434,9 +435,10 @@ def _classify(
 def _distill_item(
     base: Judge, record: LabeledRecord, judged: tuple[Any, str] | None
 ) -> DistillItem:
+    fields = base.collect_fields(**record.judge_fields())
     payload: dict[str, Any] = {
         "id": record.id,
-        **base.collect_fields(**record.judge_fields()),
+        **fit_fields(fields, base.max_field_chars, judge=base.name)[0],
         "expert_verdict": record.label,
         "expert_rationale": record.rationale or "(none given)",
     }

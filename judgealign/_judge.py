@@ -14,6 +14,7 @@ from typing import Any, cast
 from judgealign._chat import ChatModel, Message
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
 from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
+from judgealign._field_limits import DEFAULT_MAX_FIELD_CHARS, check_max_field_chars, fit_fields
 from judgealign._io import atomic_write_text
 from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact
@@ -57,6 +58,7 @@ def make_judge(
     value_range: tuple[float, float] | None = None,
     label_scores: Mapping[str, float] | None = None,
     base_url: str | None = None,
+    max_field_chars: int | None = DEFAULT_MAX_FIELD_CHARS,
 ) -> Judge:
     """Create an LLM judge from written instructions.
 
@@ -76,6 +78,9 @@ def make_judge(
         label_scores: for ``Literal`` judges, a score in [0, 1] per label, used when the
             judge is an optimizer's objective (e.g. ``{"good": 1, "fair": 0.5, "poor": 0}``).
         base_url: the provider endpoint root, e.g. ``http://localhost:8000/v1``.
+        max_field_chars: each record field sent to the model is cut to this many
+            characters, from the middle, with a visible marker and a warning naming the
+            field (see ``judgealign._field_limits``); ``None`` sends fields whole.
 
     Raises:
         ConfigurationError: on an empty name, unknown or missing template variables, an
@@ -90,6 +95,7 @@ def make_judge(
         label_scores=label_scores,
         inference_params=inference_params,
         base_url=base_url,
+        max_field_chars=max_field_chars,
     )
 
 
@@ -136,6 +142,7 @@ class Judge:
         inference_params: Mapping[str, Any] | None = None,
         base_url: str | None = None,
         label_scores: Mapping[str, float] | None = None,
+        max_field_chars: int | None = DEFAULT_MAX_FIELD_CHARS,
     ) -> None:
         self.name = _check_name(name)
         self.instructions = _check_instructions(instructions)
@@ -145,6 +152,7 @@ class Judge:
         self.inference_params = _check_params(inference_params)
         self.base_url = _check_base_url(base_url)
         self.label_scores = _check_label_scores(label_scores, value_spec)
+        self.max_field_chars = check_max_field_chars(max_field_chars)
         self.model = resolve_model(model, params=self.inference_params, base_url=base_url)
         self._usage = UsageTotals()
 
@@ -257,16 +265,24 @@ class Judge:
 
         The system message holds, in this order: the preamble, the instructions, each of
         ``sections`` (title and body, e.g. an aligned judge's guidelines and examples), and
-        the output format. The record goes to the user message as JSON data.
+        the output format. The record goes to the user message as JSON data, each field
+        cut to ``max_field_chars`` (with a warning).
         """
+        return self._messages(fields, sections)[0]
+
+    def _messages(
+        self, fields: Mapping[str, Any], sections: Sequence[tuple[str, str]]
+    ) -> tuple[list[Message], list[str]]:
+        fitted, cut = fit_fields(fields, self.max_field_chars, judge=self.name)
         parts = [_PREAMBLE, "## Evaluation instructions\n" + self.instructions]
         parts += [f"## {title}\n{body}" for title, body in sections]
         parts.append(_output_format(self.value_spec))
-        user = "Judge this record.\n<record>\n" + quote_record(fields) + "\n</record>"
-        return [
+        user = "Judge this record.\n<record>\n" + quote_record(fitted) + "\n</record>"
+        messages = [
             Message(role="system", content="\n\n".join(parts)),
             Message(role="user", content=user),
         ]
+        return messages, cut
 
     def score_fields(
         self,
@@ -276,7 +292,9 @@ class Judge:
         metadata: Mapping[str, Any] | None = None,
     ) -> Feedback:
         """Judge already-checked fields; runtime failures come back as ``error``."""
-        messages = self.build_messages(fields, sections)
+        messages, cut = self._messages(fields, sections)
+        if cut:
+            metadata = {**(metadata or {}), "truncated_fields": cut}
         try:
             reply = generate_structured(
                 self.model,
@@ -357,6 +375,7 @@ class Judge:
                 k: v for k, v in self.inference_params.items() if not is_secret_name(k)
             },
             "label_scores": self.label_scores,
+            "max_field_chars": self.max_field_chars,
         }
 
     @classmethod
@@ -389,6 +408,7 @@ class Judge:
                 inference_params=data.get("inference_params") or {},
                 base_url=data.get("base_url"),
                 label_scores=data.get("label_scores"),
+                max_field_chars=data.get("max_field_chars", DEFAULT_MAX_FIELD_CHARS),
             )
         except KeyError as exc:
             raise ConfigurationError(f"Saved judge is missing the field {exc}.") from None
