@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from judgealign import _mlflow
+from judgealign._errors import ConfigurationError
 from judgealign._loaders import load_records
 from judgealign._records import LoadResult
 from judgealign._traces import expand_traces, is_trace, trace_fields
@@ -79,7 +80,7 @@ def records_from_traces(
     """
     name = judge.name if judge is not None else judge_name
     if not name:
-        raise _config("records_from_traces needs judge= or judge_name=.")
+        raise ConfigurationError("records_from_traces needs judge= or judge_name=.")
     items = _as_traces(traces)
     matcher = judge if judge is not None else _Named(name)
     return load_records(expand_traces(items, matcher), judge=judge, strict=strict)
@@ -114,7 +115,9 @@ def log_verdicts(
     """
     ids = _trace_ids(traces)
     if len(ids) != len(feedback):
-        raise _config(f"log_verdicts got {len(ids)} traces but {len(feedback)} feedback.")
+        raise ConfigurationError(
+            f"log_verdicts got {len(ids)} traces but {len(feedback)} feedback."
+        )
     writer = tracker if tracker is not None else _default_tracker()
     for trace_id, fb in zip(ids, feedback, strict=True):
         source = fb.source
@@ -194,7 +197,9 @@ def _as_traces(traces: TraceLike | Iterable[TraceLike]) -> list[Any]:
         if isinstance(item, str):
             fetched = _mlflow.get_trace(item)
             if fetched is None:
-                raise _config(f"No trace with id {item!r} in {_mlflow.current_tracking_uri()}.")
+                raise ConfigurationError(
+                    f"No trace with id {item!r} in {_mlflow.current_tracking_uri()}."
+                )
             out.append(fetched)
         else:
             out.append(item)
@@ -213,11 +218,7 @@ def _items(traces: TraceLike | Iterable[TraceLike]) -> list[Any]:
         frame: Any = traces
         return [str(t) for t in frame["trace_id"]]
     if isinstance(traces, Mapping):
-        raise _config("traces must be Trace objects, trace ids or a DataFrame, not a dict.")
+        raise ConfigurationError(
+            "traces must be Trace objects, trace ids or a DataFrame, not a dict."
+        )
     return list(traces)
-
-
-def _config(message: str) -> Exception:
-    from judgealign._errors import ConfigurationError
-
-    return ConfigurationError(message)
