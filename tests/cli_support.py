@@ -82,7 +82,8 @@ def distill(request: ModelRequest) -> dict[str, Any]:
     """One guideline per house rule among the shown records, citing them."""
     cited: dict[str, list[str]] = {}
     for record in _shown_records(request.last_user):
-        policy = _BY_ID[record["id"]]["policy"]
+        row = _BY_ID.get(record["id"]) or _BY_OUTPUT[record["outputs"]]  # ids of traces differ
+        policy = row["policy"]
         if policy in RULES:
             cited.setdefault(policy, []).append(record["id"])
     return {"guidelines": [{"text": RULES[p], "source_ids": ids} for p, ids in cited.items()]}

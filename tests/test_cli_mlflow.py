@@ -1,0 +1,100 @@
+"""The command with a real MLflow store: the demo's runs, and records read from traces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click.testing
+import mlflow
+import pytest
+from cli_support import demo_model, demo_rows
+from mlflow.entities import AssessmentSource, AssessmentSourceType
+from mlflow_support import Store, artifact_names, mlflow_store
+
+from judgealign import AlignedJudge, _cli_models
+from judgealign._cli import cli
+from judgealign.testing import FunctionModel
+
+__all__ = ["mlflow_store"]
+
+LEAD = AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id="support-lead")
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> FunctionModel:
+    model = demo_model()
+    monkeypatch.setattr(_cli_models, "make_model", lambda uri, **_: model)
+    return model
+
+
+def run(*args: str | Path) -> click.testing.Result:
+    return click.testing.CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_demo_records_runs_and_artifacts_in_mlflow(
+    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path
+) -> None:
+    result = run("demo", "--fast", "--out", tmp_path / "d", "--embedding-model", "hashing")
+    assert result.exit_code == 0, result.output
+    assert f"MLflow: experiment 'judgealign-demo' at {mlflow_store.uri}" in result.stdout
+    experiment = mlflow.get_experiment_by_name("judgealign-demo")
+    assert experiment is not None
+    runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    by_name = {r.info.run_name: r for r in runs}
+    demo = by_name["judgealign-demo"]
+    assert demo.info.status == "FINISHED"
+    assert demo.data.metrics["aligned_accuracy"] > demo.data.metrics["base_accuracy"]
+    names = artifact_names(demo.info.run_id)
+    assert {"report.json", "aligned_judge.json", "guidelines.txt", "agreement.png"} <= names
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == demo.info.run_id]
+    operations = {r.data.tags.get("judgealign.operation") for r in children}
+    assert {"evaluate", "optimize_prompts"} <= operations
+
+
+def test_align_reads_expert_feedback_from_an_experiment(
+    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path
+) -> None:
+    @mlflow.trace
+    def reply(message: str) -> str:
+        return by_message[message]["outputs"]
+
+    rows = demo_rows()[:12]
+    by_message = {row["inputs"]["message"]: row for row in rows}
+    for row in rows:
+        reply(row["inputs"]["message"])
+        trace_id = mlflow.get_last_active_trace_id()
+        assert trace_id is not None
+        mlflow.log_feedback(
+            trace_id=trace_id,
+            name="support_quality",
+            value=row["label"],
+            rationale=row["rationale"],
+            source=LEAD,
+        )
+    name = mlflow.get_experiment(mlflow_store.experiment_id).name
+    spec = tmp_path / "judge.json"
+    spec.write_text(
+        json.dumps(
+            {"name": "support_quality", "instructions": "Is {{ outputs }} ok for {{ inputs }}?"}
+        )
+    )
+    out = tmp_path / "aligned.json"
+    options = ("--test-size", "0", "--embedding-model", "hashing", "-o", out)
+    result = run("align", spec, "--experiment", name, *options)
+    assert result.exit_code == 0, result.output
+    assert "12 labelled records: 12 to align, 0 held out" in result.stdout
+    aligned = AlignedJudge.load(out)
+    assert len(aligned.record_ids) == 12 and len(aligned.guidelines) >= 1
+
+
+def test_align_from_an_experiment_without_traces(
+    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path
+) -> None:
+    spec = tmp_path / "judge.json"
+    spec.write_text(json.dumps({"name": "q", "instructions": "Is {{ outputs }} ok?"}))
+    result = click.testing.CliRunner().invoke(cli, ["align", str(spec), "--experiment", "empty"])
+    assert result.exit_code == 2
+    assert (
+        "error: The MLflow experiment 'empty'" in result.stderr and "Traceback" not in result.output
+    )
