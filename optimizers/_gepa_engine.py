@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from judgealign._chat import ChatModel
 from judgealign._errors import ConfigurationError, ModelError
+from judgealign._redact import redact
 from optimizers._base import EvaluationResultRecord
 from optimizers._gepa_eval import Evaluator
 from optimizers._gepa_pareto import plan_merge, select_parent, stratified_subsample
@@ -232,11 +233,12 @@ class Engine:
             completion = self._model.complete(messages)
         except ModelError as exc:
             state.reflection_failures.append(
-                {"iteration": state.iteration, "error": f"{type(exc).__name__}: {exc}"}
+                {"iteration": state.iteration, "error": redact(f"{type(exc).__name__}: {exc}")}
             )
             _log.warning("GEPA iteration %d: reflection model failed: %s", state.iteration, exc)
             # Counted in reflection_failures, not among rejected candidates: none was made.
-            return Rejection(state.iteration, parent.id, component, "reflection_failed", str(exc))
+            detail = redact(str(exc))
+            return Rejection(state.iteration, parent.id, component, "reflection_failed", detail)
         state.reflection_tokens += completion.usage.total_tokens
         return self._check_proposal(parent, component, parse_proposal(completion.text))
 

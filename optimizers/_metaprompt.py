@@ -33,6 +33,7 @@ from judgealign import (
     ModelError,
     resolve_model,
 )
+from judgealign._redact import redact
 from optimizers._base import (
     BasePromptOptimizer,
     EvalFn,
@@ -379,7 +380,7 @@ class MetaPromptOptimizer(BasePromptOptimizer):
                 ]
                 proposed, diagnosis = parse_reply(self._complete(messages, current), current)
         except ModelError as exc:
-            return _Proposal(None, note=f"reflection failed: {exc}", error=exc)
+            return _Proposal(None, note=redact(f"reflection failed: {exc}"), error=exc)
         except ReplyProblem as problem:
             return _Proposal(None, note=f"unusable reply: {problem}")
         candidate, rejected = _safe(current, proposed)

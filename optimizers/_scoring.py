@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from judgealign import ConfigurationError, Feedback
+from judgealign._redact import redact
 from optimizers._base import EvaluationResultRecord
 from optimizers._prompts import PromptUsage, candidate_prompts
 
@@ -134,7 +135,8 @@ def _check_label_scores(label_scores: Mapping[str, float] | None) -> dict[str, f
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+    # Provider errors can echo an API key; this text is checkpointed and shown to models.
+    return redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR_CHARS]
 
 
 def _number(value: object, label_scores: Mapping[str, float]) -> float:
