@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from judgealign._errors import ModelCallError
+from judgealign._redact import redact
 
 __all__ = [
     "CallFailure",
@@ -109,9 +110,24 @@ def run_with_retries(
             remaining = policy.deadline_s - (clock.monotonic() - start)
             last = number == policy.max_attempts or wait >= remaining
             if not failure.retryable or last:
-                raise _as_error(failure, number, exhausted=failure.retryable) from exc
+                error = _as_error(failure, number, exhausted=failure.retryable)
+                if _holds_secret(exc):  # a traceback would print the provider's raw text
+                    raise error from None
+                raise error from exc
             clock.sleep(wait)
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _holds_secret(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an exception it chains to shows a secret (see ``redact``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if redact(text) != text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _backoff(policy: RetryPolicy, number: int, failure: CallFailure, rng: random.Random) -> float:
