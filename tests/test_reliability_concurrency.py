@@ -81,6 +81,7 @@ def aligned_judge(model: Any) -> AlignedJudge:
         retrieval_k=3,
         dedupe_threshold=1.0,
         max_records_per_batch=5,
+        max_guidelines=500,  # the scripted brain does not consolidate
     )
     return judge.align(batch(0, 10), optimizer=optimizer)
 
