@@ -126,7 +126,7 @@ def run_loop(chat: ChatModel, args: argparse.Namespace) -> None:
         print(f"1. serving prompts:/{PROMPT}/{served} as @{args.alias}")
 
         def predict_fn(question: str) -> str:
-            prompt = mlflow.genai.load_prompt(f"prompts:/{PROMPT}@{args.alias}")
+            prompt: Any = mlflow.genai.load_prompt(f"prompts:/{PROMPT}@{args.alias}")
             reply = chat.complete([{"role": "user", "content": prompt.format(question=question)}])
             return reply.text.strip()
 
@@ -153,9 +153,12 @@ def ensure_prompt(store: MlflowPromptStore, alias: str) -> int:
 def evaluate_and_align(judge: Any, predict_fn: Any, args: argparse.Namespace) -> Any:
     """Steps 2 to 4: evaluate in MLflow, label the traces, align from them, save."""
     data = [{"inputs": {"question": question(c)}} for c in TRAIN]
-    evaluation = mlflow.genai.evaluate(data=data, predict_fn=predict_fn, scorers=[as_scorer(judge)])
-    print(f"2. evaluated {len(data)} questions: {judge.name} mean {evaluation.metrics}")
-    traces = mlflow.search_traces(run_id=evaluation.run_id, return_type="list")
+    evaluation: Any = mlflow.genai.evaluate(
+        data=data, predict_fn=predict_fn, scorers=[as_scorer(judge)]
+    )
+    mean = evaluation.metrics.get(f"{judge.name}/mean")
+    print(f"2. evaluated {len(data)} questions; the judge's mean verdict: {mean}")
+    traces: list[Any] = mlflow.search_traces(run_id=evaluation.run_id, return_type="list")
     mlflow.flush_trace_async_logging()
     expert = AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id="answer-key")
     for trace in traces:
@@ -202,7 +205,7 @@ def optimize_and_promote(
         )
         verb = "promoted" if decision.promoted else "kept the served version"
         print(f"6. {verb}: {decision.reason}")
-    labelled = []
+    labelled: list[dict[str, Any]] = []
     for country in HELD_OUT:
         answer = predict_fn(question(country))
         value, why = expert_verdict(country, answer)
