@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, cast
 from judgealign._chat import ChatModel
 from judgealign._errors import ConfigurationError
 from judgealign._models import resolve_model
+from optimizers._api import PromptOptimizationWarning
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
 from optimizers._gepa_engine import DataSplit, Engine, EngineSettings, StopReason
 from optimizers._gepa_eval import Evaluator
@@ -272,6 +274,18 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         }
         if not improved:
             details["note"] = "no candidate beat the target prompts on validation"
+        failures = state.reflection_failures
+        if failures and len(failures) >= state.reflection_calls:
+            details["note"] = (
+                f"every reflection call failed ({len(failures)} of {state.reflection_calls}), so "
+                f"no candidate was ever proposed; last error: {failures[-1]['error']}"
+            )
+            warnings.warn(
+                f"GEPA: {details['note']}. Check the reflection model (its name, endpoint "
+                "and API key).",
+                PromptOptimizationWarning,
+                stacklevel=3,
+            )
         return PromptOptimizerOutput(
             optimized_prompts=dict(best.prompts),
             initial_eval_score=seed.aggregate,
