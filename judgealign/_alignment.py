@@ -293,6 +293,12 @@ class MemAlignOptimizer:
                 f"{'...' if len(failed) > 5 else ''}); they stay pending and are retried "
                 "by the next align."
             )
+        if not differ and not failed:
+            run.warn(
+                f"The base judge already agrees with the experts on all {len(records)} "
+                "record(s), so no guideline was distilled (learn_from='disagreements'); "
+                "they are kept as examples."
+            )
         run.result_fields["disagreement_ids"] = _ids(differ)
         return differ, judged, state.with_status(statuses)
 
