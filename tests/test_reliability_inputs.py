@@ -751,6 +751,7 @@ def _re_search(pattern: str, text: str) -> bool:
 # -- misuse that is reported rather than raised -----------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:The reflection model returned no usable guideline")
 def test_conflicting_labels_for_one_id_are_resolved_and_said(ctx: Ctx) -> None:
     records = [
         {"id": "r1", "inputs": "q", "outputs": "a", "label": True},
@@ -767,6 +768,7 @@ def test_conflicting_labels_for_one_id_are_resolved_and_said(ctx: Ctx) -> None:
     assert {r.id: r.label for r in aligned.records} == {"r1": False, "r2": True}
 
 
+@pytest.mark.filterwarnings("ignore:The reflection model returned no usable guideline")
 def test_bad_records_among_good_ones_are_rejected_by_name_not_dropped(ctx: Ctx) -> None:
     records = [GOOD, {**GOOD, "id": "bad", "label": "perhaps"}, {"id": "nofield", "label": True}]
     with pytest.warns(UserWarning, match=r"2 record\(s\) were rejected"):
@@ -777,6 +779,7 @@ def test_bad_records_among_good_ones_are_rejected_by_name_not_dropped(ctx: Ctx) 
     assert "bad" in rejected and len(result.problems) == 2
 
 
+@pytest.mark.filterwarnings("ignore:Loser found no better prompt")
 def test_candidate_prompt_that_loses_a_variable_is_rejected_and_never_registered(
     ctx: Ctx,
 ) -> None:
