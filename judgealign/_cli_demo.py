@@ -6,8 +6,13 @@ generic instruction, scores it on held-out records, aligns it on the rest, compa
 and aligned on the held-out records, optimizes the assistant's prompt with the aligned
 judge as the objective, and writes every artifact to ``--out`` (and to MLflow).
 
-Model calls are budgeted for the embedded 135M model (about a second per call on two
-cores): by default about 90 calls, with ``--fast`` about 45.
+The run is budgeted for the embedded 135M model on two CPU cores, where the cost is
+mostly prompt tokens (a few dozen per second on one busy core; the judge's shared
+instructions are cached between calls): short judge rationales (``max_tokens`` 64 in the
+demo's judge file), two retrieved examples per judgment, distillation batches that fit
+the model's 4k context, and few optimization questions. By default about 70 calls, with
+``--fast`` about 35; ``--records``, ``--questions``, ``--iterations`` and
+``--retrieval-k`` size it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["DemoSettings", "demo_command", "run_demo"]
 
 STEPS = 5
-FAST = {"records": 33, "questions": 4, "iterations": 1}
+FAST = {"records": 24, "questions": 3, "iterations": 1}
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,13 @@ class DemoSettings:
     embedding_model: str | None = None
     records: int = 60
     test_size: float = 1 / 3
-    questions: int = 6
+    questions: int = 4
     iterations: int = 2
     optimizer: str = "metaprompt"
-    retrieval_k: int = 3
+    retrieval_k: int = 2
     workers: int = 4
     seed: int = 0
-    max_tokens: int = 120
+    max_tokens: int = 96
     mlflow: bool = True
 
     def expected_calls(self) -> int:
@@ -83,7 +88,7 @@ class DemoSettings:
     metavar="SPEC",
     help="hashing, local:/minilm or a provider URI (default: local).",
 )
-@click.option("--fast", is_flag=True, help="A smaller run: 33 records, 4 questions, 1 iteration.")
+@click.option("--fast", is_flag=True, help="A smaller run: 24 records, 3 questions, 1 iteration.")
 @click.option("--records", type=click.IntRange(12, 60), help="How many of the 60 records to use.")
 @click.option(
     "--questions", type=click.IntRange(1, 8), help="Questions scoring each prompt (of 8)."
@@ -95,7 +100,13 @@ class DemoSettings:
     default="metaprompt",
     show_default=True,
 )
-@click.option("--retrieval-k", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option(
+    "--retrieval-k",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Expert examples shown per judgment (each adds about 150 prompt tokens).",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
