@@ -160,7 +160,6 @@ def run_demo(settings: DemoSettings, out: Path) -> dict[str, Any]:
         if settings.mlflow
         else TrackingTarget(None, "off (--no-mlflow)")
     )
-    _echo_header(settings, out)
     with tracking(target) as tracker:
         if tracker is None:
             report, artifacts, aligned = _run_steps(session, settings, out)
@@ -188,6 +187,7 @@ def _run_steps(
     from judgealign._cli_demo_files import DEMO_DIR, JUDGE_FILE, copy_inputs, write_artifacts
 
     judge = session.judge(DEMO_DIR / JUDGE_FILE, model=settings.model)
+    _echo_header(settings, judge.model_uri, out)
     inputs = copy_inputs(out)
     train, held_out = _step_records(judge, inputs, settings)
     step(2, STEPS, f"The base judge on the {len(held_out)} held-out records")
@@ -344,17 +344,16 @@ def _step_optimize(
     return summary, curve_factory(result, "Prompt score, judged by the aligned judge")
 
 
-def _echo_header(settings: DemoSettings, out: Path) -> None:
+def _echo_header(settings: DemoSettings, model_uri: str, out: Path) -> None:
     echo(
         click.style("judgealign demo", bold=True)
         + ": align a judge with an expert, then optimize a prompt with it"
     )
     rows = [
-        ["", ""],
-        ["model", settings.model],
-        ["reflection", settings.reflection_model or "(same model)"],
-        ["embedder", settings.embedding_model or "(local default)"],
-        ["budget", f"about {settings.expected_calls()} model calls"],
-        ["output", str(out)],
+        ("model", model_uri),
+        ("reflection", settings.reflection_model or "(same model)"),
+        ("embedder", settings.embedding_model or "(local default)"),
+        ("budget", f"about {settings.expected_calls()} model calls"),
+        ("output", str(out)),
     ]
-    echo("\n".join(f"  {k:<11}{v}" for k, v in rows[1:]))
+    echo("\n".join(f"  {k:<11}{v}" for k, v in rows))
