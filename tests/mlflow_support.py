@@ -90,6 +90,11 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     shutil.copy(_template_db(), tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_ALIAS_PROMPT_CACHE_TTL_SECONDS", "0")
+    # mlflow.set_experiment writes MLFLOW_EXPERIMENT_ID and a module global; both are put
+    # back after the test so that no later test inherits an experiment of a deleted store.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)

@@ -3,8 +3,13 @@ nothing waits on the store, and failed writes are reported and kept, never dropp
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -229,3 +234,39 @@ def test_a_dead_store_never_breaks_optimize_or_alignment_reports(
     assert any("tracking server unreachable" in e for e in tracker.errors)
     kinds = {op.kind for op in tracker.writer.failed}
     assert {"create_run", "params", "metrics", "text", "figure", "end_run"} <= kinds
+
+
+_DEFAULT_STORE_CHILD = """
+import judgealign
+from judgealign import make_judge
+from judgealign.mlflow_integration import use_mlflow_tracking
+from judgealign.testing import FunctionModel
+judge = make_judge(name="j", instructions="Is {{ outputs }} ok?",
+                   model=FunctionModel(lambda r: {"rationale": "", "result": True}))
+with use_mlflow_tracking() as tracker:
+    judge.evaluate([{"outputs": "x"}])
+print(tracker.tracking_uri, tracker.failures)
+"""
+
+
+def test_with_no_tracking_uri_set_runs_go_to_mlflows_default_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_EXP"))
+    }
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    child = subprocess.run(
+        [sys.executable, "-c", _DEFAULT_STORE_CHILD],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    uri, failures = child.stdout.split()[-2:]
+    assert uri == f"sqlite:///{tmp_path}/mlflow.db" and failures == "0"
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        names = [r[0] for r in db.execute("select name from runs")]
+    assert names == ["evaluate-j"]

@@ -77,7 +77,7 @@ def fake_models(request: ChatRequest) -> Any:
         strict = "Guidelines from experts" in system
         verdict = right and not (strict and hedged)
         return {"rationale": "hedged" if hedged else "plain", "result": verdict}
-    if (request.response_format or {}).get("json_schema", {}).get("name") == "DistilledGuidelines":
+    if "calibrating" in system:  # guideline distillation
         return {"guidelines": [{"text": GUIDELINE, "source_ids": _IDS.findall(request.last_user)}]}
     if "prompts" in schema.get("properties", {}):
         return {"diagnosis": "The answers hedge.", "prompts": {"qa": IMPROVED}}
