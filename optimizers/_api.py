@@ -486,5 +486,12 @@ def _record_outcome(
         "judgealign.validated_on": "val_data" if val_size else "train_data",
     }
     for prompt in result.optimized_prompts:
-        if prompt.version is not None:
-            set_tags(prompt.name, prompt.version, tags)
+        try:
+            if prompt.version is not None:
+                set_tags(prompt.name, prompt.version, tags)
+        except Exception as exc:  # the version is registered; its tags are a courtesy
+            warnings.warn(
+                f"Could not tag {prompt.uri} with its scores: {exc}",
+                PromptOptimizationWarning,
+                stacklevel=3,
+            )
