@@ -69,14 +69,16 @@ def make_optimizer(
     *,
     reflection_model: str | None,
     embedding_model: str | None,
-    retrieval_k: int,
+    retrieval_k: int | None,
     workers: int,
     base_url: str | None = None,
 ) -> MemAlignOptimizer:
     """A MemAlign optimizer whose distillation batches fit the reflection model.
 
     The reflection model is built on its own (the judge's model by default), so that a
-    judge's short ``max_tokens`` does not cut the distilled guidelines.
+    judge's short ``max_tokens`` does not cut the distilled guidelines. ``retrieval_k``
+    ``None`` shows 2 examples per judgment to a local model (prompt tokens are its main
+    cost) and 5 to others.
     """
     from judgealign._alignment import MemAlignOptimizer
 
@@ -86,7 +88,7 @@ def make_optimizer(
     return MemAlignOptimizer(
         reflection_model=reflection,
         embedding_model=embedding_model,
-        retrieval_k=retrieval_k,
+        retrieval_k=retrieval_k if retrieval_k is not None else (2 if local else 5),
         max_workers=workers,
         max_guidelines=12,
         batch_token_budget=_LOCAL_BATCH_TOKENS if local else 16_000,
@@ -200,7 +202,11 @@ def alignment_summary(aligned: AlignedJudge) -> dict[str, Any]:
     metavar="SPEC",
     help="Embedder for retrieval: hashing, local:/minilm or a provider URI (default: local).",
 )
-@click.option("--retrieval-k", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--retrieval-k",
+    type=click.IntRange(min=0),
+    help="Expert examples shown per judgment (default: 2 for a local model, else 5).",
+)
 @click.option(
     "--test-size",
     type=click.FloatRange(min=0, max=1, max_open=True),
@@ -224,7 +230,7 @@ def align_command(
     model: str | None,
     reflection_model: str | None,
     embedding_model: str | None,
-    retrieval_k: int,
+    retrieval_k: int | None,
     test_size: float,
     seed: int,
     report_path: Path | None,
