@@ -99,9 +99,13 @@ def _complete(
         except ModelCallError as exc:
             if exc.status != 400:
                 raise
-            logger.info("%s rejected response_format; using instructed JSON", model.uri)
-            with _support_lock:
-                _no_schema_support.add(model.uri)
+        # Remembered only once the same request succeeds without the schema: a 400 for
+        # another reason (context too long, a bad parameter) must not switch it off.
+        completion = model.complete(messages, response_format=None, timeout=timeout)
+        logger.info("%s rejected response_format; using instructed JSON", model.uri)
+        with _support_lock:
+            _no_schema_support.add(model.uri)
+        return completion
     return model.complete(messages, response_format=None, timeout=timeout)
 
 
