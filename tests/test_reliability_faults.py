@@ -171,6 +171,27 @@ def test_one_malformed_record_among_good_ones_is_an_error_in_place() -> None:
     assert [result[i].value for i in (0, 1, 3, 5)] == [1, 2, 4, 1]
 
 
+def test_an_unrelated_400_does_not_switch_structured_output_off_for_good() -> None:
+    with FakeOpenAIServer(reply=grade_by_index) as server:
+        judge = make_judge(
+            name="grade",
+            instructions=INSTRUCTIONS,
+            model="openai:/fake-400-probe",  # its own URI: the switch is process-wide
+            base_url=server.base_url,
+            feedback_value_type=int,
+            value_range=(1, 5),
+            inference_params={"api_key": KEY},
+        )
+        server.enqueue(*[Reply(status=400, error_message="context length exceeded")] * 2)
+        first = judge(inputs={"i": 1}, outputs="x")
+        later = judge(inputs={"i": 2}, outputs="x")
+        formats = [r.body.get("response_format") for r in server.requests]
+    assert first.error is not None and "HTTP 400" in first.error
+    assert later.value == 3
+    assert formats[0] is not None and formats[1] is None  # the fallback was tried once
+    assert formats[2] is not None, "a 400 for another reason must not disable the schema"
+
+
 # -- alignment -------------------------------------------------------------------------------
 
 
