@@ -18,13 +18,14 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from judgealign._redact import is_secret_name, redact
 from judgealign._tracking import NOOP_TRACKER, Tracker, TrackingWarning, get_tracker
 
 __all__ = [
     "safe_params",
+    "scrubbed",
     "track_agreement",
     "track_alignment",
     "track_comparison",
@@ -46,6 +47,22 @@ def safe_params(params: Mapping[str, object]) -> dict[str, str]:
         text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
         safe[key] = redact(_URL_CREDENTIALS.sub(r"\1", text))[:_MAX_PARAM_CHARS]
     return safe
+
+
+def scrubbed(value: Any) -> Any:
+    """A JSON-like value with the rules of :func:`safe_params` applied to every string and
+    key: secret-named keys dropped, secrets and URL credentials removed."""
+    if isinstance(value, str):
+        return redact(_URL_CREDENTIALS.sub(r"\1", value))
+    if isinstance(value, Mapping):
+        return {
+            k: scrubbed(v)
+            for k, v in cast("Mapping[Any, Any]", value).items()
+            if not (is_secret_name(str(k)) and not str(k).endswith("tokens"))
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrubbed(v) for v in cast("Sequence[Any]", value)]
+    return value
 
 
 def track_evaluation(judge: Any, records: Sequence[Any], result: Sequence[Any]) -> None:
@@ -111,7 +128,7 @@ def _evaluation(tracker: Tracker, judge: Any, records: Sequence[Any], result: An
         )
         tracker.log_metrics(_evaluation_metrics(judge, result))
         base = getattr(judge, "base_judge", judge)
-        tracker.log_dict(base.to_dict(), "judge.json")
+        tracker.log_dict(scrubbed(base.to_dict()), "judge.json")
         if guidelines is not None:
             tracker.log_text(guidelines, "guidelines.txt")
         report = _labelled_agreement(judge, records, result)

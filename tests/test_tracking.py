@@ -224,6 +224,20 @@ def test_a_judge_with_secret_inference_params_logs_none_of_them() -> None:
     assert "sk-abcdefgh12345" not in json.dumps(tracker.calls, default=str)
 
 
+def test_the_logged_judge_definition_loses_url_credentials() -> None:
+    tracker = RecordingTracker()
+    proxied = make_judge(
+        name="correct",
+        instructions=INSTRUCTIONS,
+        model=FunctionModel(verdict),
+        base_url="https://user:pa55word@proxy.example.com/v1",
+    )
+    with use_tracker(tracker):
+        proxied.evaluate(LABELLED[:1])
+    assert tracker.artifacts()["judge.json"]["base_url"] == "https://proxy.example.com/v1"
+    assert "pa55word" not in json.dumps(tracker.calls, default=str)
+
+
 def test_alignment_report_has_settings_changes_and_guidelines() -> None:
     from judgealign._alignment import MemAlignOptimizer
 
