@@ -73,6 +73,7 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "load_average": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 

@@ -156,6 +156,7 @@ def main() -> None:
             print(f"  FAILED: {str(exc)[-500:]}", flush=True)
         raw_path.write_text(json.dumps(raw, indent=1, default=str))
     raw["total_s"] = time.perf_counter() - started
+    raw["load_average_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     raw_path.write_text(json.dumps(raw, indent=1, default=str))
     from report import write_report
 
