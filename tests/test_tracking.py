@@ -3,6 +3,7 @@ never a secret), and a failing tracker never breaks evaluate, align or optimize.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import judgealign._aligned as aligned_module
 import optimizers
 from judgealign import Feedback, make_judge
 from judgealign._tracking import (
@@ -372,3 +374,24 @@ def test_a_tracker_failing_mid_report_still_returns_every_record() -> None:
         feedback = judge().evaluate(LABELLED)
     assert len(feedback) == 4 and all(isinstance(f, Feedback) for f in feedback)
     assert "agreement.json" in tracker.artifacts()  # what came before the failure was kept
+
+
+_ALIGNED_SOURCE = inspect.getsource(aligned_module)
+
+
+@pytest.mark.skipif(
+    "track_alignment" not in _ALIGNED_SOURCE or "track_evaluation" not in _ALIGNED_SOURCE,
+    reason="AlignedJudge reports to the tracker once its align/evaluate hooks are added",
+)
+def test_align_and_aligned_evaluate_report_through_the_tracker() -> None:
+    from judgealign._alignment import MemAlignOptimizer
+
+    tracker = RecordingTracker()
+    optimizer = MemAlignOptimizer(embedding_model="hashing", retrieval_k=1)
+    with use_tracker(tracker), pytest.warns(UserWarning):  # the verdict model cannot distill
+        aligned = judge().align(LABELLED, optimizer=optimizer)
+        aligned.evaluate(LABELLED)
+    assert tracker.runs == ["align-correct", "evaluate-correct"]
+    assert tracker.artifacts()["alignment.json"]["records_added"] == ["a", "b", "c", "d"]
+    assert "guidelines.txt" in tracker.artifacts()
+    assert "agreement.accuracy" in tracker.metrics()
