@@ -20,16 +20,16 @@ from judgealign import (
     MemAlignOptimizer,
     make_judge,
 )
-from judgealign.testing import FakeOpenAIServer, FunctionModel, ModelRequest
+from judgealign.testing import ChatRequest, FakeOpenAIServer, FunctionModel, ModelRequest
 
 _IDS = re.compile(r'^ "id": "([^"]+)",?$', re.MULTILINE)
 REPORT: dict[str, Any] = {}
 
 
-def brain(request: ModelRequest) -> dict[str, Any]:
+def brain(request: ModelRequest | ChatRequest) -> dict[str, Any]:
     time.sleep(0.001)  # let the threads interleave
-    fmt = (request.response_format or {}).get("json_schema", {}).get("name")
-    if fmt == "DistilledGuidelines":
+    text = request.system if isinstance(request, ModelRequest) else request.text
+    if "calibrating an automated evaluator" in text:  # a distillation request
         ids = _IDS.findall(request.last_user)
         return {"guidelines": [{"text": f"Rule from {rid}.", "source_ids": [rid]} for rid in ids]}
     return {"rationale": "ok", "result": True}
@@ -151,7 +151,7 @@ def test_32_judges_and_two_writers_lose_nothing() -> None:
 
 
 def test_concurrent_judging_over_http_while_aligning() -> None:
-    with FakeOpenAIServer(latency_s=0.002, reply=lambda r: brain(r)) as server:  # type: ignore[arg-type]
+    with FakeOpenAIServer(latency_s=0.002, reply=brain) as server:
         judge = make_judge(
             name="ok",
             instructions="Is {{ outputs }} right for {{ inputs }}?",

@@ -56,7 +56,11 @@ def two_aligned_judges() -> tuple[AlignedJudge, AlignedJudge]:
     """Two large-ish aligned judges (a save takes a few milliseconds) told apart by a marker."""
 
     def brain(request: ModelRequest) -> dict[str, Any]:
-        return {"guidelines": []} if request.response_format else {"result": True}
+        return (
+            {"guidelines": []}
+            if "calibrating an automated evaluator" in request.system
+            else {"result": True}
+        )
 
     judge = make_judge(
         name="j",

@@ -205,8 +205,7 @@ class Reflection:
         self.batches: list[list[str]] = []
 
     def __call__(self, request: ChatRequest) -> Any:
-        schema = (request.response_format or {}).get("json_schema", {}).get("name")
-        if schema != "DistilledGuidelines":
+        if "calibrating an automated evaluator" not in request.text:  # not a distillation request
             return {"rationale": "base judge", "result": True}
         ids = _BATCH_ID.findall(request.last_user) or _BATCH_ID.findall(request.text)
         with self.lock:

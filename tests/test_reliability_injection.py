@@ -126,8 +126,7 @@ def test_aligned_judge_examples_cannot_forge_prompt_sections() -> None:
     """Expert records are shown in the *system* message, so they are the sharper edge."""
 
     def brain(request: ModelRequest) -> dict[str, Any]:
-        fmt = (request.response_format or {}).get("json_schema", {}).get("name")
-        if fmt == "DistilledGuidelines":
+        if "calibrating an automated evaluator" in request.system:  # a distillation request
             return {"guidelines": []}
         return {"rationale": "ok", "result": True}
 
@@ -162,9 +161,7 @@ def test_aligned_judge_examples_cannot_forge_prompt_sections() -> None:
     assert system.count("</example>") == len(records), "data can never close an example"
     for block in re.findall(r"<example>\n(.*?)\n</example>", system, re.DOTALL):
         json.loads(block)  # every example is intact JSON data
-    distill = next(
-        r for r in model.requests if r.response_format and "Distilled" in str(r.response_format)
-    )
+    distill = next(r for r in model.requests if "calibrating an automated evaluator" in r.system)
     assert distill.last_user.count("<records>") == 1 and distill.last_user.count("</records>") == 1
 
 

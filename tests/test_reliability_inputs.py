@@ -71,8 +71,7 @@ class SpyEmbedder:
 
 
 def _verdict(request: ModelRequest) -> dict[str, Any]:
-    fmt = request.response_format or {}
-    if fmt.get("json_schema", {}).get("name") == "DistilledGuidelines":
+    if "calibrating an automated evaluator" in request.system:  # a distillation request
         return {"guidelines": []}
     return {"result": True, "rationale": "fine"}
 

@@ -42,8 +42,7 @@ RECORDS = [
 
 def judge_with(distill: Callable[[ModelRequest], Any], verdict: Any = True) -> Any:
     def brain(request: ModelRequest) -> Any:
-        fmt = (request.response_format or {}).get("json_schema", {}).get("name")
-        if fmt == "DistilledGuidelines":
+        if "calibrating an automated evaluator" in request.system:  # a distillation request
             return distill(request)
         value = verdict(request) if callable(verdict) else verdict
         return {"rationale": "r", "result": value}

@@ -57,11 +57,10 @@ def brain(request: ChatRequest) -> Any:
         return Reply(status=401, error_message=f"Incorrect API key provided: {SECRET}.")
     if "ECHO500" in text:
         return Reply(status=500, error_message=f"upstream failed for Bearer {SECRET}")
-    schema = (request.response_format or {}).get("json_schema", {}).get("name")
-    if schema == "DistilledGuidelines":
+    if "calibrating an automated evaluator" in text:  # a distillation request
         ids = _IDS.findall(request.last_user)
         return {"guidelines": [{"text": "Prefer exact answers.", "source_ids": ids}]}
-    if schema == "Verdict":
+    if "Judge this record." in text:  # a verdict request
         return {"rationale": "checked", "result": "exact answer" in request.last_user}
     return "exact answer" if "Be exact" in text else "rough answer"
 
