@@ -17,8 +17,9 @@ the GIL that CPU, not the model's latency, bounds how fast a batch can go.
 
 So for ``openai:/...`` models (OpenAI itself and every OpenAI-compatible server: vLLM,
 llama.cpp, proxies) litellm is asked once per model how it would shape the request (its
-``get_optional_params`` parameter mapping), and every call is then posted with one shared,
-pooled ``httpx`` client; the price comes from litellm's ``cost_per_token``. Retries,
+``get_optional_params`` parameter mapping), and every call is then posted on a shared,
+pooled ``httpcore`` connection (``httpx`` when proxy variables are set); the price comes
+from litellm's ``cost_per_token``. Retries,
 ``Retry-After``, timeouts, the network switch, the cache, secret redaction and usage work
 exactly as on the litellm path. Anything the route does not cover goes through
 ``litellm.completion`` as before: other providers, the local model, parameters beyond the
