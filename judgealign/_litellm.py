@@ -602,9 +602,12 @@ def _post(url: str, headers: dict[str, str], payload: bytes, timeout: float) -> 
         )
     except (httpx.TimeoutException, httpcore.TimeoutException) as exc:
         raise EndpointError("Timeout", f"no reply within {timeout:g} s") from exc
-    except (httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        raise EndpointError("APIConnectionError", f"{type(exc).__name__}: {exc}") from exc
-    except httpcore.UnsupportedProtocol as exc:
+    except (
+        httpx.HTTPError,
+        httpcore.NetworkError,
+        httpcore.ProtocolError,
+        httpcore.UnsupportedProtocol,
+    ) as exc:
         raise EndpointError("APIConnectionError", f"{type(exc).__name__}: {exc}") from exc
     if raw.status < 400:
         return raw.status, raw  # .content is all the caller reads
