@@ -50,7 +50,13 @@ def confusion_factory(report: Any, title: str) -> FigureFactory:
     def build() -> Any:
         from judgealign._plots import confusion_figure
 
-        return confusion_figure(labels, confusion, title=title)
+        figure = confusion_figure(labels, confusion, title=title)
+        # Colours from 0, so that the white-on-dark counts (those above half the peak)
+        # always sit on dark cells, whatever the smallest count.
+        peak = max((max(row) for row in confusion if row), default=0)
+        for image in figure.axes[0].images:
+            image.set_clim(0, max(peak, 1))
+        return figure
 
     return build
 
@@ -117,8 +123,12 @@ def comparison_figure(comparison: Any, *, title: str) -> Any:
                 fontsize=9,
             )
     axes.set_xticks(range(len(metrics)), ["accuracy", "Cohen's kappa"])
-    lowest = min(_finite(comparison.base.kappa), _finite(comparison.aligned.kappa))
-    axes.set_ylim(min(-0.1, lowest - 0.1), 1.15)
+    lows = [
+        _finite(v)
+        for report in (comparison.base, comparison.aligned)
+        for v in (report.kappa, report.kappa_ci[0], report.accuracy_ci[0])
+    ]
+    axes.set_ylim(min(-0.1, min(lows) - 0.1), 1.15)
     axes.axhline(0, color="#444444", linewidth=0.8)
     axes.set_ylabel("agreement with the experts")
     axes.set_title(title)
