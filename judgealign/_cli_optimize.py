@@ -197,7 +197,10 @@ def echo_optimization(summary: Mapping[str, Any], *, records: int) -> None:
     if initial is not None and final is not None:
         echo(f"score on {records} records: {initial:.3f} -> {final:.3f} ({change})", indent=2)
     rows = [["step", "score", "best so far"]]
-    for point in summary["curve"]:
+    curve = summary["curve"]
+    for n, point in enumerate(curve):
+        if point["score"] is None and n != len(curve) - 1:
+            continue  # a step with nothing scored (a rejected proposal)
         score = "-" if point["score"] is None else f"{point['score']:.3f}"
         rows.append([str(point["step"]), score, f"{point['best']:.3f}"])
     if len(rows) > 1:

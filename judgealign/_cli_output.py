@@ -6,6 +6,7 @@ results. Progress bars appear only when stderr is a terminal.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import warnings
@@ -56,8 +57,9 @@ def echo_table(rows: Sequence[Sequence[str]], *, indent: int = 2) -> None:
 
 @contextmanager
 def readable_warnings(stream: TextIO | None = None) -> Iterator[None]:
-    """Show each distinct warning once, as ``warning: <message>``, instead of Python's
-    file-and-line format (which reads as a crash to a command-line user)."""
+    """Show each distinct warning, and each distinct WARNING log record of judgealign and
+    the optimizers, once, as ``warning: <message>``, instead of Python's file-and-line
+    format (which reads as a crash to a command-line user)."""
     seen: set[str] = set()
 
     def show(
@@ -73,9 +75,35 @@ def readable_warnings(stream: TextIO | None = None) -> Iterator[None]:
             seen.add(text)
             click.echo(click.style("warning: ", fg="yellow") + text, err=True, file=stream)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
+    handler = _OnceHandler(show)
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    saved = [(lg.propagate, lg.level) for lg in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        for logger, (propagate, level) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.propagate, logger.level = propagate, level
+
+
+_LIBRARY_LOGGERS = ("judgealign", "optimizers")
+
+
+class _OnceHandler(logging.Handler):
+    """Library log records of WARNING and above, shown like warnings (once each)."""
+
+    def __init__(self, show: Any) -> None:
+        super().__init__(logging.WARNING)
+        self._show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._show(record.getMessage(), UserWarning, record.pathname, record.lineno)
 
 
 class Progress:
