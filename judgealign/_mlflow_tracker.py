@@ -31,6 +31,7 @@ __all__ = ["MlflowTracker", "RunHandle"]
 
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
+_ARTIFACT_KINDS = ("text", "dict", "figure", "assessment")
 
 
 class RunHandle:
@@ -218,22 +219,28 @@ class MlflowTracker:
         return self._experiment_id
 
     def _perform(self, batch: Sequence[WriteOp]) -> list[Failure]:
-        """The writer's sink: one ``log_batch`` per run for params and metrics."""
-        failures: list[Failure] = []
-        grouped: dict[int, list[WriteOp]] = {}
+        """The writer's sink, in phases: create runs (in queue order, so parents come
+        first), one ``log_batch`` per run for all its params and metrics, artifacts and
+        assessments, then end runs. Each run's own operations keep their order."""
         if any(op.kind == "assessment" for op in batch):
             _mlflow.flush_traces()  # feedback on a trace not exported yet would fail
+        grouped: dict[int, list[WriteOp]] = {}
         for op in batch:
             if op.kind in ("params", "metrics"):
                 grouped.setdefault(id(op.target), []).append(op)
-                continue
-            failures += self._flush_groups(grouped)
-            grouped = {}
+        failures = self._each([op for op in batch if op.kind == "create_run"])
+        failures += self._flush_groups(grouped)
+        failures += self._each([op for op in batch if op.kind in _ARTIFACT_KINDS])
+        return failures + self._each([op for op in batch if op.kind == "end_run"])
+
+    def _each(self, ops: Sequence[WriteOp]) -> list[Failure]:
+        failures: list[Failure] = []
+        for op in ops:
             try:
                 self._perform_one(op)
             except Exception as exc:
                 failures.append(Failure(op, exc))
-        return failures + self._flush_groups(grouped)
+        return failures
 
     def _flush_groups(self, grouped: Mapping[int, list[WriteOp]]) -> list[Failure]:
         failures: list[Failure] = []

@@ -110,7 +110,7 @@ def test_one_writer_thread_does_every_store_call_and_batches_them(
         thread.join()
     assert tracker.flush(timeout=30)
     assert threads == {"judgealign-mlflow"}
-    assert sum(batches) == 8 * 25 and len(batches) < 8 * 25 / 5  # metrics were batched
+    assert sum(batches) == 8 * 25 and len(batches) <= 8 * 4  # about one call per run per batch
     client = mlflow.MlflowClient()
     runs = mlflow.search_runs([mlflow_store.experiment_id], output_format="list")
     assert len(runs) == 8
