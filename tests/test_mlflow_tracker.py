@@ -66,7 +66,7 @@ def test_callers_never_wait_for_a_slow_store(
     original = _mlflow.StoreClient.create_run
 
     def slow(self: Any, *args: Any) -> str:
-        time.sleep(1.0)
+        time.sleep(2.5)
         return original(self, *args)
 
     monkeypatch.setattr(_mlflow.StoreClient, "create_run", slow)
@@ -75,7 +75,7 @@ def test_callers_never_wait_for_a_slow_store(
         started = time.perf_counter()
         result = judge().evaluate(LABELLED)
         elapsed = time.perf_counter() - started
-    assert len(result) == 3 and elapsed < 0.8
+    assert len(result) == 3 and elapsed < 1.5  # the store takes 2.5 s to create the run
     assert tracker.flush(timeout=30)
     assert runs_by_operation(mlflow_store)["evaluate"][0].data.metrics["records"] == 3
 
