@@ -92,8 +92,9 @@ def test_example_aligns_and_reports(
     assert "Base vs aligned judge" in out
     report = out.split("Base vs aligned judge", 1)[1]
     # The naive base judge accepts hedged answers; the distilled rule fixes exactly those.
-    assert re.search(r"accuracy .* 0\.800 .* 1\.000 .* \+0\.200", report), report
-    assert "Fixed by alignment (2): capital-03, capital-15" in report
+    # The seeded stratified split holds out one hedged answer (capital-28) among ten.
+    assert re.search(r"accuracy .* 0\.900 .* 1\.000 .* \+0\.100", report), report
+    assert "Fixed by alignment (1): capital-28" in report
     assert "Broken by alignment (0)" in report
 
 
