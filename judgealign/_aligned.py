@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from judgealign._alignment import MemAlignOptimizer, RecordsLike, render_view
 from judgealign._alignment_result import AlignmentResult, caller_stacklevel
@@ -43,6 +43,8 @@ from judgealign._judge import (
 from judgealign._memory import Guideline, MemoryState, StoredRecord, new_guideline_id
 from judgealign._records import LabeledRecord
 from judgealign._redact import redact
+from judgealign._traces import is_trace
+from judgealign._tracking_events import track_alignment, track_evaluation
 from judgealign._usage import Usage
 
 if TYPE_CHECKING:
@@ -224,13 +226,15 @@ class AlignedJudge:
         items = batch_records(records, max_workers)
         state = self._state
         jobs = self._jobs(state, items)
-        return run_batch(
+        result = run_batch(
             lambda job: self._run_job(state, job),
             jobs,
             name=self.name,
             max_workers=max_workers,
             progress=progress,
         )
+        track_evaluation(self, items, result)
+        return result
 
     def build_messages(self, fields: Mapping[str, Any]) -> list[Message]:
         """The chat messages this judge would send for ``fields`` (retrieval included)."""
@@ -311,6 +315,7 @@ class AlignedJudge:
             self._optimizer = chosen
             self._state = state
             self._history.append(result)
+        track_alignment(self, result)
         return self
 
     def unalign(self, ids: str | Iterable[str | LabeledRecord | Mapping[str, Any]]) -> AlignedJudge:
@@ -344,6 +349,7 @@ class AlignedJudge:
             )
             self._state = state
             self._history.append(result)
+        track_alignment(self, result)
         return self
 
     def add_guideline(
@@ -595,6 +601,9 @@ def _record_id(item: str | LabeledRecord | Mapping[str, Any]) -> str:
         return item
     if isinstance(item, LabeledRecord):
         return item.id
+    if is_trace(item):
+        info: Any = getattr(item, "info")  # noqa: B009 - a trace's attributes are untyped here
+        return cast(str, info.trace_id)
     if isinstance(item, Mapping) and item.get("id") is not None:  # pyright: ignore[reportUnnecessaryIsInstance]
         return str(item["id"])
     raise ConfigurationError(f"unalign() takes record ids or records with an id; got {item!r}.")

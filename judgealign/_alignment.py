@@ -34,6 +34,7 @@ from judgealign._loaders import read_records
 from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
 from judgealign._models import resolve_model
 from judgealign._records import DuplicateRecord, LabeledRecord, RecordProblem, canonical_json
+from judgealign._traces import expand_traces
 
 if TYPE_CHECKING:
     import numpy as np
@@ -400,7 +401,7 @@ def _prepare(
             "records must be a list of records (dicts or LabeledRecord), got "
             f"{type(records).__name__}."
         )
-    items = list(records)
+    items = expand_traces(records, base)  # MLflow traces become their expert labels
     if not items:
         raise ConfigurationError("align() needs at least one expert-labelled record.")
     loaded = read_records(items, judge=base)  # problems are reported in the result

@@ -20,6 +20,7 @@ from judgealign._report_text import (
     signed,
     table,
 )
+from judgealign._tracking_events import track_comparison
 
 __all__ = ["JudgeComparison", "SupportsEvaluate", "compare_judges"]
 
@@ -164,7 +165,9 @@ def compare_judges(
             seed=seed,
         )
 
-    return _comparison(score(base, "base"), score(aligned, "aligned"), ids)
+    comparison = _comparison(score(base, "base"), score(aligned, "aligned"), ids)
+    track_comparison(comparison)  # a no-op unless a tracker is installed
+    return comparison
 
 
 def _record_id(record: object, position: int) -> str:

@@ -3,7 +3,6 @@ never a secret), and a failing tracker never breaks evaluate, align or optimize.
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import subprocess
@@ -16,7 +15,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-import judgealign._aligned as aligned_module
 import optimizers
 from judgealign import Feedback, make_judge
 from judgealign._tracking import (
@@ -30,7 +28,6 @@ from judgealign._tracking_events import (
     optimization_curve,
     safe_params,
     track_alignment,
-    track_comparison,
 )
 from judgealign.testing import FunctionModel, ModelRequest
 
@@ -274,10 +271,9 @@ def test_comparison_report_has_both_judges_and_the_deltas() -> None:
         instructions=INSTRUCTIONS,
         model=FunctionModel(lambda r: {"rationale": "", "result": True}),
     )
-    comparison = compare_judges(lenient, judge(), LABELLED, n_bootstrap=0)
     tracker = RecordingTracker()
     with use_tracker(tracker):
-        track_comparison(comparison)
+        compare_judges(lenient, judge(), LABELLED, n_bootstrap=0)
     metrics = tracker.metrics()
     assert metrics["base.agreement.accuracy"] == 0.75
     assert metrics["aligned.agreement.accuracy"] == 0.75
@@ -376,13 +372,6 @@ def test_a_tracker_failing_mid_report_still_returns_every_record() -> None:
     assert "agreement.json" in tracker.artifacts()  # what came before the failure was kept
 
 
-_ALIGNED_SOURCE = inspect.getsource(aligned_module)
-
-
-@pytest.mark.skipif(
-    "track_alignment" not in _ALIGNED_SOURCE or "track_evaluation" not in _ALIGNED_SOURCE,
-    reason="AlignedJudge reports to the tracker once its align/evaluate hooks are added",
-)
 def test_align_and_aligned_evaluate_report_through_the_tracker() -> None:
     from judgealign._alignment import MemAlignOptimizer
 
