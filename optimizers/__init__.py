@@ -4,32 +4,72 @@
 :func:`load_prompt`, training data, the prompt URIs and an optimizer. A scorer is any
 callable taking some of ``inputs``, ``outputs`` and ``expectations`` and returning a bool,
 a number, a label or a :class:`judgealign.Feedback`; a judge is one.
+
+Each public name loads its module on first use.
 """
 
 from __future__ import annotations
 
-from optimizers._api import PromptOptimizationResult, PromptOptimizationWarning, optimize_prompts
-from optimizers._base import (
-    BasePromptOptimizer,
-    EvalFn,
-    EvaluationResultRecord,
-    PromptOptimizerOutput,
-)
-from optimizers._gepa import GEPA, GepaPromptOptimizer
-from optimizers._metaprompt import IterationRecord, MetaPromptOptimizer
-from optimizers._prompts import (
-    InMemoryPromptStore,
-    PromptStore,
-    PromptTemplate,
-    PromptUsage,
-    candidate_prompts,
-    get_prompt_store,
-    load_prompt,
-    register_prompt,
-    set_prompt_store,
-)
-from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer, make_eval_fn
-from optimizers._templates import template_variables
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optimizers._api import (
+        PromptOptimizationResult,
+        PromptOptimizationWarning,
+        optimize_prompts,
+    )
+    from optimizers._base import (
+        BasePromptOptimizer,
+        EvalFn,
+        EvaluationResultRecord,
+        PromptOptimizerOutput,
+    )
+    from optimizers._gepa import GEPA, GepaPromptOptimizer
+    from optimizers._metaprompt import IterationRecord, MetaPromptOptimizer
+    from optimizers._prompts import (
+        InMemoryPromptStore,
+        PromptStore,
+        PromptTemplate,
+        PromptUsage,
+        candidate_prompts,
+        get_prompt_store,
+        load_prompt,
+        register_prompt,
+        set_prompt_store,
+    )
+    from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer, make_eval_fn
+    from optimizers._templates import template_variables
+
+# Each public name and the private module that defines it; imported on first access.
+_EXPORTS: dict[str, str] = {
+    "PromptOptimizationResult": "optimizers._api",
+    "PromptOptimizationWarning": "optimizers._api",
+    "optimize_prompts": "optimizers._api",
+    "BasePromptOptimizer": "optimizers._base",
+    "EvalFn": "optimizers._base",
+    "EvaluationResultRecord": "optimizers._base",
+    "PromptOptimizerOutput": "optimizers._base",
+    "GEPA": "optimizers._gepa",
+    "GepaPromptOptimizer": "optimizers._gepa",
+    "IterationRecord": "optimizers._metaprompt",
+    "MetaPromptOptimizer": "optimizers._metaprompt",
+    "InMemoryPromptStore": "optimizers._prompts",
+    "PromptStore": "optimizers._prompts",
+    "PromptTemplate": "optimizers._prompts",
+    "PromptUsage": "optimizers._prompts",
+    "candidate_prompts": "optimizers._prompts",
+    "get_prompt_store": "optimizers._prompts",
+    "load_prompt": "optimizers._prompts",
+    "register_prompt": "optimizers._prompts",
+    "set_prompt_store": "optimizers._prompts",
+    "AggregationFn": "optimizers._scoring",
+    "Evaluator": "optimizers._scoring",
+    "PredictFn": "optimizers._scoring",
+    "Scorer": "optimizers._scoring",
+    "make_eval_fn": "optimizers._scoring",
+    "template_variables": "optimizers._templates",
+}
 
 __all__ = [
     "GEPA",
@@ -59,3 +99,17 @@ __all__ = [
     "set_prompt_store",
     "template_variables",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access (PEP 562), then cache the name."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,10 +7,8 @@ Every command builds its models through ``judgealign._cli_models.make_model``; t
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -70,40 +68,17 @@ def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["judge"]) == 2  # missing arguments: click's usage error
 
 
-def _package_imports_eagerly() -> bool:
-    code = "import sys, judgealign; print('judgealign._aligned' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    return out.stdout.strip() == "True"
-
-
-@pytest.mark.xfail(
-    _package_imports_eagerly(),
-    reason="judgealign/__init__.py imports every module at once (about 0.5-1 s); the "
-    "command itself adds about 0.1 s. A lazy __init__ (PEP 562) brings --help under 0.5 s.",
-    strict=False,
-)
-def test_help_is_fast_and_imports_nothing_heavy() -> None:
+def test_help_imports_nothing_heavy() -> None:
+    # --help's speed is measured in benchmarks (B5); here, what makes it slow must not load.
     code = (
         "import sys; from judgealign._cli import main; code = main(['--help']); "
-        "heavy = [m for m in ('litellm', 'mlflow', 'matplotlib', 'numpy', 'tqdm', 'yaml') "
-        "if m in sys.modules]; print('HEAVY', heavy)"
+        "heavy = [m for m in ('litellm', 'mlflow', 'matplotlib', 'numpy', 'tqdm', 'yaml', "
+        "'pydantic', 'judgealign._aligned') if m in sys.modules]; print('HEAVY', heavy)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert "HEAVY []" in out
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "judgealign", "--help"],
-            capture_output=True,
-            check=True,
-            cwd=ROOT,
-        )
-        times.append(time.perf_counter() - started)
-    # The goal is < 0.5 s; the bound leaves room for a loaded CI machine.
-    assert statistics.median(times) < 1.0, times
 
 
 # -- judge --------------------------------------------------------------------------------

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import judgealign
 import judgealign.testing
@@ -20,6 +25,39 @@ def test_import_does_not_load_heavy_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "[]"
+
+
+def test_import_is_lazy_and_exports_match_their_modules() -> None:
+    code = (
+        "import sys, judgealign, optimizers; "
+        "print(sorted(m for m in sys.modules if m.startswith(('judgealign.', 'optimizers.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+    for package in (judgealign, optimizers):
+        exports: dict[str, str] = package._EXPORTS  # type: ignore[attr-defined]
+        assert set(exports) == set(package.__all__)
+        for name, module in exports.items():
+            assert getattr(importlib.import_module(module), name) is getattr(package, name)
+        # The names pyright and editors see (the TYPE_CHECKING imports) are the same table.
+        tree = ast.parse(Path(package.__file__ or "").read_text(encoding="utf-8"))
+        typed = {
+            alias.name: node.module
+            for block in tree.body
+            if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+            for node in block.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert typed == exports
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = judgealign.no_such_name  # type: ignore[attr-defined]
+    assert "make_judge" in dir(judgealign)
 
 
 def test_all_is_sorted_and_resolvable() -> None:
