@@ -66,6 +66,10 @@ def feedback(
     return mlflow.log_feedback(trace_id=trace_id, name=name, value=value, source=source, **kw)
 
 
+# The second trace's two expert labels tie; reading it warns which label was kept.
+CONFLICT = r"appears 2 times \(item 1, item 2\) with labels .* \(latest\)"
+
+
 @pytest.fixture
 def labelled(mlflow_store: Store) -> list[str]:
     """Four traces: a plain label, a conflict, an overridden label, and no label."""
@@ -93,7 +97,8 @@ def labelled(mlflow_store: Store) -> list[str]:
 
 def test_human_feedback_named_like_the_judge_becomes_labelled_records(labelled: list[str]) -> None:
     first, second, third, _ = labelled
-    result = records_from_traces(labelled, judge=judge())
+    with pytest.warns(UserWarning, match=CONFLICT):
+        result = records_from_traces(labelled, judge=judge())
     records = {r.id: r for r in result}
     assert set(records) == {first, second, third}  # the unlabelled trace is skipped
     one = records[first]
@@ -111,8 +116,10 @@ def test_traces_can_be_objects_ids_or_a_dataframe(labelled: list[str]) -> None:
     first, second, third, _ = labelled
     objects = [mlflow.get_trace(i) for i in labelled]
     frame = mlflow.search_traces()  # a DataFrame of the current experiment's traces
-    by_objects = records_from_traces(objects, judge_name="correct")
-    by_frame = records_from_traces(frame, judge_name="correct")
+    with pytest.warns(UserWarning, match=CONFLICT):
+        by_objects = records_from_traces(objects, judge_name="correct")
+    with pytest.warns(UserWarning, match=CONFLICT):
+        by_frame = records_from_traces(frame, judge_name="correct")
     expected = {first: "yes", second: "yes", third: False}  # no judge: labels as logged
     assert {r.id: r.label for r in by_objects} == {r.id: r.label for r in by_frame} == expected
 
@@ -129,14 +136,16 @@ def test_no_feedback_for_the_judge_is_an_error_that_says_how_to_log_it(mlflow_st
 
 def test_a_trace_judge_gets_the_trace_field(labelled: list[str]) -> None:
     trace_judge = judge(instructions="Is the response in {{ trace }} right?")
-    records = records_from_traces(labelled, judge=trace_judge)
+    with pytest.warns(UserWarning, match=CONFLICT):
+        records = records_from_traces(labelled, judge=trace_judge)
     assert all(r.trace == {"request": r.inputs, "response": r.outputs} for r in records)
 
 
 def test_align_accepts_traces_directly(labelled: list[str]) -> None:
     traces = [mlflow.get_trace(i) for i in labelled]
     optimizer = MemAlignOptimizer(embedding_model="hashing", retrieval_k=1)
-    aligned = judge().align(traces, optimizer=optimizer)
+    with pytest.warns(UserWarning, match=CONFLICT):
+        aligned = judge().align(traces, optimizer=optimizer)
     assert set(aligned.record_ids) == set(labelled[:3])
     assert [g.text for g in aligned.guidelines] == ["Words count as answers."]
 

@@ -148,14 +148,15 @@ def test_missing_id_is_derived_from_content_and_stable():
 
 
 def test_majority_label_wins_and_the_duplicate_is_reported():
-    loaded = load_records(
-        [
-            rec("a", "yes", rationale="r1"),
-            rec("a", "no", rationale="r2"),
-            rec("a", "YES", rationale="r3"),
-        ],
-        judge=bool_judge(),
-    )
+    with pytest.warns(UserWarning, match=r"id 'a' appears 3 times .* kept True \(majority\)"):
+        loaded = load_records(
+            [
+                rec("a", "yes", rationale="r1"),
+                rec("a", "no", rationale="r2"),
+                rec("a", "YES", rationale="r3"),
+            ],
+            judge=bool_judge(),
+        )
     (record,) = loaded
     assert record.label is True and record.rationale == "r3"  # latest of the majority
     (dup,) = loaded.duplicates
@@ -164,21 +165,23 @@ def test_majority_label_wins_and_the_duplicate_is_reported():
 
 
 def test_tie_goes_to_the_latest_by_position():
-    loaded = load_records([rec("a", "yes"), rec("a", "no")], judge=bool_judge())
+    with pytest.warns(UserWarning, match=r"kept False \(latest\)"):
+        loaded = load_records([rec("a", "yes"), rec("a", "no")], judge=bool_judge())
     assert loaded[0].label is False
     assert loaded.duplicates[0].rule == "latest"
 
 
 def test_tie_goes_to_the_latest_created_at_before_position():
-    loaded = load_records(
-        [
-            rec("a", "yes", created_at="2024-05-02T10:00:00Z"),
-            rec("a", "no", created_at="2024-05-01T10:00:00Z"),
-            rec("b", "no", created_at="2024-05-01T10:00:00"),
-            rec("b", "yes"),
-        ],
-        judge=bool_judge(),
-    )
+    with pytest.warns(UserWarning, match="2 id"):
+        loaded = load_records(
+            [
+                rec("a", "yes", created_at="2024-05-02T10:00:00Z"),
+                rec("a", "no", created_at="2024-05-01T10:00:00Z"),
+                rec("b", "no", created_at="2024-05-01T10:00:00"),
+                rec("b", "yes"),
+            ],
+            judge=bool_judge(),
+        )
     assert loaded[0].label is True  # newer timestamp beats later position
     assert loaded[1].label is False  # a dated label beats an undated one
 
@@ -186,7 +189,8 @@ def test_tie_goes_to_the_latest_created_at_before_position():
 def test_identical_duplicates_are_merged_silently_and_field_differences_reported():
     same = load_records([rec("a", "yes"), rec("a", "yes")], judge=bool_judge())
     assert len(same) == 1 and not same.duplicates
-    differ = load_records([rec("a", "yes"), rec("a", "yes", outputs="5")], judge=bool_judge())
+    with pytest.warns(UserWarning, match="fields or rationales differ"):
+        differ = load_records([rec("a", "yes"), rec("a", "yes", outputs="5")], judge=bool_judge())
     assert differ.duplicates[0].rule == "unanimous" and differ.duplicates[0].fields_differ
     assert differ[0].outputs == "5"
 
