@@ -19,6 +19,7 @@ import pytest
 
 from judgealign import ConfigurationError, ModelCallError
 from judgealign.testing import FunctionModel, ModelRequest, ScriptedModel
+from optimizers._api import PromptOptimizationWarning
 from optimizers._base import EvaluationResultRecord
 from optimizers._gepa import GEPA, GepaPromptOptimizer, split_data
 from optimizers._gepa_reflect import parse_proposal
@@ -434,7 +435,8 @@ def test_reflection_failure_recorded() -> None:
     assert outcomes[0] == "reflection_failed" and "accepted" in outcomes
 
     broken = ScriptedModel(default=ModelCallError("always down"))
-    dead = run(broken, CountingEval(), make_data(KEYWORDS), max_metric_calls=500)
+    with pytest.warns(PromptOptimizationWarning, match="every reflection call failed"):
+        dead = run(broken, CountingEval(), make_data(KEYWORDS), max_metric_calls=500)
     assert dead.details["stop_reason"] == "stalled"
     assert dead.details["reflection_failures"] == dead.details["iterations"] >= 20
     assert dead.optimized_prompts == {"main": SEED_PROMPT}
