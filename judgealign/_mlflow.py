@@ -183,7 +183,8 @@ def search_traces(
     """Traces (with assessments) matching the filters, newest first."""
     return list(
         mlflow_module().search_traces(
-            experiment_ids=list(experiment_ids) if experiment_ids else None,
+            # ``locations`` replaced ``experiment_ids`` (deprecated since MLflow 3.6).
+            locations=list(experiment_ids) if experiment_ids else None,
             run_id=run_id,
             filter_string=filter_string,
             max_results=max_results,
