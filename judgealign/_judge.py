@@ -17,7 +17,7 @@ from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedbac
 from judgealign._field_limits import DEFAULT_MAX_FIELD_CHARS, check_max_field_chars, fit_fields
 from judgealign._io import atomic_write_text
 from judgealign._models import resolve_model
-from judgealign._redact import is_secret_name, redact
+from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._structured import ReplyError, generate_structured
 from judgealign._tracking_events import track_evaluation
 from judgealign._usage import Usage, UsageTotals
@@ -361,19 +361,24 @@ class Judge:
     # -- persistence ------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description of the judge (no secrets)."""
+        """A JSON-ready description of the judge (no secrets).
+
+        Secret-named inference parameters (``api_key``, and such keys nested in
+        ``extra_headers`` and the like) are left out, and ``base_url`` and URLs in
+        parameters lose any ``user:password@`` and secret query parameters
+        (``?api_key=``): pass them again after loading.
+        """
+        base_url = strip_url_credentials(self.base_url) if self.base_url else self.base_url
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "instructions": self.instructions,
             "model": self.model.uri,
-            "base_url": self.base_url,
+            "base_url": base_url,
             "feedback_value_type": self.value_spec.to_dict(),
             "description": self.description,
-            "inference_params": {
-                k: v for k, v in self.inference_params.items() if not is_secret_name(k)
-            },
+            "inference_params": _without_secrets(self.inference_params),
             "label_scores": self.label_scores,
             "max_field_chars": self.max_field_chars,
         }
@@ -548,6 +553,23 @@ def quote_record(fields: Mapping[str, Any]) -> str:
             "dicts, lists, strings and numbers (no circular references)."
         ) from None
     return text.replace("</", "<\\/")
+
+
+def _without_secrets(value: Any) -> Any:
+    """``value`` with secret-named keys dropped at every depth and URL credentials stripped
+    from strings (see :meth:`Judge.to_dict`); other values are returned as they are."""
+    if isinstance(value, str):
+        return strip_url_credentials(value)
+    if isinstance(value, Mapping):
+        return {
+            k: _without_secrets(v)
+            for k, v in cast(Mapping[Any, Any], value).items()
+            if not is_secret_name(str(k))
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_without_secrets(v) for v in cast(Sequence[Any], value)]
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 def _json_ok(value: Any, *, strict: bool = False) -> bool:

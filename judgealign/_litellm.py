@@ -44,7 +44,7 @@ from judgealign._cache import ResponseCache, cache_key
 from judgealign._chat import Completion, Message
 from judgealign._errors import ConfigurationError
 from judgealign._network import check_endpoint
-from judgealign._redact import is_secret_name, redact
+from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._retry import CallFailure, RetryPolicy, get_default_retry_policy, run_with_retries
 from judgealign._usage import Usage
 
@@ -425,15 +425,34 @@ _tls: Any = None
 _priced: dict[str, bool] = {}
 
 
+_MAX_ERROR_CHARS = 500
+
+
 class EndpointError(Exception):
     """A failed direct call, carrying what :func:`classify_error` reads from litellm's
     exceptions: a ``kind`` (the openai SDK's error name), ``status_code`` and ``response``
-    (for ``Retry-After``)."""
+    (for ``Retry-After``).
+
+    The message often quotes the provider's reply, which can echo the key or the request,
+    and it reaches tracebacks through the exception chain: it is redacted here (the
+    ``secrets`` given, the environment's secrets, bearer tokens, ``sk-`` keys, URL
+    credentials) and cut to 500 characters, saying so.
+    """
 
     def __init__(
-        self, kind: str, message: str, *, status_code: int | None = None, response: Any = None
+        self,
+        kind: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        response: Any = None,
+        secrets: Sequence[str] = (),
     ) -> None:
-        super().__init__(message)
+        text = redact(strip_url_credentials(message), secrets)
+        if len(text) > _MAX_ERROR_CHARS:
+            cut = len(text) - _MAX_ERROR_CHARS
+            text = f"{text[:_MAX_ERROR_CHARS]}... [{cut} more characters cut]"
+        super().__init__(text)
         self.kind = kind
         self.status_code = status_code
         self.response = response
@@ -569,7 +588,9 @@ def _post_json(url: str, body: dict[str, Any], key: str, timeout: float) -> dict
     status, response = _post(url, headers, payload, timeout)
     if status >= 400:
         kind = _STATUS_KINDS.get(status, "InternalServerError" if status >= 500 else "APIError")
-        raise EndpointError(kind, _error_text(response), status_code=status, response=response)
+        raise EndpointError(
+            kind, _error_text(response), status_code=status, response=response, secrets=[key]
+        )
     try:
         data: Any = json.loads(response.content)
     except ValueError as exc:
@@ -608,7 +629,9 @@ def _post(url: str, headers: dict[str, str], payload: bytes, timeout: float) -> 
         httpcore.ProtocolError,
         httpcore.UnsupportedProtocol,
     ) as exc:
-        raise EndpointError("APIConnectionError", f"{type(exc).__name__}: {exc}") from exc
+        raise EndpointError(
+            "APIConnectionError", f"{type(exc).__name__}: {exc}", secrets=_header_secrets(headers)
+        ) from exc
     if raw.status < 400:
         return raw.status, raw  # .content is all the caller reads
     return raw.status, httpx.Response(raw.status, headers=raw.headers, content=raw.content)
@@ -688,7 +711,16 @@ def _error_text(response: Any) -> str:
             return f"OpenAIException - {message}"
     except (ValueError, AttributeError):
         pass
-    return f"OpenAIException - {response.text[:500]}"
+    return f"OpenAIException - {response.text}"  # EndpointError redacts, then cuts
+
+
+def _header_secrets(headers: Mapping[str, str]) -> list[str]:
+    """The secret values in request headers (the key in ``Authorization: Bearer <key>``)."""
+    return [
+        value.removeprefix("Bearer ").strip()
+        for name, value in headers.items()
+        if is_secret_name(name)
+    ]
 
 
 def _cost_usd(model_name: str, usage: Any) -> float | None:
