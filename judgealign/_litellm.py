@@ -146,7 +146,7 @@ class LiteLLMModel:
         return self._provider == "local"
 
     def __repr__(self) -> str:
-        base = f", api_base={self._api_base!r}" if self._api_base else ""
+        base = f", api_base={strip_url_credentials(self._api_base)!r}" if self._api_base else ""
         return f"LiteLLMModel({self._uri!r}{base})"
 
     def complete(
@@ -220,7 +220,7 @@ class LiteLLMModel:
         if not self._route_checked:
             with self._route_lock:
                 if not self._route_checked:
-                    # max_tokens and the like look secret to is_secret_name: read both.
+                    # The direct route needs every parameter, secret ones included.
                     params = {**self._params, **self._secret_params}
                     key = self._api_key or params.pop("api_key", None)
                     self._route = _plan_direct_route(

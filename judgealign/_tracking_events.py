@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from judgealign._redact import is_secret_name, redact
+from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._tracking import NOOP_TRACKER, Tracker, TrackingWarning, get_tracker
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
 _METRIC_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -42,10 +41,10 @@ def safe_params(params: Mapping[str, object]) -> dict[str, str]:
     """Parameters as text, without secrets (see the module docstring); ``None`` is dropped."""
     safe: dict[str, str] = {}
     for key, value in params.items():
-        if value is None or (is_secret_name(key) and not key.endswith("tokens")):
+        if value is None or is_secret_name(key):
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-        safe[key] = redact(_URL_CREDENTIALS.sub(r"\1", text))[:_MAX_PARAM_CHARS]
+        safe[key] = redact(strip_url_credentials(text))[:_MAX_PARAM_CHARS]
     return safe
 
 
@@ -53,12 +52,12 @@ def scrubbed(value: Any) -> Any:
     """A JSON-like value with the rules of :func:`safe_params` applied to every string and
     key: secret-named keys dropped, secrets and URL credentials removed."""
     if isinstance(value, str):
-        return redact(_URL_CREDENTIALS.sub(r"\1", value))
+        return redact(strip_url_credentials(value))
     if isinstance(value, Mapping):
         return {
             k: scrubbed(v)
             for k, v in cast("Mapping[Any, Any]", value).items()
-            if not (is_secret_name(str(k)) and not str(k).endswith("tokens"))
+            if not is_secret_name(str(k))
         }
     if isinstance(value, (list, tuple)):
         return [scrubbed(v) for v in cast("Sequence[Any]", value)]

@@ -219,3 +219,9 @@ def test_an_echoed_key_never_reaches_the_exception_chain(status: int) -> None:
     endpoint_errors = [e for e in chain if isinstance(e, EndpointError)]
     for error in endpoint_errors:
         assert len(str(error)) < 600 and "more characters cut" in str(error)
+
+
+def test_model_repr_hides_url_credentials() -> None:
+    model = LiteLLMModel("openai:/m", api_base="http://ana:hunter2@127.0.0.1:9/v1?api_key=k-1")
+    assert "hunter2" not in repr(model) and "k-1" not in repr(model)
+    assert "127.0.0.1:9/v1" in repr(model)
