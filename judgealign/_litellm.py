@@ -30,6 +30,7 @@ configured (so MLflow's litellm autologging still sees every call). Setting
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -664,6 +665,7 @@ def _pool() -> Any:
                 _http_pool = httpcore.ConnectionPool(
                     ssl_context=context, max_connections=None, max_keepalive_connections=128
                 )
+                atexit.register(_http_pool.close)  # no unclosed-socket warnings at exit
     return _http_pool
 
 
