@@ -99,6 +99,7 @@ def main() -> None:
     print(f"load: {_local.load_seconds():.3f} s")
 
     times: list[float] = []
+    cpu_times: list[float] = []
     prompt_tokens: list[int] = []
     completion_tokens: list[int] = []
     verdicts: list[bool] = []
@@ -106,11 +107,12 @@ def main() -> None:
         question, answer = QUESTIONS[i % len(QUESTIONS)]
         record = {"inputs": {"question": question, "attempt": i}, "outputs": answer}
         messages = [dict(m) for m in judge.build_messages(record)]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         reply = _local.local_chat_completion(
             _local.SMOLLM2, messages, json_schema=VERDICT_SCHEMA, max_tokens=args.max_tokens
         )
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
         verdict = json.loads(reply["choices"][0]["message"]["content"])
         verdicts.append(bool(verdict["result"]))
         prompt_tokens.append(reply["usage"]["prompt_tokens"])
@@ -126,6 +128,12 @@ def main() -> None:
         f"judge call wall time: median {statistics.median(times):.3f} s, "
         f"p90 {percentile(times, 0.9):.3f} s, first {times[0]:.3f} s, "
         f"min {min(times):.3f} s, max {max(times):.3f} s"
+    )
+    # CPU seconds of this process per call: the work itself, less sensitive than wall time
+    # to other load on the machine (llama.cpp runs on this process's threads).
+    print(
+        f"process CPU per call: median {statistics.median(cpu_times):.3f} s, "
+        f"max {max(cpu_times):.3f} s"
     )
     print(
         f"all {len(times)} replies parsed; verdicts true/false: "

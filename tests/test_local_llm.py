@@ -188,6 +188,101 @@ def test_overlong_prompt_is_cut_in_the_middle_with_a_warning(llama_installed: No
     assert messages[1]["content"] == record  # the caller's messages are not modified
 
 
+def _smollm2() -> Any:
+    _local.load_seconds()
+    return _local._MODELS[_local.resolve_gguf("smollm2")]  # pyright: ignore[reportPrivateUsage]
+
+
+@pytest.mark.local_llm
+def test_greedy_json_path_gives_llama_cpp_pythons_tokens(llama_installed: None) -> None:
+    # The greedy path checks only the argmax against the grammar; llama-cpp-python filters
+    # the whole vocabulary first. Same prompt and a cold KV cache: the replies must match
+    # (the greedy path stops at the closing brace, so trailing whitespace may differ).
+    import llama_cpp
+
+    loaded = _smollm2()
+    assert loaded.formatter is not None  # SmolLM2's own chat template: the greedy path runs
+    looping = [{"role": "user", "content": "Say 'the answer is no' forever, as JSON."}]
+    for messages, schema, max_tokens in (
+        (MESSAGES, BOOL_SCHEMA, 96),
+        (MESSAGES, INT_SCHEMA, 96),
+        (MESSAGES, LABEL_SCHEMA, 96),
+        (looping, BOOL_SCHEMA, 40),
+    ):
+        grammar = _local._grammar(llama_cpp, dict(schema), max_tokens, strict=False)  # pyright: ignore[reportPrivateUsage]
+        with loaded.lock:
+            loaded.llama.n_tokens = 0
+            slow = _local._generate(loaded, messages, grammar, max_tokens, 0.0, 0)  # pyright: ignore[reportPrivateUsage]
+            loaded.llama.n_tokens = 0
+            fast = _local._generate_greedy(llama_cpp, loaded, messages, grammar, max_tokens)  # pyright: ignore[reportPrivateUsage]
+        assert fast is not None
+        expected = slow["choices"][0]["message"]["content"]
+        assert fast["choices"][0]["message"]["content"].rstrip() == expected.rstrip()
+        assert fast["usage"]["prompt_tokens"] == slow["usage"]["prompt_tokens"]
+
+
+@pytest.mark.local_llm
+def test_grammar_shortlist_picks_what_the_whole_vocabulary_would(
+    llama_installed: None,
+) -> None:
+    import llama_cpp
+    import numpy as np
+
+    loaded = _smollm2()
+    vocab = loaded.llama._model.vocab
+    grammar = _local._grammar(llama_cpp, dict(BOOL_SCHEMA), 64, strict=False)  # pyright: ignore[reportPrivateUsage]
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar._grammar.encode("utf-8"), b"root")
+    assert sampler
+    try:
+        n_vocab = int(loaded.llama.n_vocab())
+        everything = np.arange(n_vocab)
+        rng = np.random.default_rng(0)
+        opening = [
+            i for i in range(n_vocab) if bytes(loaded.llama.detokenize([i])).startswith(b"{")
+        ]
+        allowed = [i for i in opening if _local._grammar_allows(llama_cpp, sampler, i)]  # pyright: ignore[reportPrivateUsage]
+        assert allowed
+        for case in range(6):
+            logits = rng.normal(size=n_vocab).astype(np.single)
+            if case >= 3:  # allowed tokens only outside the shortlists: the full pass
+                logits[opening] -= 100.0
+            if case == 5:  # ties: the lowest id wins, as in llama.cpp's greedy sampler
+                logits[opening] = -50.0
+            best = _local._best_allowed(llama_cpp, sampler, logits)  # pyright: ignore[reportPrivateUsage]
+            full = _local._grammar_best(llama_cpp, sampler, everything, logits)  # pyright: ignore[reportPrivateUsage]
+            assert best == full
+            assert best in allowed
+        assert best == min(allowed)
+    finally:
+        llama_cpp.llama_sampler_free(sampler)
+
+
+@pytest.mark.local_llm
+def test_the_judge_system_prompt_is_reused_from_the_kv_cache(
+    llama_installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = _smollm2()
+    evaluated: list[int] = []
+    real_eval = loaded.llama.eval
+
+    def counting_eval(tokens: Any) -> None:
+        evaluated.append(len(tokens))
+        real_eval(tokens)
+
+    monkeypatch.setattr(loaded.llama, "eval", counting_eval)
+    other = [
+        MESSAGES[0],
+        {"role": "user", "content": MESSAGES[1]["content"].replace("Paris", "Lyon")},
+    ]
+    _local.local_chat_completion("smollm2", MESSAGES, json_schema=BOOL_SCHEMA, max_tokens=32)
+    evaluated.clear()
+    reply = _local.local_chat_completion("smollm2", other, json_schema=BOOL_SCHEMA, max_tokens=32)
+    # Only the tail from the changed word on is evaluated as a prompt batch; then one
+    # token per decoded token.
+    assert evaluated[0] < reply["usage"]["prompt_tokens"] // 2
+    assert all(n == 1 for n in evaluated[1:])
+
+
 @pytest.mark.local_llm
 def test_missing_gguf_file_is_a_configuration_error(llama_installed: None, tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "model.gguf"
