@@ -5,11 +5,11 @@ aligned judge swaps it in with one assignment, so a judgment running on another 
 keeps a consistent snapshot: the records, the vector index and the guidelines it started
 with.
 
-The vector index is a faiss ``IndexIDMap2(IndexFlatIP)``: exact inner-product search over
-L2-normalised vectors (cosine similarity), int64 keys mapped to record ids. Records are
-added and removed without re-embedding the others; an update clones the index (a copy of
-the stored vectors, no model call) and changes the clone, so published indexes are never
-mutated. This is the only module that imports faiss, and only on first use.
+The vector index (:class:`~judgealign._vector_index.VectorIndex`, in its own module) searches
+L2-normalised vectors by inner product (cosine similarity): exactly while it holds at most
+``EXACT_MAX`` records, through a faiss IVF index above. Records are added and removed
+without re-embedding the others; an update clones the index (a copy of the stored vectors,
+no model call) and changes the clone, so published indexes are never mutated.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from judgealign._errors import ConfigurationError, MissingExtraError
+from judgealign._errors import ConfigurationError
 from judgealign._records import LabeledRecord
+from judgealign._vector_index import VectorIndex
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,114 +130,6 @@ def new_guideline_id(text: str, taken: Iterable[str]) -> str:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
-
-
-def _faiss() -> Any:
-    try:
-        import faiss  # pyright: ignore[reportMissingTypeStubs]
-    except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency
-        raise MissingExtraError("Example retrieval", "faiss", "faiss-cpu") from exc
-    return faiss
-
-
-class VectorIndex:
-    """An immutable exact cosine-similarity index from record ids to vectors.
-
-    :meth:`with_added` and :meth:`without` return new indexes; the receiver is unchanged.
-    Searching is safe from any number of threads.
-
-    Args:
-        dimension: the vector length.
-    """
-
-    def __init__(self, dimension: int) -> None:
-        self.dimension = dimension
-        self._index: Any = None
-        self._key_to_id: dict[int, str] = {}
-        self._id_to_key: dict[str, int] = {}
-        self._next_key = 0
-
-    def __len__(self) -> int:
-        return len(self._id_to_key)
-
-    def __contains__(self, record_id: object) -> bool:
-        return record_id in self._id_to_key
-
-    def with_added(self, ids: Sequence[str], vectors: Vector) -> VectorIndex:
-        """A new index that also holds ``vectors`` under ``ids`` (replacing equal ids)."""
-        import numpy as np
-
-        if len(ids) != len(vectors):
-            raise ValueError("ids and vectors differ in length")
-        if len(ids) and vectors.shape[1] != self.dimension:
-            raise ConfigurationError(
-                f"vectors have dimension {vectors.shape[1]}, the index {self.dimension}"
-            )
-        new = self._clone()
-        new._remove([i for i in ids if i in new._id_to_key])
-        keys = np.arange(new._next_key, new._next_key + len(ids), dtype=np.int64)
-        if len(ids):
-            new._ensure_index().add_with_ids(np.ascontiguousarray(vectors, np.float32), keys)
-        for key, record_id in zip(keys.tolist(), ids, strict=True):
-            new._key_to_id[key] = record_id
-            new._id_to_key[record_id] = key
-        new._next_key += len(ids)
-        return new
-
-    def without(self, ids: Iterable[str]) -> VectorIndex:
-        """A new index without ``ids`` (unknown ids are ignored)."""
-        if not any(i in self._id_to_key for i in set(ids)):
-            return self
-        new = self._clone()
-        new._remove(ids)
-        return new
-
-    def search(self, vector: Vector, k: int) -> list[tuple[str, float]]:
-        """The ``k`` nearest record ids to ``vector`` with their similarity, best first."""
-        import numpy as np
-
-        if self._index is None or not self._id_to_key or k < 1:
-            return []
-        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32)[None, :])
-        # One query is searched on this thread alone: faiss's OpenMP team costs more to wake
-        # than it saves (16x slower at 10k vectors on 2 cores, benchmarks/RESULTS.md B4).
-        # The setting is per calling thread in OpenMP, and restored.
-        faiss = _faiss()
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            scores, keys = self._index.search(query, min(k, len(self._id_to_key)))
-        finally:
-            faiss.omp_set_num_threads(threads)
-        hits: list[tuple[str, float]] = []
-        for key, score in zip(keys[0].tolist(), scores[0].tolist(), strict=True):
-            if key >= 0:
-                hits.append((self._key_to_id[key], float(score)))
-        return hits
-
-    def _remove(self, ids: Iterable[str]) -> None:
-        import numpy as np
-
-        drop = [self._id_to_key[i] for i in set(ids) if i in self._id_to_key]
-        if drop:
-            self._ensure_index().remove_ids(np.asarray(drop, dtype=np.int64))
-        for key in drop:
-            del self._id_to_key[self._key_to_id.pop(key)]
-
-    def _clone(self) -> VectorIndex:
-        new = VectorIndex(self.dimension)
-        if self._index is not None:
-            new._index = _faiss().clone_index(self._index)
-        new._key_to_id = dict(self._key_to_id)
-        new._id_to_key = dict(self._id_to_key)
-        new._next_key = self._next_key
-        return new
-
-    def _ensure_index(self) -> Any:
-        if self._index is None:
-            faiss = _faiss()
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
-        return self._index
 
 
 @dataclass(frozen=True, eq=False)
