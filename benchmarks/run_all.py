@@ -147,13 +147,18 @@ def main() -> None:
         "gepa": importlib.util.find_spec("gepa") is not None,
     }
     started = time.perf_counter()
+    scope = "full run" if wanted == list(BENCHES) else f"run_all --only {','.join(wanted)}"
     for name in wanted:
         print(f"== {name}", flush=True)
+        # Each row keeps its own date and load: a partial re-run leaves the others as they
+        # were measured, and the report must not date them by the newest run.
+        stamp = {**{k: machine()[k] for k in ("date", "load_average")}, "scope": scope}
         try:
             raw[name] = BENCHES[name]()
         except Exception as exc:  # one failed benchmark must not lose the others
             raw[name] = {"error": str(exc)[-2000:]}
             print(f"  FAILED: {str(exc)[-500:]}", flush=True)
+        raw[name]["measured"] = stamp
         raw_path.write_text(json.dumps(raw, indent=1, default=str))
     raw["total_s"] = time.perf_counter() - started
     raw["load_average_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
