@@ -12,12 +12,13 @@ import json
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pytest
 
-from judgealign import _local
+from judgealign import _local, make_judge
 from judgealign._errors import ConfigurationError, MissingExtraError
 
 BOOL_SCHEMA: dict[str, Any] = {
@@ -281,6 +282,47 @@ def test_the_judge_system_prompt_is_reused_from_the_kv_cache(
     # token per decoded token.
     assert evaluated[0] < reply["usage"]["prompt_tokens"] // 2
     assert all(n == 1 for n in evaluated[1:])
+
+
+FIVE_RECORDS = [
+    {"inputs": {"question": "What is the capital of France?"}, "outputs": "Paris."},
+    {"inputs": {"question": "What is 2 + 2?"}, "outputs": "5"},
+    {"inputs": {"question": "Which planet is closest to the sun?"}, "outputs": "Mercury."},
+    {"inputs": {"question": "What colour is a clear daytime sky?"}, "outputs": "Green."},
+    {"inputs": {"question": "How many legs has a spider?"}, "outputs": "Eight."},
+]
+
+
+@pytest.mark.local_llm
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("value_type", "check"),
+    [
+        (bool, lambda v: isinstance(v, bool)),
+        (Literal["good", "fair", "poor"], lambda v: v in ("good", "fair", "poor")),
+    ],
+    ids=["bool", "label"],
+)
+def test_make_judge_on_the_local_model_gives_a_typed_verdict_for_five_records(
+    llama_installed: None, value_type: Any, check: Callable[[Any], bool]
+) -> None:
+    # The suite's socket guard (conftest.py) refuses every non-loopback connection, so
+    # this also shows that the local model needs no network at run time.
+    judge = make_judge(
+        name="correct",
+        instructions="Is {{ outputs }} a correct answer to {{ inputs }}?",
+        model="local:/smollm2",
+        feedback_value_type=value_type,
+        inference_params={"max_tokens": 64},
+    )
+    result = judge.evaluate(FIVE_RECORDS, max_workers=2)
+    assert len(result) == 5
+    for feedback in result:
+        assert feedback.error is None, feedback.error
+        assert check(feedback.value), feedback.value
+        assert feedback.metadata["prompt_tokens"] > 0
+        assert feedback.metadata["completion_tokens"] > 0
+    assert judge.usage.calls >= 5  # a repair message would add a call, never drop one
 
 
 @pytest.mark.local_llm
