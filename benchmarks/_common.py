@@ -50,6 +50,14 @@ def apply_env(tmp: str | Path | None = None) -> Path:
     return Path(env["DSPY_CACHEDIR"]).parent
 
 
+def now() -> dict[str, str]:
+    """The date (UTC as the machine keeps it) and the 1/5/15-minute load average."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "load_average": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
 def machine() -> dict[str, Any]:
     """Cores, memory, CPU model, Python and the date, for the results file."""
     model = platform.processor() or "unknown"
@@ -72,8 +80,7 @@ def machine() -> dict[str, Any]:
         "memory": memory,
         "cpu": model,
         "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "load_average": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+        **now(),
     }
 
 

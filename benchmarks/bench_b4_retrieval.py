@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from typing import Any
 
 import numpy as np
-from _common import apply_env, emit, percentile
+from _common import apply_env, emit, now, percentile
 
 DIM = 384
 CENTRES = 1024
@@ -193,7 +192,7 @@ def main() -> None:
     centres = rng.standard_normal((CENTRES, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     sizes = [int(s) for s in args.sizes.split(",")]
-    load_start = os.getloadavg()
+    load_start = now()["load_average"]
     results = [bench_size(n, rng, centres, args.hnsw_max) for n in sizes]
     emit(
         {
@@ -201,8 +200,8 @@ def main() -> None:
             "centres": CENTRES,
             "noise": NOISE,
             "sizes": results,
-            "load_average": " / ".join(f"{x:.2f}" for x in load_start),
-            "load_average_end": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "load_average": load_start,
+            "load_average_end": now()["load_average"],
         }
     )
 

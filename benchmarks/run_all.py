@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import BENCH, ROOT, bench_env, machine
+from _common import BENCH, ROOT, bench_env, machine, now
 
 RUNS = {"B1": 5, "B2": 3, "B2_peer": 1, "B3": 3, "B3_peer": 3, "B5": 7, "B6": 3, "B6_peer": 2}
 
@@ -152,7 +152,7 @@ def main() -> None:
         print(f"== {name}", flush=True)
         # Each row keeps its own date and load: a partial re-run leaves the others as they
         # were measured, and the report must not date them by the newest run.
-        stamp = {**{k: machine()[k] for k in ("date", "load_average")}, "scope": scope}
+        stamp = {**now(), "scope": scope}
         try:
             raw[name] = BENCHES[name]()
         except Exception as exc:  # one failed benchmark must not lose the others
@@ -161,7 +161,7 @@ def main() -> None:
         raw[name]["measured"] = stamp
         raw_path.write_text(json.dumps(raw, indent=1, default=str))
     raw["total_s"] = time.perf_counter() - started
-    raw["load_average_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    raw["load_average_end"] = now()["load_average"]
     raw_path.write_text(json.dumps(raw, indent=1, default=str))
     from report import write_report
 
