@@ -14,18 +14,33 @@ Aligning is incremental. Each record is compared with memory by id and content h
 forgotten and learned again, unchanged ones cost nothing. Records whose distillation
 failed earlier stay ``pending`` and are distilled again by the next ``align`` (without
 re-embedding). An ``align`` that changes nothing makes no model call and no embedding.
+
+With ``learn_from="all"`` the new records are embedded while they are distilled (the
+reflection model reads labels and rationales, not vectors), so an align takes the longer
+of the two rather than their sum. The price: an embedder that fails, or returns vectors of
+the wrong shape, is found after the distillation requests already in flight were sent
+(batches not yet sent are cancelled; memory is unchanged). With
+``learn_from="disagreements"`` the records are embedded first, before the base judge's
+one call per record.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from judgealign._alignment_result import AlignmentResult, RunLog
 from judgealign._chat import ChatModel
-from judgealign._distill import DistillItem, consolidate_guidelines, distill_guidelines
+from judgealign._distill import (
+    DistillationOutcome,
+    DistillItem,
+    consolidate_guidelines,
+    distill_guidelines,
+)
 from judgealign._embeddings import Embedder, resolve_embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError
 from judgealign._field_limits import fit_fields
@@ -209,9 +224,14 @@ class MemAlignOptimizer:
             return state, run.finish()
         state, removed = state.without_records(_ids(changed))
         run.result_fields["guidelines_removed"] = removed
-        state = self._store(base, state, [*new, *changed], run)
-        learn = [*new, *changed, *pending]
-        state = self._learn(base, state, learn, run)
+        store, learn = [*new, *changed], [*new, *changed, *pending]
+        if self.learn_from == "disagreements":
+            # The base judge makes one call per record: an embedder that fails must fail
+            # before those calls are paid, so the records are embedded first.
+            state = self._store(state, store, self._embed_records(base, store), run)
+            state = self._learn(base, state, learn, run)
+        else:
+            state = self._store_while_distilling(base, state, store, learn, run)
         return state, run.finish()
 
     def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
@@ -231,17 +251,62 @@ class MemAlignOptimizer:
         """The embedded text of a stored record."""
         return render_view(self.view, base.collect_fields(**record.judge_fields()))
 
+    def _embed_records(self, base: Judge, records: Sequence[LabeledRecord]) -> NDArray[np.float32]:
+        if not records:
+            import numpy as np
+
+            return np.zeros((0, 0), dtype=np.float32)
+        return self.embed_texts([self.view_of(base, r) for r in records])
+
     def _store(
-        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
+        self,
+        state: MemoryState,
+        records: Sequence[LabeledRecord],
+        vectors: NDArray[np.float32],
+        run: RunLog,
     ) -> MemoryState:
         if not records:
             return state
-        vectors = self.embed_texts([self.view_of(base, r) for r in records])
         run.embedded += len(records)
         stored = [
             StoredRecord(r, v, status="pending") for r, v in zip(records, vectors, strict=True)
         ]
         return state.with_records(stored, self.embedder.id)
+
+    def _store_while_distilling(
+        self,
+        base: Judge,
+        state: MemoryState,
+        store: Sequence[LabeledRecord],
+        learn: Sequence[LabeledRecord],
+        run: RunLog,
+    ) -> MemoryState:
+        """Embed ``store`` in the background while ``learn`` is distilled.
+
+        Distillation reads labels and rationales, not vectors, so the two overlap and an
+        align costs the longer of them rather than their sum. If the embedding fails,
+        batches not yet sent are cancelled and its error is raised (memory is unchanged).
+        Guidelines are embedded for merging only after the records, one embedding call at
+        a time.
+        """
+        if not store:
+            return self._apply_distillation(
+                base, state, self._distill(base, state, learn, run), run
+            )
+        failed = threading.Event()
+
+        def on_done(done: Future[NDArray[np.float32]]) -> None:
+            if done.exception() is not None:
+                failed.set()
+
+        context = contextvars.copy_context()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgealign-embed") as pool:
+            embedding = pool.submit(context.run, self._embed_records, base, store)
+            embedding.add_done_callback(on_done)
+            outcome = self._distill(base, state, learn, run, cancel=failed)
+            vectors = embedding.result()
+        state = self._store(state, store, vectors, run)
+        return self._apply_distillation(base, state, outcome, run)
 
     def _learn(
         self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
@@ -249,9 +314,22 @@ class MemAlignOptimizer:
         judged: dict[str, tuple[Any, str]] = {}
         if self.learn_from == "disagreements":
             records, judged, state = self._disagreements(base, state, records, run)
+        outcome = self._distill(base, state, records, run, judged=judged)
+        return self._apply_distillation(base, state, outcome, run)
+
+    def _distill(
+        self,
+        base: Judge,
+        state: MemoryState,
+        records: Sequence[LabeledRecord],
+        run: RunLog,
+        *,
+        judged: Mapping[str, tuple[Any, str]] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> DistillationOutcome | None:
         if not records:
-            return state
-        items = [_distill_item(base, r, judged.get(r.id)) for r in records]
+            return None
+        items = [_distill_item(base, r, (judged or {}).get(r.id)) for r in records]
         outcome = distill_guidelines(
             self.reflection_model_for(base),
             items,
@@ -262,9 +340,18 @@ class MemAlignOptimizer:
             token_budget=self.batch_token_budget,
             max_items=self.max_records_per_batch,
             max_workers=self.max_workers,
+            cancel=cancel,
         )
         run.usage = run.usage + outcome.usage
-        run.report_distillation(outcome, len(records))
+        if cancel is None or not cancel.is_set():
+            run.report_distillation(outcome, len(records))
+        return outcome
+
+    def _apply_distillation(
+        self, base: Judge, state: MemoryState, outcome: DistillationOutcome | None, run: RunLog
+    ) -> MemoryState:
+        if outcome is None:
+            return state
         state = state.with_status(dict.fromkeys(outcome.distilled_ids, "distilled"))
         state = self._merge(state, list(outcome.guidelines), run)
         return self._consolidate(base, state, run)

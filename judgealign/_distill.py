@@ -15,6 +15,7 @@ sources.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -180,8 +181,13 @@ def distill_guidelines(
     token_budget: int,
     max_items: int,
     max_workers: int,
+    cancel: threading.Event | None = None,
 ) -> DistillationOutcome:
-    """Distill guidelines from ``items`` with ``model``, batch by batch, concurrently."""
+    """Distill guidelines from ``items`` with ``model``, batch by batch, concurrently.
+
+    Once ``cancel`` is set, batches not yet sent are not sent (they come back failed, at
+    no cost); requests already in flight finish.
+    """
     system = _distill_system(instructions, verdict_type, existing, disagreements_only)
     batches = batch_items(
         items,
@@ -192,6 +198,8 @@ def distill_guidelines(
     workers = max(1, min(max_workers, len(batches)))
 
     def run(batch: list[DistillItem]) -> _BatchReply | _BatchFailure:
+        if cancel is not None and cancel.is_set():
+            return _BatchFailure("cancelled before it was sent", ZERO_USAGE)
         return _run_batch(model, system, batch)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

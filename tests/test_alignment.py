@@ -349,6 +349,32 @@ def test_an_empty_aligned_judge_behaves_like_its_base():
 # -- incremental alignment, forgetting, editing -----------------------------------------
 
 
+def test_records_are_embedded_while_they_are_distilled():
+    # Distillation does not need the vectors, so it does not wait for them: the embedder
+    # here blocks until a distillation request arrives, which sequential code never lets
+    # happen (it would time out and the assertion below would fail).
+    brain, judge, embedder, optimizer, records = setup(12, max_records_per_batch=4)
+    distilling = threading.Event()
+    inner_distill, inner_embed = brain.distill, embedder.embed
+    overlapped: list[bool] = []
+
+    def distill(request):
+        distilling.set()
+        return inner_distill(request)
+
+    def embed(texts):
+        if list(texts) == [record_view(r) for r in records]:  # not the guidelines' batch
+            overlapped.append(distilling.wait(timeout=3))
+        return inner_embed(texts)
+
+    brain.distill, embedder.embed = distill, embed
+    aligned = judge.align(records, optimizer=optimizer)
+    assert overlapped == [True]
+    assert embedder.calls[0] == [record_view(r) for r in records]  # records, then guidelines
+    assert aligned.pending_record_ids == ()  # statuses set after the records were stored
+    assert len(aligned.guidelines) == 12
+
+
 def test_second_align_with_ten_new_records_embeds_those_ten_and_distills_once():
     brain, judge, embedder, optimizer, records = setup(30)
     aligned = quiet_align(judge, records[:20], optimizer)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ import pytest
 
 from judgealign import (
     AlignedJudge,
+    ConfigurationError,
     HashingEmbedder,
     Judge,
     JudgeAlignError,
@@ -364,8 +367,12 @@ def _(c: Ctx) -> Any:
     r"Embedder 'spy:/hashing@64' returned shape \(1, 32\).*expected \(1, 64\)",
 )
 def _(c: Ctx) -> Any:
+    # With learn_from="disagreements" the base judge would make one call per record, so the
+    # records are embedded before any call. (The default mode embeds while it distills;
+    # test_embedder_failure_while_distilling_cancels_unsent_batches covers that path.)
     liar = SpyEmbedder(64, returns=32)
-    return lambda: c.judge().align([GOOD], optimizer=MemAlignOptimizer(embedding_model=liar))
+    optimizer = MemAlignOptimizer(embedding_model=liar, learn_from="disagreements")
+    return lambda: c.judge().align([GOOD], optimizer=optimizer)
 
 
 @case("align-reflection-bad-uri", r"Malformed model URI 'bad'")
@@ -806,3 +813,40 @@ def test_candidate_prompt_that_loses_a_variable_is_rejected_and_never_registered
     assert result.optimized_prompts[0].version == 1
     assert load_prompt("qa").version == 1, "no new version may be registered"
     assert "qa" in result.details["unsafe_final_prompts"]
+
+
+def test_embedder_failure_while_distilling_cancels_unsent_batches(tmp_path: Path) -> None:
+    """The default mode distills while the records are embedded; a bad embedder still fails
+    align with the named error, leaves the aligned judge and its file as they were, and
+    stops distillation batches that were not yet sent."""
+    armed, failing = threading.Event(), threading.Event()
+
+    class SlowLiar(SpyEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            vectors = super().embed(texts)
+            failing.set()  # the wrong shape is about to be found
+            return vectors
+
+    def slow_reply(request: ModelRequest) -> dict[str, Any]:
+        if armed.is_set():
+            failing.wait(timeout=5)
+            time.sleep(0.05)  # the requests in flight finish after the failure is known
+        return _verdict(request)
+
+    model = FunctionModel(slow_reply)
+    judge = make_judge(name="j", instructions=INSTRUCTIONS, model=model)
+    with pytest.warns(UserWarning):  # nothing is distilled by the scripted reply
+        aligned = judge.align([GOOD], optimizer=MemAlignOptimizer(embedding_model=SpyEmbedder()))
+    saved = aligned.save(tmp_path / "aligned.json").read_bytes()
+    before = len(model.requests)
+    armed.set()
+    records = [{**GOOD, "id": f"r{i}", "inputs": f"q{i}"} for i in range(20)]
+    optimizer = MemAlignOptimizer(
+        embedding_model=SlowLiar(64, returns=32), max_records_per_batch=1, max_workers=2
+    )
+    with pytest.raises(ConfigurationError, match=r"returned shape \(20, 32\).*expected \(20, 64\)"):
+        aligned.align(records, optimizer=optimizer)
+    paid = len(model.requests) - before
+    assert paid <= 2, f"{paid} of 20 batches were sent; only the 2 in flight may be paid"
+    assert [r.id for r in aligned.records] == ["ok"], "memory is unchanged"
+    assert (tmp_path / "aligned.json").read_bytes() == saved
