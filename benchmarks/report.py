@@ -181,7 +181,10 @@ def b3(data: dict[str, Any]) -> tuple[Row, list[str]]:
     lines += [
         "",
         "judgealign's second embedding request in each step embeds the new guideline texts "
-        "(for near-duplicate merging); the first one holds the records. MLflow re-embeds "
+        "(for near-duplicate merging); the first one holds the records and runs while the "
+        "records are distilled (distillation reads labels and rationales, not vectors), so "
+        "a step costs about max(embedding, distillation) + the guidelines' embedding. "
+        "MLflow re-embeds "
         "its index on every align; DSPy's embedding cache (keyed by batch) decides how "
         "much of that reaches the server.",
     ]
