@@ -43,7 +43,7 @@ from typing import Any, cast
 
 from judgealign._cache import ResponseCache, cache_key
 from judgealign._chat import Completion, Message
-from judgealign._errors import ConfigurationError
+from judgealign._errors import ConfigurationError, ModelOutputError
 from judgealign._network import check_endpoint
 from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._retry import CallFailure, RetryPolicy, get_default_retry_policy, run_with_retries
@@ -357,14 +357,18 @@ def litellm_embed(
         extra["api_key"] = api_key
 
     # The direct route (see the module docstring) skips the openai SDK's response models,
-    # which cost seconds for a few hundred vectors; extra parameters stay on litellm.
+    # which cost seconds for a few hundred vectors; extra parameters stay on litellm. It
+    # asks for base64 float32 vectors, as the openai SDK does by default (so servers made
+    # for that SDK accept it): half the bytes of JSON numbers and no float parsing (reading
+    # 500 vectors of 384 dimensions took 18 ms of CPU instead of 56 ms here). A server that
+    # answers with lists of numbers anyway still works.
     endpoint = None
     if provider == "openai" and not params and _direct_http_allowed():
         endpoint = _openai_endpoint(api_key, api_base)
 
     def attempt(timeout: float) -> Any:
         if endpoint is not None:
-            body = {"model": name, "input": list(texts)}
+            body = {"model": name, "input": list(texts), "encoding_format": "base64"}
             data = _post_json(f"{endpoint[1]}/embeddings", body, endpoint[0], timeout).get("data")
             if not isinstance(data, list):
                 raise EndpointError("APIResponseValidationError", "the reply has no data list")
@@ -380,7 +384,28 @@ def litellm_embed(
 
     data = run_with_retries(attempt, classify, get_default_retry_policy())
     rows: list[Any] = sorted(data, key=lambda item: _field(item, "index"))
-    return [[float(x) for x in _field(item, "embedding")] for item in rows]
+    return [_vector(_field(item, "embedding"), model_uri) for item in rows]
+
+
+def _vector(value: Any, model_uri: str) -> list[float]:
+    """One embedding from a reply: a list of numbers, or base64 of little-endian float32."""
+    if isinstance(value, str):
+        import base64
+        import binascii
+
+        import numpy as np
+
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raw = b"?"  # reported below
+        if len(raw) % 4:
+            raise ModelOutputError(
+                f"{model_uri} returned an embedding that is neither a list of numbers nor "
+                "base64 of float32 values."
+            )
+        return cast(list[float], np.frombuffer(raw, dtype="<f4").tolist())
+    return [float(x) for x in value]
 
 
 def _field(item: Any, name: str) -> Any:

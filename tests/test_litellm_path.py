@@ -191,3 +191,44 @@ def test_api_key_never_leaks(
 def test_malformed_uri_and_missing_key_errors() -> None:
     with pytest.raises(ConfigurationError, match="Malformed model URI"):
         LiteLLMModel("no-provider")
+
+
+@pytest.mark.parametrize("direct", ["1", "0"])
+def test_embeddings_through_both_routes_match_the_servers_vectors(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, direct: str
+) -> None:
+    # The direct route asks for base64 float32 (the openai SDK's default) and must decode
+    # it to the same vectors the server computed; litellm's route gets JSON numbers.
+    import numpy as np
+
+    from judgealign import LiteLLMEmbedder
+    from judgealign.testing._server import fake_embedding  # pyright: ignore[reportPrivateUsage]
+
+    monkeypatch.setenv("JUDGEALIGN_DIRECT_HTTP", direct)
+    texts = ["the cat sat", "a dog barked twice", "ünïcödé text"]
+    embedder = LiteLLMEmbedder(
+        "openai:/fake-embed", dimension=384, api_base=server.base_url, api_key="sk-fake-key-000"
+    )
+    vectors = embedder.embed(texts)
+    expected = np.array([fake_embedding(t) for t in texts], dtype=np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    (request,) = [r for r in server.requests if r.path.endswith("/embeddings")]
+    assert isinstance(request.body, dict)
+    assert request.body.get("encoding_format") == ("base64" if direct == "1" else None)
+
+
+def test_embedding_replies_as_numbers_or_base64_and_bad_ones_named() -> None:
+    import base64
+
+    import numpy as np
+
+    from judgealign import ModelOutputError
+    from judgealign._litellm import _vector  # pyright: ignore[reportPrivateUsage]
+
+    packed = base64.b64encode(np.array([0.5, -1.25], dtype="<f4").tobytes()).decode()
+    assert _vector(packed, "openai:/e") == [0.5, -1.25]
+    assert _vector([1, 2.5], "openai:/e") == [1.0, 2.5]  # a server that ignores base64
+    for bad in ("not base64!", base64.b64encode(b"12345").decode()):
+        with pytest.raises(ModelOutputError, match="openai:/e returned an embedding"):
+            _vector(bad, "openai:/e")
