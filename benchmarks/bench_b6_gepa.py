@@ -94,6 +94,7 @@ def run_judgealign(client: Any, data: list[dict[str, Any]]) -> dict[str, Any]:
         "template": result.optimized_prompts[0].template,
         "reported_final": result.final_eval_score,
         "metric_calls": result.details.get("metric_calls"),
+        "stop_reason": result.details.get("stop_reason"),
     }
 
 

@@ -307,6 +307,16 @@ def b6(data: dict[str, Any]) -> tuple[Row, list[str]]:
                 f"{_f(r.get('metric_calls'))} | {_f(r['initial_score'])} | "
                 f"{_f(r['final_score'])} |"
             )
+    reasons = sorted({str(r.get("stop_reason")) for r in ours if r.get("stop_reason")})
+    if reasons:
+        lines += [
+            "",
+            f"judgealign's runs stopped with reason {', '.join(reasons)}: GEPA ends once the "
+            "best candidate's validation mean is 1, which no candidate can beat, so it used "
+            f"fewer than the {data['judgealign'][0].get('budget', 150)} metric calls allowed. "
+            "MLflow does not report its metric calls; the chat requests above are what its "
+            "runs sent to the server.",
+        ]
     return row, lines
 
 
