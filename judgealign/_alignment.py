@@ -225,14 +225,16 @@ class MemAlignOptimizer:
         state, removed = state.without_records(_ids(changed))
         run.result_fields["guidelines_removed"] = removed
         store, learn = [*new, *changed], [*new, *changed, *pending]
-        if self.learn_from == "disagreements":
-            # The base judge makes one call per record: an embedder that fails must fail
-            # before those calls are paid, so the records are embedded first.
-            state = self._store(state, store, self._embed_records(base, store), run)
-            state = self._learn(base, state, learn, run)
-        else:
+        if self.learn_from == "all":
             state = self._store_while_distilling(base, state, store, learn, run)
-        return state, run.finish()
+            return state, run.finish()
+        # The base judge makes one call per record: an embedder that fails must fail
+        # before those calls are paid, so the records are embedded first.
+        if store:
+            state = self._store(state, store, self._embed_records(base, store), run)
+        learn, judged, state = self._disagreements(base, state, learn, run)
+        outcome = self._distill(base, state, learn, run, judged=judged)
+        return self._apply_distillation(base, state, outcome, run), run.finish()
 
     def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed ``texts`` with this optimizer's embedder, checking the shape."""
@@ -252,10 +254,6 @@ class MemAlignOptimizer:
         return render_view(self.view, base.collect_fields(**record.judge_fields()))
 
     def _embed_records(self, base: Judge, records: Sequence[LabeledRecord]) -> NDArray[np.float32]:
-        if not records:
-            import numpy as np
-
-            return np.zeros((0, 0), dtype=np.float32)
         return self.embed_texts([self.view_of(base, r) for r in records])
 
     def _store(
@@ -265,8 +263,6 @@ class MemAlignOptimizer:
         vectors: NDArray[np.float32],
         run: RunLog,
     ) -> MemoryState:
-        if not records:
-            return state
         run.embedded += len(records)
         stored = [
             StoredRecord(r, v, status="pending") for r, v in zip(records, vectors, strict=True)
@@ -306,15 +302,6 @@ class MemAlignOptimizer:
             outcome = self._distill(base, state, learn, run, cancel=failed)
             vectors = embedding.result()
         state = self._store(state, store, vectors, run)
-        return self._apply_distillation(base, state, outcome, run)
-
-    def _learn(
-        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
-    ) -> MemoryState:
-        judged: dict[str, tuple[Any, str]] = {}
-        if self.learn_from == "disagreements":
-            records, judged, state = self._disagreements(base, state, records, run)
-        outcome = self._distill(base, state, records, run, judged=judged)
         return self._apply_distillation(base, state, outcome, run)
 
     def _distill(

@@ -396,10 +396,10 @@ def _vector(value: Any, model_uri: str) -> list[float]:
         import numpy as np
 
         try:
-            raw = base64.b64decode(value, validate=True)
+            raw: bytes | None = base64.b64decode(value, validate=True)
         except binascii.Error:
-            raw = b"?"  # reported below
-        if len(raw) % 4:
+            raw = None
+        if raw is None or len(raw) % 4:
             raise ModelOutputError(
                 f"{model_uri} returned an embedding that is neither a list of numbers nor "
                 "base64 of float32 values."
