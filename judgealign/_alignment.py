@@ -330,8 +330,7 @@ class MemAlignOptimizer:
             cancel=cancel,
         )
         run.usage = run.usage + outcome.usage
-        if cancel is None or not cancel.is_set():
-            run.report_distillation(outcome, len(records))
+        run.report_distillation(outcome, len(records))
         return outcome
 
     def _apply_distillation(
