@@ -39,13 +39,14 @@ from judgealign._judge import (
     quote_record,
     record_fields,
     run_batch,
+    usage_metadata,
 )
 from judgealign._memory import Guideline, MemoryState, StoredRecord, new_guideline_id
 from judgealign._records import LabeledRecord
 from judgealign._redact import redact
 from judgealign._traces import is_trace
 from judgealign._tracking_events import track_alignment, track_evaluation
-from judgealign._usage import Usage
+from judgealign._usage import ZERO_USAGE, Usage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -586,7 +587,7 @@ class AlignedJudge:
             source=AssessmentSource(
                 source_type=AssessmentSourceType.LLM_JUDGE, source_id=self.model_uri
             ),
-            metadata={"model": self.model_uri},
+            metadata=usage_metadata(self.model_uri, ZERO_USAGE),  # no model call was made
         )
 
 

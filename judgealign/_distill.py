@@ -24,6 +24,7 @@ from typing import Any
 from judgealign._chat import ChatModel, Message
 from judgealign._errors import ModelError
 from judgealign._memory import Guideline, new_guideline_id
+from judgealign._metering import usage_of_error
 from judgealign._redact import redact
 from judgealign._structured import ReplyError, generate_structured
 from judgealign._usage import ZERO_USAGE, Usage
@@ -260,7 +261,7 @@ def _run_batch(
             ),
         ),
     ]
-    error = ""
+    error, spent = "", ZERO_USAGE
     for _attempt in range(2):
         try:
             reply = generate_structured(
@@ -272,9 +273,10 @@ def _run_batch(
             )
         except Exception as exc:  # a failed batch is reported, never raised or dropped
             error = redact(f"{type(exc).__name__}: {exc}")
+            spent = spent + usage_of_error(exc)
             continue
-        return _BatchReply(reply.value, reply.usage)
-    return _BatchFailure(error, Usage(calls=0))
+        return _BatchReply(reply.value, spent + reply.usage)
+    return _BatchFailure(error, spent)
 
 
 def _parse_distilled(obj: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -391,7 +393,7 @@ def consolidate_guidelines(
             parse=lambda obj: _parse_list(obj, "merged_ids"),
         )
     except ModelError as exc:
-        return ConsolidationOutcome(tuple(guidelines), (), redact(str(exc)), Usage(calls=0))
+        return ConsolidationOutcome(tuple(guidelines), (), redact(str(exc)), usage_of_error(exc))
     rewritten: list[Guideline] = []
     replaced: dict[str, None] = {}
     taken = {g.id for g in guidelines}

@@ -16,6 +16,8 @@ against bad arguments the usual way keep working.
 
 from __future__ import annotations
 
+from judgealign._usage import Usage
+
 __all__ = [
     "ConfigurationError",
     "JudgeAlignError",
@@ -46,11 +48,22 @@ class MissingExtraError(ConfigurationError, ImportError):
 
 
 class ModelError(JudgeAlignError):
-    """A model call failed at run time."""
+    """A model call failed at run time.
+
+    Attributes:
+        usage: what the failed operation cost before it failed: every request sent (a
+            reply that could not be parsed and its repair message included) and the tokens
+            of the replies that arrived. ``None`` when the raiser did not know; the
+            library's structured-output layer always sets it (see ``_metering``).
+    """
+
+    usage: Usage | None = None
 
 
 class NetworkForbiddenError(ModelError):
     """A call to a non-loopback address was made while real network calls are forbidden."""
+
+    usage: Usage | None = Usage(calls=0)  # refused before anything was sent
 
 
 class ModelCallError(ModelError):
@@ -61,6 +74,7 @@ class ModelCallError(ModelError):
         retryable: whether the failure was of a kind that is retried (429, 5xx, timeouts,
             connection errors). When raised to the caller, the retries are exhausted.
         attempts: how many attempts were made before giving up.
+        usage: see :class:`ModelError`.
     """
 
     def __init__(
@@ -70,16 +84,24 @@ class ModelCallError(ModelError):
         status: int | None = None,
         retryable: bool = False,
         attempts: int = 1,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message)
+        self.usage = usage
         self.status = status
         self.retryable = retryable
         self.attempts = attempts
 
 
 class ModelOutputError(ModelError):
-    """The model's reply did not fit the declared output, even after one repair attempt."""
+    """The model's reply did not fit the declared output, even after one repair attempt.
 
-    def __init__(self, message: str, *, raw_output: str = "") -> None:
+    Attributes:
+        raw_output: the start of the last reply.
+        usage: see :class:`ModelError`; both replies are in it.
+    """
+
+    def __init__(self, message: str, *, raw_output: str = "", usage: Usage | None = None) -> None:
         super().__init__(message)
+        self.usage = usage
         self.raw_output = raw_output

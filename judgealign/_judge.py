@@ -16,11 +16,12 @@ from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
 from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign._field_limits import DEFAULT_MAX_FIELD_CHARS, check_max_field_chars, fit_fields
 from judgealign._io import atomic_write_text
+from judgealign._metering import usage_of_error
 from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._structured import ReplyError, generate_structured
 from judgealign._tracking_events import track_evaluation
-from judgealign._usage import Usage, UsageTotals
+from judgealign._usage import ZERO_USAGE, Usage, UsageTotals
 from judgealign._values import ValueCoercionError, ValueSpec
 
 __all__ = ["TEMPLATE_VARIABLES", "EvaluationResult", "Judge", "make_judge"]
@@ -304,7 +305,9 @@ class Judge:
                 parse=self._parse_verdict,
             )
         except ModelError as exc:
-            return self._error_feedback(str(exc), metadata)
+            spent = usage_of_error(exc)
+            self._usage.add(spent)
+            return self._error_feedback(str(exc), metadata, spent)
         self._usage.add(reply.usage)
         value, rationale = reply.value
         return Feedback(
@@ -315,7 +318,7 @@ class Judge:
                 source_type=AssessmentSourceType.LLM_JUDGE, source_id=self.model.uri
             ),
             metadata={
-                **_usage_metadata(self.model.uri, reply.usage),
+                **usage_metadata(self.model.uri, reply.usage),
                 "repaired": reply.repaired,
                 **(metadata or {}),
             },
@@ -463,14 +466,16 @@ class Judge:
             return self._error_feedback(str(exc), None)
         return self.score_fields(fields)
 
-    def _error_feedback(self, message: str, metadata: Mapping[str, Any] | None) -> Feedback:
+    def _error_feedback(
+        self, message: str, metadata: Mapping[str, Any] | None, usage: Usage = ZERO_USAGE
+    ) -> Feedback:
         return Feedback(
             name=self.name,
             error=redact(message),
             source=AssessmentSource(
                 source_type=AssessmentSourceType.LLM_JUDGE, source_id=self.model.uri
             ),
-            metadata={"model": self.model.uri, **(metadata or {})},
+            metadata={**usage_metadata(self.model.uri, usage), **(metadata or {})},
         )
 
 
@@ -601,7 +606,8 @@ def _output_format(spec: ValueSpec) -> str:
     )
 
 
-def _usage_metadata(model_uri: str, usage: Usage) -> dict[str, Any]:
+def usage_metadata(model_uri: str, usage: Usage) -> dict[str, Any]:
+    """The usage keys of every judge feedback's metadata (zeros when no call was made)."""
     return {
         "model": model_uri,
         "prompt_tokens": usage.prompt_tokens,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from judgealign._chat import ChatModel, Completion, Message
-from judgealign._errors import ModelCallError, ModelOutputError
+from judgealign._errors import ModelCallError, ModelError, ModelOutputError
+from judgealign._metering import MeteredModel
 from judgealign._usage import ZERO_USAGE, Usage
 
 __all__ = ["StructuredReply", "extract_json_object", "generate_structured"]
@@ -54,14 +55,34 @@ def generate_structured(
 ) -> StructuredReply[T]:
     """Ask ``model`` for a JSON object matching ``schema`` and ``parse`` it.
 
+    The reply's usage counts every request sent (a schema-rejected request, a repair); a
+    raised error carries that usage too (``ModelError.usage``).
+
     Raises:
         ModelCallError: the provider failed (after retries).
         ModelOutputError: the reply did not fit, even after one repair message.
     """
-    completion = _complete(model, messages, schema_name, schema, timeout)
-    usage = completion.usage
+    metered = MeteredModel(model)
     try:
-        return StructuredReply(_parse(completion.text, parse), completion.text, usage)
+        value, text, repaired = _generate(metered, messages, schema_name, schema, parse, timeout)
+    except ModelError as exc:
+        exc.usage = metered.total
+        raise
+    return StructuredReply(value, text, metered.total, repaired=repaired)
+
+
+def _generate(
+    model: ChatModel,
+    messages: Sequence[Message],
+    schema_name: str,
+    schema: dict[str, Any],
+    parse: Callable[[dict[str, Any]], T],
+    timeout: float | None,
+) -> tuple[T, str, bool]:
+    """The parsed value, the text it came from and whether a repair was needed."""
+    completion = _complete(model, messages, schema_name, schema, timeout)
+    try:
+        return _parse(completion.text, parse), completion.text, False
     except ReplyError as first:
         repair = [
             *messages,
@@ -69,9 +90,8 @@ def generate_structured(
             Message(role="user", content=_repair_text(str(first), schema)),
         ]
         second = _complete(model, repair, schema_name, schema, timeout)
-        usage = usage + second.usage
         try:
-            return StructuredReply(_parse(second.text, parse), second.text, usage, repaired=True)
+            return _parse(second.text, parse), second.text, True
         except ReplyError as again:
             raise ModelOutputError(
                 f"The reply of {model.uri} did not fit the expected output after one repair "

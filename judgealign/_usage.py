@@ -17,7 +17,10 @@ class Usage:
         completion_tokens: tokens the model produced.
         cost_usd: price of the call when the provider's price is known, else ``None``.
         latency_ms: wall time of the call, retries and backoff included.
-        calls: number of successful provider calls folded into this value.
+        calls: number of model calls folded into this value, failed ones included (a
+            reply that could not be parsed, its repair message, a request the provider
+            refused). Retries of one call after a transient error (429, 5xx, timeout) are
+            part of that call.
         cached: whether the reply came from the on-disk response cache.
     """
 

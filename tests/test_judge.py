@@ -140,7 +140,7 @@ def test_evaluate_preserves_order_and_isolates_failures() -> None:
     assert result.errors == [1, 2, 3]
     assert "server exploded" in (result[1].error or "")
     assert "outputs=" in (result[2].error or "")
-    assert result.usage.calls == 2
+    assert result.usage.calls == 3  # the failed request was sent too; malformed records cost 0
 
 
 def test_evaluate_runs_concurrently() -> None:

@@ -268,6 +268,9 @@ def test_falls_back_to_instructed_json_when_the_schema_is_refused(eval_fn: Evalu
     output = optimize(MetaPromptOptimizer(model, mode="few_shot"), eval_fn, records())
     assert output.final_eval_score == 0.125
     assert [r.response_format is None for r in model.requests] == [False, True]
+    # The refused request was sent too: both count; only the answered one has tokens.
+    assert output.details["reflection_calls"] == 2
+    assert output.details["reflection_tokens"] > 0
 
 
 def test_reflection_failing_on_every_call_raises(eval_fn: Evaluator) -> None:
