@@ -20,6 +20,7 @@ from judgealign._bootstrap import bootstrap_intervals
 from judgealign._errors import ConfigurationError
 from judgealign._feedback import Feedback
 from judgealign._labels import Label, RawLabel, Weighting, is_number, normalize_label
+from judgealign._leakage import is_memorised, leak_warning, refuse_all_leaked
 from judgealign._report_text import SHOWN_IDS
 
 __all__ = ["agreement"]
@@ -27,12 +28,14 @@ __all__ = ["agreement"]
 
 @dataclass(frozen=True)
 class _Pairs:
-    """The scored (SME, judge) pairs and the ids the judge failed on."""
+    """The scored (SME, judge) pairs, the ids the judge failed on and the ids left out
+    because the judge holds them in memory."""
 
     ids: tuple[str, ...]
     sme: tuple[Label, ...]
     judge: tuple[Label, ...]
     failed_ids: tuple[str, ...]
+    excluded_ids: tuple[str, ...] = ()
 
 
 def agreement(
@@ -52,7 +55,9 @@ def agreement(
         predictions: the judge's verdicts: :class:`Feedback` objects (their ``value``) or
             plain values. A Feedback with an ``error``, or a ``None`` value, is "no
             verdict": excluded from the metrics, counted in ``n_failed`` and listed in
-            ``failed_ids``.
+            ``failed_ids``. An aligned judge's Feedback on a record it holds in memory
+            (metadata ``memorised_record_id``) is no held-out evidence: it is left out
+            with a warning and listed in ``excluded_ids``.
         sme_labels: the experts' labels, one per prediction.
         ids: one id per record; defaults to ``"0"``, ``"1"``, ...
         labels: the label order. Defaults to ``[False, True]`` for booleans and the sorted
@@ -69,13 +74,16 @@ def agreement(
         The :class:`AgreementReport`.
 
     Raises:
-        ConfigurationError: on mismatched lengths, empty input, no verdict at all, values
-            that are not labels (mixed types, non-integral floats, missing SME labels), or
-            a value missing from ``labels``.
+        ConfigurationError: on mismatched lengths, empty input, no verdict at all, every
+            record in the judge's memory, values that are not labels (mixed types,
+            non-integral floats, missing SME labels), or a value missing from ``labels``.
     """
     _check_options(n_bootstrap=n_bootstrap, confidence=confidence)
     keys = _resolve_ids(ids, len(predictions), len(sme_labels))
     pairs = _collect_pairs(predictions, sme_labels, keys)
+    if pairs.excluded_ids:
+        message = leak_warning(pairs.excluded_ids, len(keys), "the agreement")
+        warnings.warn(message, UserWarning, stacklevel=2)
     order = _resolve_labels(pairs, labels)
     weighting: Weighting = "quadratic" if _resolve_ordinal(order, ordinal) else "none"
     accuracy, kappa = _point_scores(pairs, order, weighting)
@@ -107,6 +115,7 @@ def agreement(
         ),
         failed_ids=pairs.failed_ids,
         notes=notes,
+        excluded_ids=pairs.excluded_ids,
     )
 
 
@@ -161,6 +170,7 @@ def _collect_pairs(
     sme: list[Label] = []
     judge: list[Label] = []
     failed: list[str] = []
+    excluded: list[str] = []
     errors: list[str] = []
     for key, prediction, raw_label in zip(keys, predictions, sme_labels, strict=True):
         if _is_missing(raw_label):
@@ -169,6 +179,9 @@ def _collect_pairs(
                 "measuring agreement."
             )
         label = normalize_label(raw_label, f"sme_labels (id {key!r})")
+        if is_memorised(prediction):
+            excluded.append(key)
+            continue
         verdict = _verdict(prediction)
         if _is_missing(verdict):
             failed.append(key)
@@ -178,13 +191,17 @@ def _collect_pairs(
         scored.append(key)
         sme.append(label)
         judge.append(normalize_label(verdict, f"predictions (id {key!r})"))
+    if not scored and not failed:
+        raise refuse_all_leaked(len(excluded), "agreement")
     if not scored:
         first = f" First error: {errors[0]}" if errors else ""
+        held = f" (and {len(excluded)} more are in the judge's memory)" if excluded else ""
         raise ConfigurationError(
-            f"All {len(failed)} predictions have no verdict (an error or a None value), so "
-            f"there is nothing to score. Fix the judge's failures and evaluate again.{first}"
+            f"All {len(failed)} predictions have no verdict (an error or a None value){held}, "
+            "so there is nothing to score. Fix the judge's failures and evaluate again."
+            f"{first}"
         )
-    return _Pairs(tuple(scored), tuple(sme), tuple(judge), tuple(failed))
+    return _Pairs(tuple(scored), tuple(sme), tuple(judge), tuple(failed), tuple(excluded))
 
 
 def _verdict(prediction: object) -> object:

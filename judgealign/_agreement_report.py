@@ -71,6 +71,8 @@ class AgreementReport:
         disagreeing_ids: ids where the judge and the SME differ, in input order.
         failed_ids: ids where the judge gave no verdict, in input order.
         notes: explanations of undefined or skipped values.
+        excluded_ids: ids left out because the judge holds the record in its memory (an
+            aligned judge's own expert record is no held-out evidence), in input order.
     """
 
     n: int
@@ -88,6 +90,12 @@ class AgreementReport:
     disagreeing_ids: tuple[str, ...]
     failed_ids: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    excluded_ids: tuple[str, ...] = ()
+
+    @property
+    def n_excluded(self) -> int:
+        """How many records were left out because the judge holds them in memory."""
+        return len(self.excluded_ids)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``nan`` becomes ``None`` and per-label keys become text."""
@@ -106,14 +114,17 @@ class AgreementReport:
             "per_label": {str(k): m.to_dict() for k, m in self.per_label.items()},
             "disagreeing_ids": list(self.disagreeing_ids),
             "failed_ids": list(self.failed_ids),
+            "n_excluded": self.n_excluded,
+            "excluded_ids": list(self.excluded_ids),
             "notes": list(self.notes),
         }
         return json_ready(data)
 
     def format(self) -> str:
         """A plain-text summary: metrics with intervals, confusion matrix, per-label table."""
+        excluded = f", {self.n_excluded} excluded (in memory)" if self.excluded_ids else ""
         lines = [
-            f"Agreement with SME labels: {self.n} scored, {self.n_failed} failed",
+            f"Agreement with SME labels: {self.n} scored, {self.n_failed} failed{excluded}",
             f"  accuracy  {interval_text(self.accuracy, self.accuracy_ci)}",
             f"  kappa     {interval_text(self.kappa, self.kappa_ci)}"
             f"  ({kappa_name(self.kappa_weighting)})",
@@ -128,6 +139,8 @@ class AgreementReport:
             id_line("Disagreeing ids", self.disagreeing_ids),
             id_line("Failed ids", self.failed_ids),
         ]
+        if self.excluded_ids:
+            lines.append(id_line("Excluded ids (in the judge's memory)", self.excluded_ids))
         lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
 

@@ -41,6 +41,7 @@ from judgealign._judge import (
     run_batch,
     usage_metadata,
 )
+from judgealign._leakage import MEMORISED_KEY, MemoryLookup, explicit_id
 from judgealign._memory import Guideline, MemoryState, StoredRecord, new_guideline_id
 from judgealign._records import LabeledRecord
 from judgealign._redact import redact
@@ -78,6 +79,7 @@ class _Job:
     fields: Mapping[str, Any] | None
     vector: Any = None
     error: str | None = None
+    memorised: str | None = None  # the stored record this one repeats (see _leakage)
 
 
 class AlignedJudge:
@@ -85,7 +87,9 @@ class AlignedJudge:
 
     Made by ``judge.align(records)`` or ``MemAlignOptimizer(...).align(judge, records)``.
     Its feedback metadata names the expert records shown (``retrieved_example_ids``, with
-    ``retrieved_similarities``) and the guidelines used (``guideline_ids``).
+    ``retrieved_similarities``) and the guidelines used (``guideline_ids``). A judged record
+    that is in memory (same id, or the same fields the judge reads) is marked with
+    ``memorised_record_id``: agreement leaves such records out (see :meth:`memorised`).
 
     Memory changes happen in place: :meth:`align`, :meth:`unalign` and the guideline
     methods update this judge (use :meth:`copy` first to keep the old one). Each change is
@@ -115,6 +119,7 @@ class AlignedJudge:
         self._state = state or MemoryState()
         self._lock = threading.RLock()
         self._history: list[AlignmentResult] = []
+        self._lookup: tuple[MemoryState, MemoryLookup] | None = None
 
     def __repr__(self) -> str:
         state = self._state
@@ -210,7 +215,8 @@ class AlignedJudge:
             vector = self._query_vectors(state, [fields])
         except ModelError as exc:
             return self._error(f"Embedding the record for retrieval failed: {exc}")
-        return self._score(state, fields, None if vector is None else vector[0])
+        memorised = self._lookup_of(state).match(None, fields)
+        return self._score(state, fields, None if vector is None else vector[0], memorised)
 
     def evaluate(
         self,
@@ -243,6 +249,26 @@ class AlignedJudge:
         vectors = self._query_vectors(state, [fields])
         hits = self._retrieve(state, None if vectors is None else vectors[0])
         return self.base_judge.build_messages(fields, self._sections(state, hits))
+
+    def memorised(self, records: Iterable[Any]) -> list[str | None]:
+        """Which of ``records`` this judge holds in memory: for each, the id of the stored
+        expert record it repeats, else ``None``.
+
+        A record is held when its own ``id`` is a stored record's id, or when the fields
+        the judge reads are a stored record's (whatever its id). Such a record retrieves
+        itself with the expert's verdict, so it is no held-out evidence: ``agreement``,
+        ``compare_judges`` and ``judgealign report`` leave it out. A record whose fields
+        cannot be read matches by id only.
+        """
+        lookup = self._lookup_of(self._state)
+        matches: list[str | None] = []
+        for record in records:
+            try:
+                fields = self.base_judge.collect_fields(**record_fields(record))
+            except JudgeAlignError:
+                fields = None
+            matches.append(lookup.match(explicit_id(record), fields))
+        return matches
 
     # -- memory: reading -------------------------------------------------------------
 
@@ -546,24 +572,46 @@ class AlignedJudge:
             f"Expert rationale: {rationale}"
         )
 
-    def _score(self, state: MemoryState, fields: Mapping[str, Any], vector: Any) -> Feedback:
+    def _lookup_of(self, state: MemoryState) -> MemoryLookup:
+        """The ids and content keys of ``state``'s records, built once per snapshot."""
+        cached = self._lookup
+        if cached is not None and cached[0] is state:
+            return cached[1]
+        lookup = MemoryLookup.build((k, self._stored_fields(s)) for k, s in state.records.items())
+        self._lookup = (state, lookup)  # one assignment: readers see old or new, both valid
+        return lookup
+
+    def _stored_fields(self, stored: StoredRecord) -> Mapping[str, Any] | None:
+        try:
+            return self.base_judge.collect_fields(**stored.record.judge_fields())
+        except JudgeAlignError:
+            return None
+
+    def _score(
+        self, state: MemoryState, fields: Mapping[str, Any], vector: Any, memorised: str | None
+    ) -> Feedback:
         hits = self._retrieve(state, vector)
-        metadata = {
+        metadata: dict[str, Any] = {
             "retrieved_example_ids": [s.record.id for s, _ in hits],
             "retrieved_similarities": [round(score, 6) for _, score in hits],
             "guideline_ids": [g.id for g in state.guidelines],
         }
+        if memorised is not None:
+            metadata[MEMORISED_KEY] = memorised
         return self.base_judge.score_fields(
             fields, sections=self._sections(state, hits), metadata=metadata
         )
 
     def _jobs(self, state: MemoryState, records: Sequence[Any]) -> list[_Job]:
         jobs: list[_Job] = []
+        lookup = self._lookup_of(state)
         for record in records:
             try:
-                jobs.append(_Job(self.base_judge.collect_fields(**record_fields(record))))
+                fields = self.base_judge.collect_fields(**record_fields(record))
             except JudgeAlignError as exc:
                 jobs.append(_Job(None, error=str(exc)))
+                continue
+            jobs.append(_Job(fields, memorised=lookup.match(explicit_id(record), fields)))
         ready = [j for j in jobs if j.fields is not None]
         try:
             vectors = self._query_vectors(state, [j.fields for j in ready if j.fields])
@@ -578,7 +626,7 @@ class AlignedJudge:
     def _run_job(self, state: MemoryState, job: _Job) -> Feedback:
         if job.fields is None:
             return self._error(job.error or "the record could not be read")
-        return self._score(state, job.fields, job.vector)
+        return self._score(state, job.fields, job.vector, job.memorised)
 
     def _error(self, message: str) -> Feedback:
         return Feedback(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "agreement_of",
     "echo_problems",
+    "held_out_only",
     "judge_command",
     "report_command",
     "verdict_text",
@@ -180,10 +183,11 @@ def report_command(
     judge = session.judge(judge_file, model=model, base_url=base_url)
     loaded = load_labelled(data, judge=judge, columns=parse_columns(columns), limit=limit)
     echo_problems(loaded, data)
-    records = list(loaded)
+    records, held = held_out_only(judge, list(loaded))
     echo(f"Judging {len(records)} labelled records from {data} with {judge.name!r}")
     result = session.evaluate(judge, records, label="judging", workers=workers)
     report = agreement_of(judge, result.feedback, records, n_bootstrap=bootstrap)
+    report = replace(report, excluded_ids=(*held, *report.excluded_ids))
     echo()
     echo(report.format())
     if json_path is not None:
@@ -200,6 +204,23 @@ def report_command(
         title = f"{judge.name} vs experts (n={report.n})"
         echo(f"confusion matrix written to {save_png(confusion_factory(report, title), plot)}")
     echo(f"\n{session.summary()}")
+
+
+def held_out_only(judge: Any, records: list[Any]) -> tuple[list[Any], tuple[str, ...]]:
+    """The records an aligned judge does not hold in memory, and the ids of those it
+    holds (left out, with a warning; none left is an error). Other judges hold none."""
+    memorised = getattr(judge, "memorised", None)
+    if not callable(memorised) or not records:
+        return records, ()
+    from judgealign._leakage import leak_warning, refuse_all_leaked
+
+    matches = cast("list[str | None]", memorised(records))
+    held = tuple(_record_id(r, i) for i, r in enumerate(records) if matches[i] is not None)
+    if len(held) == len(records):
+        raise refuse_all_leaked(len(records), "report")
+    if held:
+        warnings.warn(leak_warning(held, len(records), "the report"), UserWarning, stacklevel=2)
+    return [r for r, m in zip(records, matches, strict=True) if m is None], held
 
 
 def _record_id(record: Any, position: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -11,6 +12,7 @@ from judgealign._agreement_report import AgreementReport
 from judgealign._errors import ConfigurationError
 from judgealign._feedback import Feedback
 from judgealign._labels import MISSING, Label, RawLabel, normalize_label, record_field
+from judgealign._leakage import is_memorised, leak_warning, refuse_all_leaked
 from judgealign._report_text import (
     id_line,
     indent,
@@ -38,6 +40,8 @@ class JudgeComparison:
         broken_ids: ids the base judge got right and the aligned judge gets wrong.
             Ids where either judge gave no verdict are in neither list; see the reports'
             ``failed_ids``.
+        excluded_ids: ids left out of both reports because a judge holds the record in its
+            memory (see :meth:`judgealign.AlignedJudge.memorised`).
     """
 
     base: AgreementReport
@@ -46,6 +50,7 @@ class JudgeComparison:
     kappa_delta: float
     fixed_ids: tuple[str, ...]
     broken_ids: tuple[str, ...]
+    excluded_ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``nan`` becomes ``None``."""
@@ -56,6 +61,8 @@ class JudgeComparison:
             "kappa_delta": self.kappa_delta,
             "fixed_ids": list(self.fixed_ids),
             "broken_ids": list(self.broken_ids),
+            "n_excluded": len(self.excluded_ids),
+            "excluded_ids": list(self.excluded_ids),
         }
         return json_ready(data)
 
@@ -85,6 +92,8 @@ class JudgeComparison:
             id_line("Fixed by alignment", self.fixed_ids),
             id_line("Broken by alignment", self.broken_ids),
         ]
+        if self.excluded_ids:
+            lines.append(id_line("Excluded (in the judge's memory)", self.excluded_ids))
         lines += [f"Note (base): {note}" for note in base.notes]
         lines += [f"Note (aligned): {note}" for note in aligned.notes]
         return "\n".join(lines)
@@ -127,6 +136,11 @@ def compare_judges(
     ``value_spec`` with ``coerce``, the SME labels are coerced with it first, so ``"yes"``
     matches ``True``; a ``Literal`` judge's choices become the default label order.
 
+    Records a judge holds in its memory (an aligned judge's ``memorised``, or feedback
+    marked ``memorised_record_id``) are no held-out evidence: they are left out of both
+    reports, with a warning that says how many, and listed in ``excluded_ids``. Those
+    known before judging are not sent to either judge.
+
     Args:
         base: the judge before alignment.
         aligned: the judge after alignment.
@@ -142,22 +156,36 @@ def compare_judges(
         The :class:`JudgeComparison`.
 
     Raises:
-        ConfigurationError: when records are empty or lack labels, a label does not fit a
-            judge's value type, or a judge returns the wrong number of feedbacks.
+        ConfigurationError: when records are empty or lack labels, every record is in a
+            judge's memory, a label does not fit a judge's value type, or a judge returns
+            the wrong number of feedbacks.
     """
     items = list(records)
     if not items:
         raise ConfigurationError("compare_judges got no records; pass labelled held-out records.")
     ids = [_record_id(item, i) for i, item in enumerate(items)]
     sme = [_record_label(item, key) for item, key in zip(items, ids, strict=True)]
+    held = _held_in_memory((base, aligned), items)
+    if len(held) == len(items):
+        raise refuse_all_leaked(len(items), "compare_judges")  # before any paid call
+    kept = [i for i in range(len(items)) if i not in held]
+    feedback = {
+        role: _evaluate(judge, role, [items[i] for i in kept], max_workers)
+        for role, judge in (("base", base), ("aligned", aligned))
+    }
+    # Verdicts computed earlier, or by a judge that cannot say what it holds, are marked.
+    flagged = {kept[n] for fbs in feedback.values() for n, fb in enumerate(fbs) if is_memorised(fb)}
+    excluded = _exclude(sorted(held | flagged), ids)
+    scored = [n for n, i in enumerate(kept) if i not in flagged]
+    keys = [ids[kept[n]] for n in scored]
+    expert = [sme[kept[n]] for n in scored]
 
-    def score(judge: SupportsEvaluate, role: str) -> AgreementReport:
-        feedback = _evaluate(judge, role, items, max_workers)
+    def score(role: str, judge: SupportsEvaluate) -> AgreementReport:
         spec = getattr(judge, "value_spec", None)
         return agreement(
-            feedback,
-            _coerce_labels(spec, sme, ids, role),
-            ids=ids,
+            [feedback[role][n] for n in scored],
+            _coerce_labels(spec, expert, keys, role),
+            ids=keys,
             labels=_spec_labels(spec) if labels is None else labels,
             ordinal=ordinal,
             n_bootstrap=n_bootstrap,
@@ -165,9 +193,30 @@ def compare_judges(
             seed=seed,
         )
 
-    comparison = _comparison(score(base, "base"), score(aligned, "aligned"), ids)
+    comparison = _comparison(score("base", base), score("aligned", aligned), keys, excluded)
     track_comparison(comparison)  # a no-op unless a tracker is installed
     return comparison
+
+
+def _held_in_memory(judges: Sequence[object], items: list[Any]) -> set[int]:
+    """Positions of the records a judge says it holds in memory (``memorised``)."""
+    held: set[int] = set()
+    for judge in judges:
+        memorised = getattr(judge, "memorised", None)
+        if callable(memorised):
+            matches = cast("list[str | None]", memorised(items))
+            held |= {i for i, match in enumerate(matches) if match is not None}
+    return held
+
+
+def _exclude(positions: list[int], ids: list[str]) -> tuple[str, ...]:
+    """The ids at ``positions``, after warning about them; refuses when all are there."""
+    if len(positions) == len(ids):
+        raise refuse_all_leaked(len(ids), "compare_judges")
+    excluded = tuple(ids[i] for i in positions)
+    if excluded:
+        warnings.warn(leak_warning(excluded, len(ids), "both reports"), UserWarning, stacklevel=3)
+    return excluded
 
 
 def _record_id(record: object, position: int) -> str:
@@ -225,7 +274,9 @@ def _coerce_labels(spec: object, sme: list[object], ids: list[str], role: str) -
     return coerced
 
 
-def _comparison(base: AgreementReport, aligned: AgreementReport, ids: list[str]) -> JudgeComparison:
+def _comparison(
+    base: AgreementReport, aligned: AgreementReport, ids: list[str], excluded: tuple[str, ...]
+) -> JudgeComparison:
     before, after = _outcomes(base, ids), _outcomes(aligned, ids)
     return JudgeComparison(
         base=base,
@@ -234,6 +285,7 @@ def _comparison(base: AgreementReport, aligned: AgreementReport, ids: list[str])
         kappa_delta=aligned.kappa - base.kappa,
         fixed_ids=tuple(k for k in ids if before[k] is False and after[k] is True),
         broken_ids=tuple(k for k in ids if before[k] is True and after[k] is False),
+        excluded_ids=excluded,
     )
 
 

@@ -165,6 +165,7 @@ def _usage_metrics(usage: Any, prefix: str = "") -> dict[str, float]:
 
 def _labelled_agreement(judge: Any, records: Sequence[Any], result: Sequence[Any]) -> Any:
     from judgealign._agreement import agreement
+    from judgealign._leakage import is_memorised
 
     pairs: list[tuple[str, Any, Any]] = []
     for position, (record, feedback) in enumerate(zip(records, result, strict=False)):
@@ -176,8 +177,8 @@ def _labelled_agreement(judge: Any, records: Sequence[Any], result: Sequence[Any
         except Exception:  # a label the judge cannot express is not scored
             continue
         pairs.append((str(_field(record, "id") or position), coerced, feedback))
-    if not pairs or all(not fb.ok for _, _, fb in pairs):
-        return None
+    if not pairs or all(not fb.ok or is_memorised(fb) for _, _, fb in pairs):
+        return None  # nothing held out to score (agreement would refuse)
     choices = list(judge.value_spec.choices) or None
     return agreement(
         [fb for _, _, fb in pairs],
@@ -221,6 +222,7 @@ def _agreement_metrics(report: Any, prefix: str) -> dict[str, float]:
     values: dict[str, float] = {
         "agreement.n": report.n,
         "agreement.n_failed": report.n_failed,
+        "agreement.n_excluded": getattr(report, "n_excluded", 0),
         "agreement.accuracy": report.accuracy,
         "agreement.kappa": report.kappa,
         "agreement.accuracy_ci_low": report.accuracy_ci[0],

@@ -378,9 +378,11 @@ def test_align_and_aligned_evaluate_report_through_the_tracker() -> None:
     tracker = RecordingTracker()
     optimizer = MemAlignOptimizer(embedding_model="hashing", retrieval_k=1)
     with use_tracker(tracker), pytest.warns(UserWarning):  # the verdict model cannot distill
-        aligned = judge().align(LABELLED, optimizer=optimizer)
+        aligned = judge().align(LABELLED[:3], optimizer=optimizer)
         aligned.evaluate(LABELLED)
     assert tracker.runs == ["align-correct", "evaluate-correct"]
-    assert tracker.artifacts()["alignment.json"]["records_added"] == ["a", "b", "c", "d"]
+    assert tracker.artifacts()["alignment.json"]["records_added"] == ["a", "b", "c"]
     assert "guidelines.txt" in tracker.artifacts()
-    assert "agreement.accuracy" in tracker.metrics()
+    # Only "d" is held out: the three records the judge memorised are left out.
+    assert tracker.metrics()["agreement.n"] == 1 and tracker.metrics()["agreement.n_excluded"] == 3
+    assert tracker.artifacts()["agreement.json"]["excluded_ids"] == ["a", "b", "c"]
