@@ -204,3 +204,38 @@ def test_report_refuses_when_every_record_is_memorised(aligned_file: Path, tmp_p
     assert "error: All 6 records given to report are in the aligned judge's memory" in (
         result.stderr
     )
+
+
+# -- long real records -------------------------------------------------------------------
+
+DEFACTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"
+
+
+@pytest.mark.skipif(not DEFACTO.is_file(), reason=f"{DEFACTO} not found")
+def test_on_defacto_only_the_stored_records_count_as_memorised() -> None:
+    # DeFacto documents run to thousands of characters and the summary comes last: another
+    # summary of a stored document is new evidence, the stored record itself is not.
+    from judgealign import load_jsonl
+
+    model = FunctionModel(copy_first_example)
+    judge = make_judge(
+        name="consistency",
+        instructions="Is the summary {{ outputs }} consistent with the document {{ inputs }}?",
+        model=model,
+    )
+    records = list(load_jsonl(DEFACTO, judge=judge, limit=12, strict=True).records)
+    train, fresh = records[:8], records[8:]
+    optimizer = MemAlignOptimizer(embedding_model=HashingEmbedder(256), retrieval_k=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aligned = optimizer.align(judge, train)
+    resummarised = [
+        r.model_copy(update={"id": f"{r.id}-other", "outputs": fresh[i].outputs})
+        for i, r in enumerate(train[:3])
+    ]
+    held_out = [*train[:3], *resummarised, *fresh]
+    assert aligned.memorised(held_out) == [r.id for r in train[:3]] + [None] * 7
+    with pytest.warns(UserWarning, match="3 of 10 held-out records"):
+        comparison = compare_judges(judge, aligned, held_out, n_bootstrap=0)
+    assert comparison.excluded_ids == tuple(r.id for r in train[:3])
+    assert comparison.aligned.n + comparison.aligned.n_failed == 7

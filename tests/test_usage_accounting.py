@@ -19,6 +19,7 @@ from judgealign._metering import MeteredModel
 from judgealign._structured import generate_structured
 from judgealign.testing import (
     FakeOpenAIServer,
+    FaultPlan,
     FunctionModel,
     ModelRequest,
     Reply,
@@ -112,6 +113,38 @@ def test_unparseable_replies_from_a_real_endpoint_are_counted_with_their_tokens(
     assert fb.error is not None
     assert (fb.metadata["prompt_tokens"], fb.metadata["completion_tokens"]) == (1460, 18)
     assert result.usage.calls == 2 and result.usage.prompt_tokens == 1460
+
+
+def records_of_length(count: int, chars: int) -> list[dict[str, Any]]:
+    return [
+        {"inputs": {"i": i, "document": f"Paragraph {i}. " * (chars // 14)}, "outputs": f"s{i}"}
+        for i in range(count)
+    ]
+
+
+def test_under_reply_faults_the_usage_counts_every_request_the_server_saw() -> None:
+    # Unparseable and wrongly typed replies: each costs a request (and its repair).
+    plan = FaultPlan(rate=0.3, kinds=("bad_content", "wrong_type"), seed=7)
+    with FakeOpenAIServer(faults=plan, reply=lambda request: good()) as server:
+        with no_retry_waits():
+            judge = make_judge(
+                name="j",
+                instructions=INSTRUCTIONS,
+                model="openai:/fake",
+                base_url=server.base_url,
+                inference_params={"api_key": "sk-fake-usage-0000"},
+            )
+            result = judge.evaluate(records_of_length(40, 3000), max_workers=4)
+        sent = server.stats["chat"]
+    failed = [fb for fb in result if fb.error is not None]
+    repaired = [fb for fb in result if fb.ok and fb.metadata["repaired"]]
+    assert failed and repaired and sent > 40  # the faults fired
+    assert result.usage.calls == judge.usage.calls == sent
+    assert sum(fb.metadata["model_calls"] for fb in result) == sent
+    assert all(
+        fb.metadata["model_calls"] == 2 and fb.metadata["prompt_tokens"] > 0 for fb in failed
+    )
+    assert result.usage.prompt_tokens == judge.usage.prompt_tokens
 
 
 def test_a_failed_structured_call_carries_its_usage_on_the_exception() -> None:
