@@ -19,7 +19,6 @@ ranked on it while the examples shown come from ``train_data``.
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +32,7 @@ from judgealign import (
     ModelError,
     resolve_model,
 )
+from judgealign._metering import MeteredModel
 from judgealign._redact import redact
 from optimizers._base import (
     BasePromptOptimizer,
@@ -190,8 +190,7 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         self._schema_rejected = False
         self._history: list[IterationRecord] = []
         self._run_info: dict[str, Any] = {}
-        self._calls = 0
-        self._lock = threading.Lock()
+        self._meter = MeteredModel(self.model)
 
     @property
     def history(self) -> list[IterationRecord]:
@@ -214,7 +213,8 @@ class MetaPromptOptimizer(BasePromptOptimizer):
             ModelError: the reflection model failed on every call.
         """
         mode = self.mode or ("iterative" if train_data else "zero_shot")
-        self._history, self._run_info, self._calls = [], {"mode": mode}, 0
+        self._history, self._run_info = [], {"mode": mode}
+        self._meter = MeteredModel(self.model)  # counts every request, failed ones too
         if mode == "zero_shot":
             return self._zero_shot(target_prompts)
         if not train_data:
@@ -388,18 +388,16 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         return _Proposal(candidate, diagnosis, note)
 
     def _complete(self, messages: Sequence[Message], prompts: dict[str, str]) -> str:
-        with self._lock:
-            self._calls += 1
         if not self._schema_rejected:
             try:
-                return self.model.complete(
+                return self._meter.complete(
                     messages, response_format=reply_schema(prompts), timeout=self.timeout
                 ).text
             except ModelCallError as exc:
                 if exc.status != 400:
                     raise
                 self._schema_rejected = True  # fall back to the instructed JSON below
-        return self.model.complete(messages, timeout=self.timeout).text
+        return self._meter.complete(messages, timeout=self.timeout).text
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -409,7 +407,8 @@ class MetaPromptOptimizer(BasePromptOptimizer):
             **self._run_info,
             "history": [r.to_dict() for r in self._history],
             "best_iteration": scored[-1].iteration if scored else None,
-            "reflection_calls": self._calls,
+            "reflection_calls": self._meter.total.calls,
+            "reflection_tokens": self._meter.total.total_tokens,
         }
 
     def summary(self) -> str:

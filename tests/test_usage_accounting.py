@@ -15,7 +15,6 @@ import pytest
 
 from judgealign import HashingEmbedder, LabeledRecord, MemAlignOptimizer, ModelCallError, make_judge
 from judgealign._errors import ModelOutputError, NetworkForbiddenError
-from judgealign._metering import MeteredModel
 from judgealign._structured import generate_structured
 from judgealign.testing import (
     FakeOpenAIServer,
@@ -158,6 +157,8 @@ def test_a_failed_structured_call_carries_its_usage_on_the_exception() -> None:
 
 
 def test_a_request_refused_before_it_was_sent_costs_nothing() -> None:
+    from judgealign._metering import MeteredModel
+
     def refuse(request: ModelRequest) -> str:
         raise NetworkForbiddenError("not allowed")
 
