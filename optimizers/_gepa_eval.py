@@ -4,6 +4,11 @@ One record evaluated by ``eval_fn`` is one metric call. A (prompts, record) pair
 evaluated is served from the cache for free. The engine asks :meth:`Evaluator.cost` before
 it evaluates anything and never starts an evaluation that does not fit the budget, so the
 budget is a hard cap, not a target that one last iteration may overshoot.
+
+Scores must lie in [0, 1]: a number outside it raises :class:`ConfigurationError` (GEPA
+reads 1 as perfect, so clamping a 2-out-of-5 to 1 would end the run as "perfect"). A score
+that is not a number at all (``None``, NaN) marks a record that was not scored: it counts
+as 0, with a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from judgealign._errors import ConfigurationError
 from optimizers._base import EvalFn, EvaluationResultRecord
 from optimizers._gepa_state import RunState, prompts_key
+from optimizers._unit_score import check_unit_scores
 
 __all__ = ["Evaluator", "clean_score"]
 
@@ -129,6 +135,7 @@ class Evaluator:
                 f"eval_fn returned {len(results)} results for {len(ids)} records; it must "
                 "return exactly one EvaluationResultRecord per record, in order"
             )
+        check_unit_scores(results, "eval_fn")  # before caching: a bad scale is never stored
         return results
 
     def _store(
@@ -149,9 +156,7 @@ def _with_clean_score(record: EvaluationResultRecord) -> EvaluationResultRecord:
     score = clean_score(record.score)
     if score == record.score:
         return record
-    _log.warning(
-        "eval_fn returned score %r; using %s (scores must be in [0, 1])", record.score, score
-    )
+    _log.warning("eval_fn returned score %r, not a number; counting it as 0", record.score)
     return EvaluationResultRecord(
         inputs=record.inputs,
         outputs=record.outputs,
@@ -165,10 +170,13 @@ def _with_clean_score(record: EvaluationResultRecord) -> EvaluationResultRecord:
 
 
 def clean_score(value: object) -> float:
-    """A score forced into [0, 1]; anything non-numeric or NaN counts as 0."""
-    if not isinstance(value, int | float) or math.isnan(value):
+    """A checked score as a float; anything non-numeric, NaN or infinite counts as 0.
+
+    Finite numbers outside [0, 1] never reach here (:func:`check_unit_scores` refuses them).
+    """
+    if not isinstance(value, int | float) or not math.isfinite(value):
         return 0.0
-    return min(1.0, max(0.0, float(value)))
+    return float(value)
 
 
 def _progress_bar(progress: bool | None, total: int, initial: int) -> Any:

@@ -57,6 +57,7 @@ from optimizers._metaprompt_text import (
     scores_block,
 )
 from optimizers._templates import repair_template
+from optimizers._unit_score import check_unit_scores
 
 __all__ = ["IterationRecord", "MetaPromptOptimizer"]
 
@@ -328,6 +329,7 @@ class MetaPromptOptimizer(BasePromptOptimizer):
     ) -> _Best:
         """Score ``prompts`` on the ranking data (val, else train)."""
         ranked = eval_fn(prompts, val or train)
+        check_unit_scores(ranked, "eval_fn")  # before any reflection call on the originals
         score, per_scorer = _means(ranked)
         return _Best(prompts, score, per_scorer, [] if val else ranked)
 
@@ -336,7 +338,9 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         """``best`` with its training records, which the next round's examples come from."""
         if best.train_records:
             return best
-        return replace(best, train_records=eval_fn(best.prompts, train))
+        records = eval_fn(best.prompts, train)
+        check_unit_scores(records, "eval_fn")
+        return replace(best, train_records=records)
 
     def _stop_reason(self, best: _Best) -> str:
         if self.stopping_condition is not None and self.stopping_condition(list(self._history)):

@@ -3,13 +3,19 @@
 A *scorer* is any callable taking some of ``inputs``, ``outputs`` and ``expectations`` by
 name (a judge is one). What it returns is mapped to a number:
 
-* ``bool`` -> 0 or 1; ``int`` / ``float`` -> as is (NaN is an error);
+* ``bool`` -> 0 or 1; ``int`` / ``float`` -> as is, and it must lie in [0, 1] (NaN or a
+  number outside [0, 1] is an error: it is never clamped);
 * a label (``str``) -> ``label_scores[label]``, else yes/no/true/false/pass/fail;
 * a :class:`~judgealign.Feedback` -> its value through the scorer's own
   ``normalize(value)`` when it has one, else by the rules above; a feedback ``error``
   scores 0 with the error as rationale.
 
-A record's score is the mean of its scorers' scores, or ``aggregation(scores, feedback)``.
+A record's score is the mean of its scorers' scores, or ``aggregation(scores, feedback)``,
+which must return a number in [0, 1]. With ``aggregation``, per-scorer values are passed
+on unbounded (the aggregation maps them); without it, each must lie in [0, 1]. A scorer
+that declares an unranged numeric verdict (a judge with ``feedback_value_type=int`` or
+``float`` and no ``value_range``) is refused when the evaluator is built, before any paid
+call, unless an ``aggregation`` is given.
 A ``predict_fn`` or scorer that raises on one record scores that record 0 with the error
 text as feedback; the other records go on.
 """
@@ -30,6 +36,7 @@ from judgealign import ConfigurationError, Feedback
 from judgealign._redact import redact
 from optimizers._base import EvaluationResultRecord
 from optimizers._prompts import PromptUsage, candidate_prompts
+from optimizers._unit_score import SCALE_FIX, outside_unit_range
 
 __all__ = [
     "AggregationFn",
@@ -107,7 +114,33 @@ def _accepted_args(scorer: Scorer, name: str) -> frozenset[str]:
     return accepted
 
 
-def _bind_scorers(scorers: Sequence[Scorer]) -> tuple[_BoundScorer, ...]:
+def _unranged_numeric(scorer: Scorer) -> str | None:
+    """``int``/``float`` when the scorer declares a numeric verdict with no range, else None.
+
+    Reads a judgealign judge's ``value_spec`` and an MLflow judge's ``feedback_value_type``
+    (MLflow judges have no range, so a numeric one always needs a mapping).
+    """
+    spec = getattr(scorer, "value_spec", None)
+    if spec is not None:
+        kind = getattr(spec, "kind", None)
+        unranged = getattr(spec, "low", None) is None or getattr(spec, "high", None) is None
+        return str(kind) if kind in ("int", "float") and unranged else None
+    value_type = getattr(scorer, "feedback_value_type", None)
+    return {int: "int", float: "float"}.get(value_type) if value_type in (int, float) else None
+
+
+def _check_scale(scorer: Scorer, name: str, aggregated: bool) -> None:
+    kind = _unranged_numeric(scorer)
+    if kind is not None and not aggregated:
+        raise ConfigurationError(
+            f"Scorer {name!r} returns an unranged {kind}, which is not a score in [0, 1] "
+            f"(a 2 out of 5 would count as better than perfect). To fix it, {SCALE_FIX}."
+        )
+
+
+def _bind_scorers(
+    scorers: Sequence[Scorer], *, aggregated: bool = False
+) -> tuple[_BoundScorer, ...]:
     bound: list[_BoundScorer] = []
     seen: set[str] = set()
     for scorer in scorers:
@@ -118,6 +151,7 @@ def _bind_scorers(scorers: Sequence[Scorer]) -> tuple[_BoundScorer, ...]:
         while name in seen:  # two lambdas, or two judges with one name
             name, suffix = f"{base}_{suffix}", suffix + 1
         seen.add(name)
+        _check_scale(scorer, name, aggregated)
         bound.append(_BoundScorer(name, scorer, _accepted_args(scorer, name)))
     return tuple(bound)
 
@@ -182,10 +216,14 @@ def _feedback_parts(result: object) -> tuple[object, str, str | None] | None:
     return None
 
 
-def _outcome(result: object, scorer: Scorer, label_scores: Mapping[str, float]) -> _ScorerOutcome:
+def _outcome(
+    result: object, scorer: Scorer, label_scores: Mapping[str, float], bounded: bool
+) -> _ScorerOutcome:
+    """The scorer's result as a number; ``bounded``: it must lie in [0, 1] (no aggregation
+    will map it there)."""
     parts = _feedback_parts(result)
     if parts is None:
-        return _ScorerOutcome(_number(result, label_scores), "", result)
+        return _ScorerOutcome(_bounded(_number(result, label_scores), bounded), "", result)
     value, rationale, error = parts
     if error:
         return _ScorerOutcome(0.0, error, result, error)
@@ -194,7 +232,13 @@ def _outcome(result: object, scorer: Scorer, label_scores: Mapping[str, float]) 
     normalize = getattr(scorer, "normalize", None)
     normalised = normalize(value) if callable(normalize) else None
     score = _number(value if normalised is None else normalised, label_scores)
-    return _ScorerOutcome(score, rationale, result)
+    return _ScorerOutcome(_bounded(score, bounded), rationale, result)
+
+
+def _bounded(score: float, bounded: bool) -> float:
+    if bounded and outside_unit_range(score):
+        raise _UnscorableError(f"the score {score!r} is outside [0, 1]; to fix it, {SCALE_FIX}")
+    return score
 
 
 def _call_predict(predict_fn: PredictFn, inputs: Mapping[str, Any]) -> Any:
@@ -225,7 +269,8 @@ class Evaluator:
 
     Raises:
         ConfigurationError: a scorer is not callable or cannot take the record's fields,
-            or ``max_workers`` is below 1.
+            a scorer declares an unranged numeric verdict and no ``aggregation`` is
+            given, or ``max_workers`` is below 1.
     """
 
     def __init__(
@@ -247,7 +292,7 @@ class Evaluator:
                 "or None for the mean of the scorers."
             )
         self._predict_fn = predict_fn
-        self._scorers = _bind_scorers(scorers)
+        self._scorers = _bind_scorers(scorers, aggregated=aggregation is not None)
         self._aggregation = aggregation
         self._label_scores = _check_label_scores(label_scores)
         self._max_workers = max_workers
@@ -319,7 +364,7 @@ class Evaluator:
     ) -> _ScorerOutcome:
         try:
             result = scorer.call(**{k: fields[k] for k in scorer.args})
-            return _outcome(result, scorer.call, self._label_scores)
+            return _outcome(result, scorer.call, self._label_scores, self._aggregation is None)
         except _UnscorableError as exc:
             if strict:
                 raise ConfigurationError(f"Scorer {scorer.name!r}: {exc}.") from None
@@ -363,6 +408,8 @@ class Evaluator:
         value = cast("object", self._aggregation(dict(scores), dict(feedback)))
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise TypeError(f"aggregation returned {value!r}, not a finite number")
+        if outside_unit_range(value):
+            raise ValueError(f"aggregation returned {value!r}, outside [0, 1]")
         return float(value)
 
     def _failed_prediction(

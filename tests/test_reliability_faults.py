@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from judgealign import (
+    ConfigurationError,
     HashingEmbedder,
     LabeledRecord,
     MemAlignOptimizer,
@@ -409,22 +410,33 @@ def test_gepa_survives_failing_predict_fn_scorer_and_reflection_model(prompts: N
     }
 
 
-def test_gepa_whose_eval_fn_returns_garbage_scores_clamps_them(prompts: None) -> None:
-    def eval_fn(candidate: dict[str, str], dataset: Any) -> list[EvaluationResultRecord]:
-        weird = [float("nan"), -3.0, 7.0, "high"]
-        return [
-            EvaluationResultRecord(
-                inputs=r["inputs"], outputs="x", expectations=None, score=weird[i % 4]
-            )  # type: ignore[arg-type]
-            for i, r in enumerate(dataset)
-        ]
+def test_gepa_reads_unscored_records_as_zero_and_refuses_scores_off_the_scale(
+    prompts: None,
+) -> None:
+    def eval_fn_with(weird: list[Any]) -> Any:
+        def eval_fn(candidate: dict[str, str], dataset: Any) -> list[EvaluationResultRecord]:
+            return [
+                EvaluationResultRecord(
+                    inputs=r["inputs"], outputs="x", expectations=None, score=weird[i % len(weird)]
+                )
+                for i, r in enumerate(dataset)
+            ]
+
+        return eval_fn
 
     model = FunctionModel(lambda request: "```\nAnswer well: {{ question }}\n```")
     output = GEPA(model, max_metric_calls=12, progress=False).optimize(
-        eval_fn, questions(8), {"qa": "Answer: {{ question }}"}
+        eval_fn_with([float("nan"), None, "high", 0.5]),
+        questions(8),
+        {"qa": "Answer: {{ question }}"},
     )
     for candidate in output.details["candidates"]:
-        assert all(0.0 <= s <= 1.0 for s in candidate["val_scores"].values()), candidate
+        assert set(candidate["val_scores"].values()) <= {0.0, 0.5}, candidate
+    for off_scale in (7.0, -3.0, float("inf")):
+        with pytest.raises(ConfigurationError, match="outside"):
+            GEPA(model, max_metric_calls=12, progress=False).optimize(
+                eval_fn_with([0.5, off_scale]), questions(8), {"qa": "Answer: {{ question }}"}
+            )
 
 
 def test_report_fault_counts() -> None:
