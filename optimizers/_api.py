@@ -4,7 +4,10 @@ What it guarantees on top of the optimizer it runs:
 
 * misuse is caught before any optimization spend: every data row is checked, and
   ``predict_fn`` and the scorers are run once on the first record (``predict_fn`` must
-  read at least one target prompt, or no candidate could ever change its behaviour);
+  read at least one target prompt, or no candidate could ever change its behaviour).
+  That check is not paid twice: when the optimizer scores the original prompts on the
+  first record, it gets the check's result, inside its own budget. Otherwise it is
+  reported in ``details["metric_calls_by_phase"]["preflight"]``;
 * every candidate keeps its template variables (``{{ x }}`` spacing is normalised, a
   candidate that drops, renames or adds one is rejected with a warning);
 * a new prompt version is registered only when the optimized prompts score better than
@@ -31,7 +34,6 @@ from judgealign._tracking_events import track_optimization
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
 from optimizers._prompts import (
     PromptTemplate,
-    candidate_prompts,
     get_prompt_store,
     load_prompt,
     register_prompt,
@@ -66,8 +68,14 @@ class PromptOptimizationResult:
         improved: whether new prompt versions were registered.
         details: the optimizer's extras plus ``unsafe_final_prompts`` (prompt name ->
             why the optimizer's final candidate was rejected by the template check),
-            ``metric_calls`` and ``verified`` (whether the improvement was measured, false
-            in zero-shot mode).
+            ``metric_calls`` (every record scored, all phases), ``metric_calls_by_phase``
+            and ``verified`` (whether the improvement was measured, false in zero-shot
+            mode). The phases: ``optimizer`` is what the optimizer asked for (GEPA's
+            ``max_metric_calls`` bounds it); ``preflight`` is the check on
+            ``train_data[0]`` when the optimizer did not reuse it (it is reused, so 0,
+            when the optimizer scores the original prompts on that record);
+            ``verification`` is re-scoring the originals and the result when the
+            optimizer's own scores could not be trusted.
     """
 
     optimized_prompts: list[PromptTemplate]
@@ -141,7 +149,9 @@ def optimize_prompts(
     templates = {p.name: p.stored_template for p in originals}
     if records:
         _check_first_record(evaluator, templates, records[0])
+    checked = evaluator.records_evaluated
     output = _run(optimizer, evaluator, records, val_records, templates, enable_tracking)
+    optimized, reused_by_optimizer = evaluator.records_evaluated, evaluator.checks_reused
     candidates, rejected = _safe_candidates(templates, output.optimized_prompts)
     scores = _settle_scores(
         evaluator, templates, candidates, rejected, output, val_records or records
@@ -152,10 +162,17 @@ def optimize_prompts(
         scores = _Scores(
             scores.initial, scores.initial, scores.initial_per_scorer, scores.initial_per_scorer
         )
+    total, reused = evaluator.records_evaluated, evaluator.checks_reused
     details = {
         **output.details,
         "unsafe_final_prompts": rejected,
-        "metric_calls": evaluator.records_evaluated,
+        "metric_calls": total,
+        # A reused check counts for the phase that asked for its result.
+        "metric_calls_by_phase": {
+            "preflight": checked - reused,
+            "optimizer": optimized - checked + reused_by_optimizer,
+            "verification": total - optimized + reused - reused_by_optimizer,
+        },
         "verified": scores.initial is not None,
     }
     result = PromptOptimizationResult(
@@ -303,12 +320,11 @@ def _make_evaluator(
 def _check_first_record(
     evaluator: Evaluator, templates: dict[str, str], record: dict[str, Any]
 ) -> None:
-    with candidate_prompts(templates) as usage:
-        try:
-            evaluator.evaluate_record(record, strict=True)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"On train_data[0]: {exc}") from exc
-    unused = sorted(set(templates) - usage.accessed)
+    try:
+        accessed = evaluator.check_record(templates, record)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"On train_data[0]: {exc}") from exc
+    unused = sorted(set(templates) - accessed)
     if len(unused) == len(templates):
         raise ConfigurationError(
             f"predict_fn never loaded the prompt(s) {unused}, so no candidate could change "

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import inspect
+import json
 import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -298,6 +300,8 @@ class Evaluator:
         self._max_workers = max_workers
         self._lock = threading.Lock()
         self._records_evaluated = 0
+        self._checked: dict[str, tuple[EvaluationResultRecord, frozenset[str]]] = {}
+        self._reused = 0
 
     @property
     def scorer_names(self) -> tuple[str, ...]:
@@ -309,6 +313,33 @@ class Evaluator:
         """How many (candidate, record) evaluations ran so far: the metric calls spent."""
         with self._lock:
             return self._records_evaluated
+
+    @property
+    def checks_reused(self) -> int:
+        """How many :meth:`check_record` results later served an evaluation."""
+        with self._lock:
+            return self._reused
+
+    def check_record(
+        self, templates: Mapping[str, str], record: Mapping[str, Any]
+    ) -> frozenset[str]:
+        """Score one record strictly (see :meth:`evaluate_record`) with ``templates``.
+
+        The result is kept: the first later evaluation of the same templates on the same
+        record is served from it instead of being paid for again, so a setup check on the
+        original prompts is not an extra metric call when the optimizer scores them too.
+
+        Returns:
+            The names of the swapped prompts ``predict_fn`` read.
+
+        Raises:
+            ConfigurationError: on misuse, as :meth:`evaluate_record` with ``strict``.
+        """
+        with candidate_prompts(templates) as usage:
+            result = self.evaluate_record(record, strict=True)
+        with self._lock:
+            self._checked[_pair_key(templates, record)] = (result, usage.accessed)
+        return usage.accessed
 
     def __call__(
         self, candidate_prompts: dict[str, str], dataset: Sequence[dict[str, Any]]
@@ -323,15 +354,43 @@ class Evaluator:
         if dataset and not self._scorers:
             raise ConfigurationError("Scoring records needs at least one scorer.")
         with candidate_prompts(templates) as usage:
-            workers = min(self._max_workers, len(dataset))
+            results = self._reuse_checks(templates, dataset, usage)
+            todo = [i for i, result in enumerate(results) if result is None]
+            workers = min(self._max_workers, len(todo))
             if workers <= 1:
-                return [self.evaluate_record(r) for r in dataset], usage
-            with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-eval") as pool:
-                futures = [
-                    pool.submit(contextvars.copy_context().run, self.evaluate_record, record)
-                    for record in dataset
-                ]
-                return [f.result() for f in futures], usage
+                for i in todo:
+                    results[i] = self.evaluate_record(dataset[i])
+            else:
+                with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-eval") as pool:
+                    futures = {
+                        i: pool.submit(
+                            contextvars.copy_context().run, self.evaluate_record, dataset[i]
+                        )
+                        for i in todo
+                    }
+                    for i, future in futures.items():
+                        results[i] = future.result()
+            return [r for r in results if r is not None], usage
+
+    def _reuse_checks(
+        self,
+        templates: Mapping[str, str],
+        dataset: Sequence[Mapping[str, Any]],
+        usage: PromptUsage,
+    ) -> list[EvaluationResultRecord | None]:
+        """Results kept by :meth:`check_record` for these records (each served once)."""
+        results: list[EvaluationResultRecord | None] = [None] * len(dataset)
+        with self._lock:
+            if not self._checked:
+                return results
+            for i, record in enumerate(dataset):
+                kept = self._checked.pop(_pair_key(templates, record), None)
+                if kept is not None:
+                    results[i] = kept[0]
+                    self._reused += 1
+                    for name in kept[1]:
+                        usage.record(name)
+        return results
 
     def evaluate_record(
         self, record: Mapping[str, Any], *, strict: bool = False
@@ -425,6 +484,11 @@ class Evaluator:
             individual_scores={s.name: 0.0 for s in self._scorers},
             error=f"predict_fn raised {error}",
         )
+
+
+def _pair_key(templates: Mapping[str, str], record: Mapping[str, Any]) -> str:
+    text = json.dumps([dict(templates), dict(record)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def make_eval_fn(

@@ -20,6 +20,7 @@ from optimizers._api import (
     optimize_prompts,
 )
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
+from optimizers._gepa import GepaPromptOptimizer
 from optimizers._metaprompt import MetaPromptOptimizer
 from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
 from optimizers._scoring import make_eval_fn
@@ -436,3 +437,73 @@ def test_unused_second_prompt_warns_but_runs() -> None:
             prompt_uris=["prompts:/task/1", "prompts:/unused/1"],
         )
     assert any("did not use the prompt(s) ['unused']" in str(w.message) for w in caught)
+
+
+# -- the budget covers the setup check on train_data[0] -----------------------------------------
+
+
+def test_first_record_check_is_inside_gepa_budget_not_on_top_of_it() -> None:
+    calls: list[str] = []
+
+    def counted(letter: str) -> str:
+        calls.append(letter)
+        return predict(letter)
+
+    reflection = ScriptedModel([], default="```\nReply about {{ letter }}. [a]\n```")
+    for budget in (1, 2, 3, 5):
+        calls.clear()
+        result = optimize_prompts(
+            predict_fn=counted,
+            train_data=records("a"),  # one record: GEPA validates on it too
+            prompt_uris=["prompts:/task/1"],
+            optimizer=GepaPromptOptimizer(reflection, max_metric_calls=budget, progress=False),
+            scorers=[correct],
+        )
+        assert len(calls) == result.details["metric_calls"] <= budget
+        assert result.details["metric_calls_used"] == len(calls)
+        phases = result.details["metric_calls_by_phase"]
+        assert phases == {"preflight": 0, "optimizer": len(calls), "verification": 0}
+
+
+class ClaimingOptimizer(BasePromptOptimizer):
+    """Evaluates nothing and reports scores of its own."""
+
+    def optimize(
+        self,
+        eval_fn: EvalFn,
+        train_data: Sequence[dict[str, Any]],
+        target_prompts: dict[str, str],
+        enable_tracking: bool = True,
+    ) -> PromptOptimizerOutput:
+        return PromptOptimizerOutput(
+            optimized_prompts={"task": "Reply about {{ letter }}. [a] [b]"},
+            initial_eval_score=0.1,
+            final_eval_score=0.9,
+        )
+
+
+def test_every_metric_call_is_in_exactly_one_phase() -> None:
+    calls: list[str] = []
+
+    def counted(letter: str) -> str:
+        calls.append(letter)
+        return predict(letter)
+
+    def go(optimizer: BasePromptOptimizer) -> dict[str, int]:
+        calls.clear()
+        result = run(optimizer, predict_fn=counted, train_data=records("abc"))
+        phases: dict[str, int] = result.details["metric_calls_by_phase"]
+        assert sum(phases.values()) == result.details["metric_calls"] == len(calls)
+        return phases
+
+    # Nobody reuses the check on train_data[0]: it is reported on its own.
+    assert go(ClaimingOptimizer()) == {"preflight": 1, "optimizer": 0, "verification": 0}
+    # The optimizer scores the originals on every record: the check serves record 0.
+    measured = go(FixedOptimizer({"task": "[a] {{ letter }}"}, report_scores=True))
+    assert measured == {"preflight": 0, "optimizer": 6, "verification": 0}
+    # No scores reported: optimize_prompts re-measures, and the check serves that.
+    assert go(FixedOptimizer({"task": "[a] {{ letter }}"})) == {
+        "preflight": 0,
+        "optimizer": 0,
+        "verification": 6,
+    }
