@@ -23,11 +23,12 @@ from judgealign._errors import ConfigurationError
 from judgealign._models import resolve_model
 from optimizers._api import PromptOptimizationWarning
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
+from optimizers._gepa_checkpoint import Checkpoint
 from optimizers._gepa_engine import DataSplit, Engine, EngineSettings, StopReason
 from optimizers._gepa_eval import Evaluator
 from optimizers._gepa_pareto import pareto_front
 from optimizers._gepa_reflect import DEFAULT_REFLECTION_PROMPT, check_reflection_prompt
-from optimizers._gepa_state import Candidate, RunState, fingerprint, load_state, prompts_key
+from optimizers._gepa_state import Candidate, RunState, fingerprint, prompts_key
 
 __all__ = ["GEPA", "GepaPromptOptimizer", "split_data"]
 
@@ -60,8 +61,9 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         patience: stop after this many iterations without a new best validation score.
         score_threshold: stop once the best validation score reaches this value.
         timeout_s: stop starting iterations after this many seconds.
-        run_dir: folder for the checkpoint (``gepa_state.json``); a new optimizer given
-            the same folder, prompts and data resumes where the last one stopped.
+        run_dir: folder for the checkpoint (``gepa_state.jsonl``, an append-only journal:
+            each save writes only what is new); a new optimizer given the same folder,
+            prompts and data resumes where the last one stopped.
         show_val_in_reflection: let validation records reach the reflection model (by
             default only train records do, so validation stays an honest selector).
         progress: show a progress bar over metric calls (``None``: when on a terminal).
@@ -211,7 +213,7 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         prompts: dict[str, str],
         train: Sequence[dict[str, Any]],
         val: Sequence[dict[str, Any]] | None,
-    ) -> tuple[RunState, tuple[Path, dict[str, str]] | None]:
+    ) -> tuple[RunState, Checkpoint | None]:
         fresh = RunState(rng=random.Random(self.seed))
         if self.run_dir is None:
             return fresh, None
@@ -225,8 +227,9 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             val=None if val is None else list(val),
             split=split_options,
         )
-        saved = load_state(self.run_dir, stamp)
-        return (saved or fresh), (self.run_dir, stamp)
+        checkpoint = Checkpoint(self.run_dir, stamp)
+        saved = checkpoint.load()
+        return (saved or fresh), checkpoint
 
     def _warn_small_budget(self, split: DataSplit) -> None:
         v, b = len(split.val_ids), min(self.settings.minibatch_size, len(split.train_ids))

@@ -5,7 +5,8 @@ One iteration either tries a merge (when one is due) or a reflective mutation:
 1. sample a parent from the Pareto front and the next train minibatch;
 2. evaluate the parent on it (cached pairs are free);
 3. show the reflection model the parent's results and ask for a better version of one
-   prompt (components take turns);
+   prompt (each candidate's components take turns: a round-robin per candidate, which a
+   child inherits from its parent);
 4. keep the proposal only if it preserves the template variables, then evaluate it on the
    same minibatch and accept it only if its sum strictly beats the parent's;
 5. score an accepted child on the whole validation set and add it to the pool.
@@ -20,17 +21,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from judgealign._chat import ChatModel
 from judgealign._errors import ConfigurationError, ModelError
 from judgealign._redact import redact
 from optimizers._base import EvaluationResultRecord
+from optimizers._gepa_checkpoint import Checkpoint
 from optimizers._gepa_eval import Evaluator
 from optimizers._gepa_pareto import plan_merge, select_parent, stratified_subsample
 from optimizers._gepa_reflect import build_reflection_messages, parse_proposal
-from optimizers._gepa_state import Candidate, Rejection, RunState, prompts_key, save_state
+from optimizers._gepa_state import Candidate, Rejection, RunState, prompts_key
 from optimizers._templates import repair_template, template_variables
 
 __all__ = ["DataSplit", "Engine", "EngineSettings", "StopReason"]
@@ -90,7 +91,7 @@ class Engine:
         evaluator: Evaluator,
         state: RunState,
         split: DataSplit,
-        checkpoint: tuple[Path, dict[str, str]] | None,
+        checkpoint: Checkpoint | None,
     ) -> None:
         self._settings = settings
         self._model = model
@@ -185,13 +186,14 @@ class Engine:
         parent = state.candidate(parent_id)
         ids = self._next_minibatch()
         names = list(parent.prompts)
-        component = names[state.component_cursor % len(names)]
+        turn = state.next_component.get(parent_id, 0)
+        component = names[turn % len(names)]
         # The child is new, so all of its minibatch and validation records are misses;
         # records in both (tiny data, show_val_in_reflection) are paid for once.
         worst_case = self._eval.cost(parent.prompts, ids) + len(set(ids) | set(val_ids))
         if worst_case > self._eval.remaining:
             return None
-        state.component_cursor += 1
+        state.next_component[parent_id] = turn + 1
         before = self._eval.evaluate(parent.prompts, ids)
         event: dict[str, Any] = {
             "iteration": state.iteration,
@@ -289,7 +291,7 @@ class Engine:
         plan = plan_merge(state.candidates, state.tried_merges, state.rng)
         if plan is None or self._eval.cost(plan.prompts, val_ids) > self._eval.remaining:
             return None
-        state.tried_merges.append(plan.key)
+        state.tried_merges.append(plan.tried_key)
         state.merge_attempts += 1
         state.merges_due -= 1
         first, second = state.candidate(plan.first), state.candidate(plan.second)
@@ -355,6 +357,10 @@ class Engine:
             metric_calls=state.metric_calls,
         )
         state.candidates.append(candidate)
+        # A child goes on where its parents' round-robin stands (the further one for a
+        # merge), so the component just rewritten is not the next one rewritten again.
+        turns = [state.next_component.get(p, 0) for p in parents]
+        state.next_component[candidate.id] = max(turns, default=0)
         return candidate
 
     def _reject(
@@ -366,16 +372,14 @@ class Engine:
 
     def _save(self) -> None:
         if self._checkpoint is not None:
-            run_dir, stamp = self._checkpoint
-            save_state(run_dir, self._state, stamp)
+            self._checkpoint.save(self._state)
 
     def _save_midway(self) -> None:
         """Checkpoint mid-iteration: the cache and metric calls as they are now, the
         scheduling as at the start of the iteration (a resumed run replays it from the
         cache, as after a failure)."""
         if self._checkpoint is not None:
-            run_dir, stamp = self._checkpoint
-            save_state(run_dir, self._state.rewound(self._snapshot), stamp)
+            self._checkpoint.save(self._state.rewound(self._snapshot))
 
 
 def _sum(records: list[EvaluationResultRecord]) -> float:

@@ -64,7 +64,7 @@ def select_parent(candidates: Sequence[Candidate], rng: random.Random) -> tuple[
 
 @dataclass(frozen=True)
 class MergePlan:
-    """Two front candidates with a common ancestor, and the prompts combining them.
+    """Two front candidates, one of their eligible common ancestors, and the merged prompts.
 
     Attributes:
         first: the earlier candidate's id.
@@ -81,8 +81,13 @@ class MergePlan:
 
     @property
     def key(self) -> str:
-        """``first+second``, used to try each pair once."""
+        """``first+second``: the pair, as it is named in rejections."""
         return f"{self.first}+{self.second}"
+
+    @property
+    def tried_key(self) -> str:
+        """The pair and the merged prompts: each such merge is tried once."""
+        return f"{self.key}:{prompts_key(self.prompts)}"
 
 
 def plan_merge(
@@ -90,35 +95,57 @@ def plan_merge(
 ) -> MergePlan | None:
     """Pick an untried, useful merge of two front candidates, or ``None`` when none exists.
 
-    A pair qualifies when neither descends from the other, they share an ancestor that
-    scores no better than either, and at least one prompt was changed by exactly one of
-    them (otherwise merging adds nothing). The merged prompts must be new to the pool.
+    A pair qualifies when neither descends from the other and they share an *eligible*
+    ancestor: one that scores no better than either and against which at least one
+    prompt was changed by exactly one of them (otherwise merging adds nothing). The
+    merged prompts must be new to the pool and untried for that pair. A pair is drawn
+    uniformly among those that qualify, then its common ancestor among the eligible ones,
+    weighted by validation score (uniformly when all score 0), as GEPA does.
     """
     by_id = {c.id: c for c in candidates}
     front = pareto_front(candidates)
     known = {prompts_key(c.prompts) for c in candidates}
-    plans: list[MergePlan] = []
+    done = set(tried)
+    pairs: list[list[MergePlan]] = []
     for i, first in enumerate(front):
         for second in front[i + 1 :]:
-            if f"{first}+{second}" in tried:
-                continue
-            plan = _plan_pair(by_id, first, second)
-            if plan is not None and prompts_key(plan.prompts) not in known:
-                plans.append(plan)
-    return rng.choice(plans) if plans else None
+            plans = [
+                plan
+                for plan in _plan_pair(by_id, first, second)
+                if prompts_key(plan.prompts) not in known and plan.tried_key not in done
+            ]
+            if plans:
+                pairs.append(plans)
+    if not pairs:
+        return None
+    plans = rng.choice(pairs)
+    weights = [by_id[plan.ancestor].aggregate for plan in plans]
+    if sum(weights) <= 0:
+        weights = [1.0] * len(plans)
+    return rng.choices(plans, weights=weights, k=1)[0]
 
 
-def _plan_pair(by_id: dict[str, Candidate], first: str, second: str) -> MergePlan | None:
+def _plan_pair(by_id: dict[str, Candidate], first: str, second: str) -> list[MergePlan]:
+    """One plan per eligible common ancestor of ``first`` and ``second``, oldest first."""
     up_first, up_second = _ancestors(by_id, first), _ancestors(by_id, second)
     if first in up_second or second in up_first:
-        return None
+        return []
     a, b = by_id[first], by_id[second]
     floor = min(a.aggregate, b.aggregate)
     common = [c for c in by_id.values() if c.id in up_first & up_second]
-    eligible = [c for c in common if c.aggregate <= floor + _TIE]
-    if not eligible:
-        return None
-    ancestor = eligible[-1]  # the most recent one: its texts are the closest baseline
+    plans: list[MergePlan] = []
+    for ancestor in common:
+        if ancestor.aggregate > floor + _TIE:
+            continue
+        prompts = _combine(ancestor, a, b)
+        if prompts is not None:
+            plans.append(MergePlan(first, second, ancestor.id, prompts))
+    return plans
+
+
+def _combine(ancestor: Candidate, a: Candidate, b: Candidate) -> dict[str, str] | None:
+    """Per prompt, the text of whichever side changed it from ``ancestor`` (the better
+    side's when both did); ``None`` when that adds nothing to either side."""
     prompts: dict[str, str] = {}
     useful = False
     for name, base in ancestor.prompts.items():
@@ -130,7 +157,7 @@ def _plan_pair(by_id: dict[str, Candidate], first: str, second: str) -> MergePla
             useful = useful or (changed_a != changed_b)
     if not useful or prompts in (a.prompts, b.prompts):
         return None
-    return MergePlan(first=first, second=second, ancestor=ancestor.id, prompts=prompts)
+    return prompts
 
 
 def _ancestors(by_id: dict[str, Candidate], candidate_id: str) -> set[str]:

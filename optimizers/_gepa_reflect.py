@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from judgealign._chat import Message
 from judgealign._errors import ConfigurationError
@@ -65,6 +65,7 @@ _PLACEHOLDER = re.compile(r"\{(component_name|current_prompt|variables|examples)
 _FENCED = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 _OPEN_FENCE = re.compile(r"```[^\n`]*\n")
 _MAX_FIELD_CHARS = 2_000
+_MAX_SPANS = 20
 
 
 def check_reflection_prompt(template: str) -> str:
@@ -100,7 +101,7 @@ def build_reflection_messages(
         "component_name": component_name,
         "current_prompt": current_prompt,
         "variables": _variables_rule(names),
-        "examples": render_examples(records),
+        "examples": render_examples(records, component=component_name),
     }
     text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     return [{"role": "user", "content": text}]
@@ -116,13 +117,18 @@ def _variables_rule(names: list[str]) -> str:
     )
 
 
-def render_examples(records: Sequence[EvaluationResultRecord]) -> str:
-    """Markdown blocks for the records: inputs, output, score, expectations, feedback."""
-    return "\n\n".join(_render_one(i, r) for i, r in enumerate(records, start=1))
+def render_examples(
+    records: Sequence[EvaluationResultRecord], *, component: str | None = None
+) -> str:
+    """Markdown blocks for the records: inputs, the steps in between (when the record has
+    a trace), output, score, expectations, feedback. ``component`` is the prompt being
+    rewritten; its steps are marked."""
+    return "\n\n".join(_render_one(i, r, component) for i, r in enumerate(records, start=1))
 
 
-def _render_one(number: int, record: EvaluationResultRecord) -> str:
+def _render_one(number: int, record: EvaluationResultRecord, component: str | None) -> str:
     lines = [f"### Example {number}", f"Inputs: {_show(record.inputs)}"]
+    lines.extend(_render_trace(record.trace, component))
     lines.append(f"Output: {_show(record.outputs)}")
     lines.append(f"Score: {record.score:.3f}")
     if record.expectations:
@@ -136,6 +142,30 @@ def _render_one(number: int, record: EvaluationResultRecord) -> str:
             shown = f" (score {score:.3f})" if score is not None else ""
             lines.append(f"- {scorer}{shown}: {_clip(rationale)}")
     return "\n".join(lines)
+
+
+def _render_trace(trace: object, component: str | None) -> list[str]:
+    """What happened between the inputs and the output: the prompt steps the evaluator
+    recorded, or the spans of an MLflow-style trace (``trace.data.spans``)."""
+    if isinstance(trace, list):
+        steps = cast("list[Any]", trace)
+        lines = ["Steps (the prompts the system filled in, in order, with their values):"]
+        for step in steps:
+            if isinstance(step, dict):
+                entry = cast("dict[str, Any]", step)
+                name = str(entry.get("prompt", "?"))
+                mark = " <- the prompt to improve" if name == component else ""
+                lines.append(f'- prompt "{name}"{mark}: {_show(entry.get("variables", {}))}')
+        return lines if len(lines) > 1 else []
+    spans: Any = getattr(getattr(trace, "data", None), "spans", None)
+    if not spans:
+        return []
+    lines = ["Steps (the spans of the trace, in order):"]
+    for span in list(spans)[:_MAX_SPANS]:
+        name = getattr(span, "name", "?")
+        inputs, outputs = getattr(span, "inputs", None), getattr(span, "outputs", None)
+        lines.append(f"- {name}: inputs {_show(inputs)}; outputs {_show(outputs)}")
+    return lines
 
 
 def _show(value: Any) -> str:

@@ -1,7 +1,7 @@
-"""GEPA's run state: the candidate pool, the evaluation cache, counters and the checkpoint.
+"""GEPA's run state: the candidate pool, the evaluation cache and the counters.
 
-Everything a resumed run needs lives in :class:`RunState` and is written as one JSON file
-(``gepa_state.json`` in ``run_dir``) after every iteration. Record ids are positions in the
+Everything a resumed run needs lives in :class:`RunState` (see
+:mod:`optimizers._gepa_checkpoint` for how it is saved). Record ids are positions in the
 caller's data (``train:3``, ``val:0``), so a checkpoint only makes sense for the same data;
 :func:`fingerprint` tells the two apart.
 """
@@ -13,26 +13,19 @@ import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from judgealign._errors import ConfigurationError
-from judgealign._io import atomic_write_text
 from optimizers._base import EvaluationResultRecord
 
 __all__ = [
-    "STATE_FILE",
+    "COUNTERS",
+    "LOGS",
     "Candidate",
     "Rejection",
     "RunState",
     "fingerprint",
-    "load_state",
     "prompts_key",
-    "save_state",
 ]
-
-STATE_FILE = "gepa_state.json"
-_VERSION = 1
 
 Origin = Literal["seed", "reflection", "merge"]
 
@@ -104,7 +97,8 @@ class RunState:
     iteration: int = 0
     rng: random.Random = field(default_factory=random.Random)
     epoch_queue: list[str] = field(default_factory=lambda: [])
-    component_cursor: int = 0
+    next_component: dict[str, int] = field(default_factory=lambda: {})
+    """Candidate id -> how many reflections it has had: its next component, round-robin."""
     merges_due: int = 0
     merge_attempts: int = 0
     tried_merges: list[str] = field(default_factory=lambda: [])
@@ -130,8 +124,9 @@ class RunState:
             "rng": self.rng.getstate(),
             "epoch_queue": list(self.epoch_queue),
             "tried_merges": list(self.tried_merges),
-            **{name: getattr(self, name) for name in _COUNTERS},
-            **{name: len(getattr(self, name)) for name in _LOGS},
+            "next_component": dict(self.next_component),
+            **{name: getattr(self, name) for name in COUNTERS},
+            **{name: len(getattr(self, name)) for name in LOGS},
         }
 
     def rewind(self, snapshot: dict[str, Any]) -> None:
@@ -143,9 +138,10 @@ class RunState:
         self.rng.setstate(snapshot["rng"])
         self.epoch_queue = list(snapshot["epoch_queue"])
         self.tried_merges = list(snapshot["tried_merges"])
-        for name in _COUNTERS:
+        self.next_component = dict(snapshot["next_component"])
+        for name in COUNTERS:
             setattr(self, name, snapshot[name])
-        for name in _LOGS:
+        for name in LOGS:
             del getattr(self, name)[snapshot[name] :]
 
     def rewound(self, snapshot: dict[str, Any]) -> RunState:
@@ -153,7 +149,7 @@ class RunState:
         checkpoint taken mid-iteration; this state is unchanged and the cache is shared."""
         twin = copy.copy(self)
         twin.rng = random.Random()
-        for name in _LOGS:
+        for name in LOGS:
             setattr(twin, name, list(getattr(self, name)))
         twin.rewind(snapshot)
         return twin
@@ -166,15 +162,15 @@ class RunState:
         return chain[::-1]
 
 
-_COUNTERS = (
+COUNTERS = (
     "iteration",
-    "component_cursor",
     "merges_due",
     "merge_attempts",
     "since_best",
     "stalled",
 )
-_LOGS = ("candidates", "rejected", "history", "reflection_failures")
+LOGS = ("candidates", "rejected", "history", "reflection_failures")
+"""The append-only lists of a run (an unfinished iteration's entries are cut on rewind)."""
 
 
 def prompts_key(prompts: dict[str, str]) -> str:
@@ -200,127 +196,3 @@ def fingerprint(
 def _digest(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def save_state(run_dir: Path, state: RunState, stamp: dict[str, str]) -> None:
-    """Write ``state`` to ``run_dir/gepa_state.json`` atomically."""
-    version, internal, gauss = state.rng.getstate()
-    payload: dict[str, Any] = {
-        "version": _VERSION,
-        "fingerprint": stamp,
-        "candidates": [c.to_dict() for c in state.candidates],
-        "cache": {
-            key: {rid: _record_to_json(r) for rid, r in records.items()}
-            for key, records in state.cache.items()
-        },
-        "rng_state": [version, list(internal), gauss],
-        "rejected": [asdict(r) for r in state.rejected],
-    }
-    for name in _PLAIN_FIELDS:
-        payload[name] = getattr(state, name)
-    atomic_write_text(run_dir / STATE_FILE, json.dumps(payload, ensure_ascii=False, default=str))
-
-
-_PLAIN_FIELDS = (
-    "metric_calls",
-    "iteration",
-    "epoch_queue",
-    "component_cursor",
-    "merges_due",
-    "merge_attempts",
-    "tried_merges",
-    "history",
-    "reflection_failures",
-    "reflection_calls",
-    "reflection_tokens",
-    "since_best",
-    "stalled",
-)
-
-
-def load_state(run_dir: Path, stamp: dict[str, str]) -> RunState | None:
-    """The state saved in ``run_dir``, or ``None`` when there is none.
-
-    Raises:
-        ConfigurationError: when the file is unreadable or belongs to another run (other
-            target prompts, data, seed or validation split).
-    """
-    path = run_dir / STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        saved = payload["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(
-            f"{path} is not a readable GEPA checkpoint ({exc}); delete it or use another run_dir"
-        ) from exc
-    different = sorted(k for k in stamp if saved.get(k) != stamp[k])
-    if different:
-        raise ConfigurationError(
-            f"run_dir {str(run_dir)!r} holds a GEPA run for different "
-            f"{' and '.join(d.replace('_', ' ') for d in different)} "
-            "(the split depends on seed, val_fraction and val_data). Pass the same inputs "
-            f"to resume, or use a new run_dir (or delete {path}) to start over."
-        )
-    return _state_from_json(payload)
-
-
-def _state_from_json(payload: dict[str, Any]) -> RunState:
-    state = RunState()
-    state.candidates = [_candidate_from_json(c) for c in payload["candidates"]]
-    state.cache = {
-        key: {rid: _record_from_json(r) for rid, r in records.items()}
-        for key, records in payload["cache"].items()
-    }
-    version, internal, gauss = payload["rng_state"]
-    state.rng.setstate((version, tuple(internal), gauss))
-    state.rejected = [Rejection(**r) for r in payload["rejected"]]
-    for name in _PLAIN_FIELDS:
-        setattr(state, name, payload[name])
-    return state
-
-
-def _candidate_from_json(data: dict[str, Any]) -> Candidate:
-    return Candidate(
-        id=data["id"],
-        prompts=dict(data["prompts"]),
-        parents=tuple(data["parents"]),
-        val_scores={k: float(v) for k, v in data["val_scores"].items()},
-        origin=data["origin"],
-        iteration=int(data["iteration"]),
-        metric_calls=int(data["metric_calls"]),
-    )
-
-
-def _record_to_json(record: EvaluationResultRecord) -> dict[str, Any]:
-    # Traces are dropped: they can be large and are not needed to resume. Values that are
-    # not JSON (custom objects) come back as their string form.
-    return {
-        "inputs": _jsonable(record.inputs),
-        "outputs": _jsonable(record.outputs),
-        "expectations": _jsonable(record.expectations),
-        "score": record.score,
-        "rationales": dict(record.rationales),
-        "individual_scores": dict(record.individual_scores),
-        "error": record.error,
-    }
-
-
-def _record_from_json(data: dict[str, Any]) -> EvaluationResultRecord:
-    return EvaluationResultRecord(
-        inputs=data["inputs"],
-        outputs=data["outputs"],
-        expectations=data["expectations"],
-        score=float(data["score"]),
-        rationales=data["rationales"],
-        individual_scores=data["individual_scores"],
-        error=data["error"],
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return repr(value)

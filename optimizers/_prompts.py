@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from judgealign import ConfigurationError
+from optimizers._steps import record_step
 from optimizers._templates import format_template, template_variables
 
 __all__ = [
@@ -147,10 +148,15 @@ class PromptTemplate:
     def format(self, **values: object) -> str:
         """Fill in every variable of the text in effect.
 
+        Inside an evaluation, the call is recorded as one of the record's prompt steps
+        (see :mod:`optimizers._steps`).
+
         Raises:
             KeyError: when a variable has no value.
         """
-        return format_template(self.template, values)
+        text = format_template(self.template, values)
+        record_step(self.name, values)
+        return text
 
 
 @runtime_checkable

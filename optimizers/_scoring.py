@@ -17,7 +17,8 @@ that declares an unranged numeric verdict (a judge with ``feedback_value_type=in
 ``float`` and no ``value_range``) is refused when the evaluator is built, before any paid
 call, unless an ``aggregation`` is given.
 A ``predict_fn`` or scorer that raises on one record scores that record 0 with the error
-text as feedback; the other records go on.
+text as feedback; the other records go on. A record's ``trace`` lists the prompts
+``predict_fn`` filled in, with their values, in order (see :mod:`optimizers._steps`).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from judgealign import ConfigurationError, Feedback
 from judgealign._redact import redact
 from optimizers._base import EvaluationResultRecord
 from optimizers._prompts import PromptUsage, candidate_prompts
+from optimizers._steps import capture_steps
 from optimizers._unit_score import SCALE_FIX, outside_unit_range
 
 __all__ = [
@@ -408,15 +410,17 @@ class Evaluator:
             self._records_evaluated += 1
         inputs: dict[str, Any] = dict(record.get("inputs") or {})
         expectations: dict[str, Any] | None = record.get("expectations")
-        try:
-            outputs = _call_predict(self._predict_fn, inputs)
-        except Exception as exc:
-            if strict:
-                raise ConfigurationError(f"predict_fn failed: {_error_text(exc)}") from exc
-            return self._failed_prediction(inputs, expectations, _error_text(exc))
+        with capture_steps() as steps:
+            try:
+                outputs = _call_predict(self._predict_fn, inputs)
+            except Exception as exc:
+                if strict:
+                    raise ConfigurationError(f"predict_fn failed: {_error_text(exc)}") from exc
+                return self._failed_prediction(inputs, expectations, _error_text(exc))
         fields = {"inputs": inputs, "outputs": outputs, "expectations": expectations}
         outcomes = {s.name: self._score_one(s, fields, strict) for s in self._scorers}
-        return self._aggregate(inputs, outputs, expectations, outcomes, strict)
+        result = self._aggregate(inputs, outputs, expectations, outcomes, strict)
+        return replace(result, trace=list(steps)) if steps else result
 
     def _score_one(
         self, scorer: _BoundScorer, fields: Mapping[str, Any], strict: bool

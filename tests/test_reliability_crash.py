@@ -25,7 +25,8 @@ import pytest
 from judgealign import AlignedJudge, HashingEmbedder, LabeledRecord, MemAlignOptimizer, make_judge
 from judgealign.testing import FunctionModel, ModelRequest
 from optimizers import GEPA, EvaluationResultRecord
-from optimizers._gepa_state import STATE_FILE, prompts_key
+from optimizers._gepa_checkpoint import STATE_FILE
+from optimizers._gepa_state import prompts_key
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -215,11 +216,17 @@ def logged(log: Path) -> list[str]:
 
 def checkpointed(run_dir: Path) -> set[str]:
     """The (prompts key, question) pairs whose results the checkpoint holds."""
-    state = json.loads((run_dir / STATE_FILE).read_text())
+    lines = (run_dir / STATE_FILE).read_text().splitlines()
+    entries = []
+    for number, line in enumerate(lines):
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            assert number == len(lines) - 1, "only the last line can be torn by a kill"
     return {
-        f"{key} {record['inputs']['question']}"
-        for key, records in state["cache"].items()
-        for record in records.values()
+        f"{entry['key']} {entry['record']['inputs']['question']}"
+        for entry in entries
+        if entry["kind"] == "cache"
     }
 
 

@@ -197,7 +197,7 @@ def test_a_full_run_never_leaks_the_api_key(
 
     assert auth == {f"Bearer {SECRET}"}, "the key was really used on every chat request"
     assert result.improved and "Be exact" in result.optimized_prompts[0].template
-    assert (tmp_path / "gepa" / "gepa_state.json").is_file()
+    assert (tmp_path / "gepa" / "gepa_state.jsonl").is_file()
     assert any("401" in text for _, text in seen), "the echoing errors were exercised"
     leaks = [where for where, text in seen if any(mark in text for mark in MARKS)]
     assert leaks == [], f"the key leaked into: {leaks}"

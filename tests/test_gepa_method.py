@@ -1,0 +1,315 @@
+"""GEPA follows the method: named invariants on seeded, deterministic runs.
+
+* each component of a candidate gets its turn (a round-robin per candidate, inherited by
+  its children), whatever other candidates were reflected on in between;
+* a merge's common ancestor is drawn among the eligible ones, never an ineligible one;
+* the reflection model sees the steps of a multi-prompt program (what each prompt was
+  filled with), marked for the prompt being rewritten;
+* the checkpoint grows by what is new: the bytes written per stored batch stay bounded
+  while the state grows, and a save torn by a crash costs only its own line;
+* the budget is never exceeded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from judgealign.testing import FunctionModel, ModelRequest
+from optimizers._api import optimize_prompts
+from optimizers._base import EvaluationResultRecord
+from optimizers._gepa import GepaPromptOptimizer
+from optimizers._gepa_checkpoint import STATE_FILE
+from optimizers._gepa_pareto import plan_merge
+from optimizers._gepa_state import Candidate
+from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
+
+_CURRENT = re.compile(r"Its current text:\n\n```\n(.*?)\n```", re.DOTALL)
+_NAMED = re.compile(r'The prompt to improve is named "([^"]+)"')
+NAMES = ("A", "B", "C")
+WORDS = {"A": ("a1", "a2", "a3"), "B": ("b1", "b2", "b3"), "C": ("c1", "c2", "c3")}
+
+
+def current_prompt(request: ModelRequest) -> str:
+    match = _CURRENT.search(request.last_user)
+    assert match
+    return match.group(1)
+
+
+# -- round-robin per candidate ---------------------------------------------------------------
+
+
+def three_part_eval(
+    prompts: dict[str, str], dataset: Sequence[dict[str, Any]]
+) -> list[EvaluationResultRecord]:
+    """A record wants one prompt to end with its word. Records conflict (a prompt ends with
+    one word only), so several candidates stay on the Pareto front and take turns as
+    parents."""
+    results = []
+    for record in dataset:
+        name, word = record["inputs"]["prompt"], record["inputs"]["word"]
+        hit = prompts[name].split()[-1] == word
+        rationale = "right" if hit else f"prompt {name} should end with {word}"
+        results.append(
+            EvaluationResultRecord(
+                record["inputs"], "out", None, float(hit), rationales={"j": rationale}
+            )
+        )
+    return results
+
+
+def word_adder(seed: int) -> FunctionModel:
+    """Adds a random word meant for the prompt being rewritten (seeded, so deterministic)."""
+    rng = random.Random(seed)
+
+    def reply(request: ModelRequest) -> str:
+        named = _NAMED.search(request.last_user)
+        assert named
+        word = rng.choice(WORDS[named.group(1)])
+        return f"```\n{current_prompt(request)} {word}\n```"
+
+    return FunctionModel(reply)
+
+
+def three_part_data(seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {"inputs": {"n": i, "prompt": name, "word": rng.choice(WORDS[name])}}
+        for i, name in enumerate(NAMES * 5)
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 9])  # seeds whose runs go back and forth between parents
+def test_each_component_of_a_candidate_gets_its_turn(seed: int) -> None:
+    prompts = {name: f"Part {name}." for name in NAMES}
+    result = GepaPromptOptimizer(
+        word_adder(seed), max_metric_calls=400, seed=seed, progress=False
+    ).optimize(three_part_eval, three_part_data(seed), prompts)
+    assert result.details["metric_calls_used"] <= 400
+    reflections = [e for e in result.details["history"] if e["kind"] == "reflection"]
+    order = [e["parent"] for e in reflections]
+    returns = [p for i, p in enumerate(order) if i >= 2 and order[i - 1] != p in order[: i - 1]]
+    assert returns, "a parent must be taken up again after another one, to test anything"
+    turns: dict[str, list[str]] = {}
+    for event in reflections:
+        turns.setdefault(event["parent"], []).append(event["component"])
+    for parent, components in turns.items():
+        # Turn after turn, a candidate's components come in order, none skipped or repeated.
+        for before, after in itertools.pairwise(components):
+            assert after == NAMES[(NAMES.index(before) + 1) % len(NAMES)], (parent, components)
+    # A child goes on with the component after the one that created it.
+    created = {e["child"]: e["component"] for e in reflections if e.get("outcome") == "accepted"}
+    for child, component in created.items():
+        if child in turns:
+            following = NAMES[(NAMES.index(component) + 1) % len(NAMES)]
+            assert turns[child][0] == following, (child, component, turns[child])
+
+
+# -- merge ancestors -------------------------------------------------------------------------
+
+
+def candidate(
+    cid: str, parents: tuple[str, ...], prompts: dict[str, str], scores: list[float]
+) -> Candidate:
+    return Candidate(
+        id=cid,
+        prompts=prompts,
+        parents=parents,
+        val_scores={f"v{i}": s for i, s in enumerate(scores)},
+        origin="seed" if not parents else "reflection",
+        iteration=0,
+        metric_calls=0,
+    )
+
+
+def merge_pool(seed_score: float) -> list[Candidate]:
+    # c1 changed C; its children c2 (changed A) and c3 (changed B) win different records.
+    # Their common ancestors are c0 and c1; both give the merge {a1, b1, c1}.
+    return [
+        candidate("c0", (), {"A": "a0", "B": "b0", "C": "c0"}, [seed_score] * 3),
+        candidate("c1", ("c0",), {"A": "a0", "B": "b0", "C": "c1"}, [0.3, 0.3, 0.3]),
+        candidate("c2", ("c1",), {"A": "a1", "B": "b0", "C": "c1"}, [1.0, 0.4, 0.4]),
+        candidate("c3", ("c1",), {"A": "a0", "B": "b1", "C": "c1"}, [0.4, 1.0, 0.4]),
+    ]
+
+
+def test_merge_ancestor_is_drawn_among_the_eligible_ones() -> None:
+    chosen = Counter()
+    for seed in range(200):
+        plan = plan_merge(merge_pool(0.2), [], random.Random(seed))
+        assert plan is not None and {plan.first, plan.second} == {"c2", "c3"}
+        assert plan.prompts == {"A": "a1", "B": "b1", "C": "c1"}
+        chosen[plan.ancestor] += 1
+    assert set(chosen) == {"c0", "c1"}, chosen
+    assert chosen["c1"] > chosen["c0"]  # weighted by score: 0.3 against 0.2
+
+
+def test_merge_never_uses_an_ancestor_better_than_a_parent() -> None:
+    # c0 scores 0.9, above both c2 and c3 (0.6): only c1 is eligible.
+    pool = merge_pool(0.9)
+    pool[2] = candidate("c2", ("c1",), {"A": "a1", "B": "b0", "C": "c1"}, [1.0, 0.4, 0.4])
+    for seed in range(50):
+        plan = plan_merge(pool, [], random.Random(seed))
+        if plan is not None:
+            assert plan.ancestor == "c1"
+    tried = plan_merge(pool, [], random.Random(0))
+    assert tried is not None
+    assert plan_merge(pool, [tried.tried_key], random.Random(0)) is None  # each merge once
+
+
+# -- the steps of a multi-prompt program reach the reflection model --------------------------
+
+
+@pytest.fixture
+def two_prompt_store() -> Iterator[None]:
+    previous = set_prompt_store(InMemoryPromptStore())
+    register_prompt("summarize", "Summarize: {{ document }}")
+    register_prompt("answer", "From {{ summary }}, answer {{ question }}.")
+    yield
+    set_prompt_store(previous)
+
+
+def pipeline(document: str, question: str) -> str:
+    """Two prompts: the second is filled with what the first produced (its summary)."""
+    first = load_prompt("prompts:/summarize/1").format(document=document)
+    summary = f"SUMMARY<{first.split()[-1]}>"
+    return load_prompt("prompts:/answer/1").format(summary=summary, question=question)
+
+
+def mentions_summary(outputs: str) -> bool:
+    return "brief" in outputs
+
+
+def test_reflection_sees_each_prompt_step_of_the_program(two_prompt_store: None) -> None:
+    seen: list[str] = []
+
+    def reply(request: ModelRequest) -> str:
+        seen.append(request.last_user)
+        return f"```\n{current_prompt(request)} Be brief.\n```"
+
+    train = [
+        {"inputs": {"document": f"doc{i} words end{i}", "question": f"q{i}"}} for i in range(6)
+    ]
+    optimize_prompts(
+        predict_fn=pipeline,
+        train_data=train,
+        prompt_uris=["prompts:/summarize/1", "prompts:/answer/1"],
+        optimizer=GepaPromptOptimizer(FunctionModel(reply), max_metric_calls=30, progress=False),
+        scorers=[mentions_summary],
+    )
+    assert seen, "GEPA reflected at least once"
+    first = seen[0]
+    component = _NAMED.search(first)
+    assert component is not None
+    assert "Steps (the prompts the system filled in" in first
+    assert re.search(r'- prompt "summarize".*"document": "doc\d words end\d"', first)
+    # The answer prompt's values carry the summary step's intermediate output.
+    assert re.search(r'- prompt "answer".*"summary": "SUMMARY<end\d>"', first)
+    assert f'- prompt "{component.group(1)}" <- the prompt to improve' in first
+
+
+def test_steps_survive_a_resume(two_prompt_store: None, tmp_path: Path) -> None:
+    train = [{"inputs": {"document": f"doc{i} end{i}", "question": f"q{i}"}} for i in range(4)]
+    model = FunctionModel(lambda request: f"```\n{current_prompt(request)} Be brief.\n```")
+
+    def run(budget: int) -> Any:
+        return optimize_prompts(
+            predict_fn=pipeline,
+            train_data=train,
+            prompt_uris=["prompts:/summarize/1", "prompts:/answer/1"],
+            optimizer=GepaPromptOptimizer(
+                model, max_metric_calls=budget, run_dir=tmp_path, progress=False
+            ),
+            scorers=[mentions_summary],
+        )
+
+    run(4)
+    lines = [json.loads(line) for line in (tmp_path / STATE_FILE).read_text().splitlines()]
+    traces = [e["record"]["trace"] for e in lines if e["kind"] == "cache"]
+    assert traces and all([s["prompt"] for s in t] == ["summarize", "answer"] for t in traces)
+
+
+# -- the checkpoint appends what is new ------------------------------------------------------
+
+
+def bytes_written() -> int:
+    """Bytes this process has passed to write() so far (Linux)."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        pytest.skip("needs /proc/self/io")
+    return int(re.search(r"^wchar: (\d+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+
+class BulkyEval:
+    """Keyword scoring with 2 KB outputs, so the cached state grows fast; notes the bytes
+    written so far at each call (what the saves since the previous call wrote)."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+
+    def __call__(
+        self, prompts: dict[str, str], dataset: Sequence[dict[str, Any]]
+    ) -> list[EvaluationResultRecord]:
+        self.written.append(bytes_written())
+        out = []
+        for record in dataset:
+            word = record["inputs"]["word"]
+            hit = word in prompts["main"]
+            out.append(
+                EvaluationResultRecord(
+                    record["inputs"],
+                    "x" * 2000,
+                    None,
+                    1.0 if hit else 0.0,
+                    rationales={"j": "ok" if hit else f"MISSING <{word}>"},
+                )
+            )
+        return out
+
+
+def test_checkpoint_bytes_per_batch_stay_bounded_as_the_run_grows(tmp_path: Path) -> None:
+    counter = iter(range(10_000))
+    model = FunctionModel(lambda r: f"```\n{current_prompt(r)} tip{next(counter)}\n```")
+    words = [f"w{i % 7}" for i in range(14)]
+    train = [{"inputs": {"word": w, "n": i}} for i, w in enumerate(words)]
+    eval_fn = BulkyEval()
+    start = bytes_written()
+    result = GepaPromptOptimizer(
+        model, max_metric_calls=300, run_dir=tmp_path, progress=False
+    ).optimize(eval_fn, train, {"main": "Say {{ word }}."})
+    total = bytes_written() - start
+    size = (tmp_path / STATE_FILE).stat().st_size
+    assert result.details["metric_calls_used"] <= 300
+    assert size > 500_000, "the state must grow well past the per-batch bound"
+    per_batch = [b - a for a, b in itertools.pairwise(eval_fn.written)]
+    assert len(per_batch) > 50
+    assert max(per_batch) < 40_000, max(per_batch)
+    assert total < 1.5 * size  # written about once, not once per save
+
+
+def test_a_save_torn_by_a_crash_loses_only_its_own_line(tmp_path: Path) -> None:
+    model = FunctionModel(lambda r: f"```\n{current_prompt(r)} {{{{ word }}}} again\n```")
+    train = [{"inputs": {"word": f"w{i}", "n": i}} for i in range(6)]
+    full = GepaPromptOptimizer(model, max_metric_calls=60, progress=False).optimize(
+        BulkyEval(), train, {"main": "Say {{ word }}."}
+    )
+    GepaPromptOptimizer(model, max_metric_calls=30, run_dir=tmp_path, progress=False).optimize(
+        BulkyEval(), train, {"main": "Say {{ word }}."}
+    )
+    path = tmp_path / STATE_FILE
+    path.write_text(path.read_text() + '{"kind": "cache", "key": "abc", "id": "tra')
+    resumed = GepaPromptOptimizer(
+        model, max_metric_calls=60, run_dir=tmp_path, progress=False
+    ).optimize(BulkyEval(), train, {"main": "Say {{ word }}."})
+    assert resumed.details["resumed"] is True
+    assert resumed.details["candidates"] == full.details["candidates"]
+    assert resumed.details["metric_calls_used"] == full.details["metric_calls_used"]
