@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from judgealign import make_judge
 from judgealign.testing import FunctionModel, ModelRequest
 from optimizers._api import optimize_prompts
 from optimizers._base import EvaluationResultRecord
@@ -313,3 +314,52 @@ def test_a_save_torn_by_a_crash_loses_only_its_own_line(tmp_path: Path) -> None:
     assert resumed.details["resumed"] is True
     assert resumed.details["candidates"] == full.details["candidates"]
     assert resumed.details["metric_calls_used"] == full.details["metric_calls_used"]
+
+
+# -- long real records (DeFacto; skipped when the shared data is absent) ----------------------
+
+DEFACTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"
+
+
+def test_defacto_program_steps_stay_bounded_and_scores_stay_on_scale(
+    two_prompt_store: None, tmp_path: Path
+) -> None:
+    if not DEFACTO.is_file():
+        pytest.skip("shared DeFacto data is absent")
+    rows = [json.loads(line) for line in DEFACTO.read_text(encoding="utf-8").splitlines()]
+    longest = sorted(rows, key=lambda r: -len(r["inputs"]["document"]))[:8]
+    assert len(longest[-1]["inputs"]["document"]) > 5_000  # over a thousand tokens each
+    train = [
+        {"inputs": {"document": r["inputs"]["document"], "question": r["outputs"]}} for r in longest
+    ]
+    seen: list[str] = []
+
+    def reflect(request: ModelRequest) -> str:
+        seen.append(request.last_user)
+        return f"```\n{current_prompt(request)} Be brief.\n```"
+
+    def grade(request: ModelRequest) -> dict[str, Any]:
+        brief = "brief" in request.last_user
+        return {"rationale": "brief" if brief else "too long", "result": 4 if brief else 2}
+
+    judge = make_judge(
+        name="quality",
+        instructions="Rate {{ outputs }} from 1 to 5.",
+        model=FunctionModel(grade),
+        feedback_value_type=int,
+        value_range=(1, 5),
+    )
+    result = optimize_prompts(
+        predict_fn=pipeline,
+        train_data=train,
+        prompt_uris=["prompts:/summarize/1", "prompts:/answer/1"],
+        optimizer=GepaPromptOptimizer(
+            FunctionModel(reflect), max_metric_calls=40, run_dir=tmp_path, progress=False
+        ),
+        scorers=[judge],
+    )
+    assert result.initial_eval_score == pytest.approx(0.25)  # a 2 of 1..5, not a perfect 1
+    assert result.details["metric_calls"] <= 40
+    assert seen and all('- prompt "summarize"' in text for text in seen)
+    assert all("more characters]" in text for text in seen)  # documents are cut, not pasted
+    assert max(len(text) for text in seen) < 60_000
