@@ -124,7 +124,6 @@ _EXPORTS: dict[str, str] = {
 __version__ = "0.1.0"
 
 __all__ = [
-    "TEMPLATE_VARIABLES",
     "AgreementReport",
     "AlignedJudge",
     "AlignmentResult",
@@ -156,15 +155,20 @@ __all__ = [
     "ModelError",
     "ModelOutputError",
     "NetworkForbiddenError",
+    "NoOpTracker",
     "RecordProblem",
     "ResponseCache",
     "RetryPolicy",
+    "TEMPLATE_VARIABLES",
+    "Tracker",
+    "TrackingWarning",
     "Usage",
     "agreement",
     "compare_judges",
     "default_embedder",
     "forbid_network",
     "get_default_retry_policy",
+    "get_tracker",
     "load_dataframe",
     "load_jsonl",
     "load_records",
@@ -174,12 +178,8 @@ __all__ = [
     "resolve_model",
     "set_default_retry_policy",
     "set_network_allowed",
-    "split_records",
-    "NoOpTracker",
-    "Tracker",
-    "TrackingWarning",
-    "get_tracker",
     "set_tracker",
+    "split_records",
     "use_tracker",
 ]
 

@@ -72,12 +72,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "GEPA",
     "AggregationFn",
     "BasePromptOptimizer",
     "EvalFn",
     "EvaluationResultRecord",
     "Evaluator",
+    "GEPA",
     "GepaPromptOptimizer",
     "InMemoryPromptStore",
     "IterationRecord",

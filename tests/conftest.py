@@ -68,3 +68,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+_REPORTING_MODULES = (
+    "test_reliability_concurrency",
+    "test_reliability_crash",
+    "test_reliability_faults",
+)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show what the reliability tests measured (their ``REPORT`` dicts), when they ran.
+
+    The measurements are a report, not a test: each check on them lives in the test that
+    produced them.
+    """
+    import json
+
+    for name in _REPORTING_MODULES:
+        report = getattr(sys.modules.get(name), "REPORT", None)
+        if report:
+            terminalreporter.write_line(f"{name}: {json.dumps(report, default=str)}")

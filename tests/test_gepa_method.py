@@ -108,10 +108,11 @@ def test_each_component_of_a_candidate_gets_its_turn(seed: int) -> None:
             assert after == NAMES[(NAMES.index(before) + 1) % len(NAMES)], (parent, components)
     # A child goes on with the component after the one that created it.
     created = {e["child"]: e["component"] for e in reflections if e.get("outcome") == "accepted"}
-    for child, component in created.items():
-        if child in turns:
-            following = NAMES[(NAMES.index(component) + 1) % len(NAMES)]
-            assert turns[child][0] == following, (child, component, turns[child])
+    reflected_children = [child for child in created if child in turns]
+    assert reflected_children, "some child must be reflected on, to test what it inherits"
+    for child in reflected_children:
+        following = NAMES[(NAMES.index(created[child]) + 1) % len(NAMES)]
+        assert turns[child][0] == following, (child, created[child], turns[child])
 
 
 # -- merge ancestors -------------------------------------------------------------------------

@@ -181,8 +181,3 @@ def test_concurrent_judging_over_http_while_aligning() -> None:
     assert len(outcomes) == 32 * 6 and all(fb.ok for fb in outcomes)
     assert len(aligned.record_ids) == 20 and not aligned.pending_record_ids
     REPORT["http"] = {"judging_threads": 32, "judgments": len(outcomes), "records": 20, "lost": 0}
-
-
-def test_report_concurrency_counts() -> None:
-    """Prints what the concurrency tests did (run with -s to see it)."""
-    print("\nreliability concurrency:", REPORT)

@@ -7,7 +7,6 @@ starts in milliseconds) and killed with SIGKILL, which no handler can intercept.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -264,14 +263,19 @@ def test_gepa_killed_mid_run_resumes_without_repeating_a_finished_metric_call(
     )
 
 
-def test_gepa_killed_at_a_random_moment_loses_at_most_the_call_in_flight(tmp_path: Path) -> None:
+def test_gepa_killed_at_a_random_moment_loses_at_most_the_call_in_flight(
+    tmp_path: Path, reference: tuple[Any, int]
+) -> None:
+    _, expected_calls = reference
     rng = random.Random(7)
+    mid_run = 0
     for attempt in range(3):
         run_dir, log = tmp_path / f"run{attempt}", tmp_path / f"log{attempt}"
         pid = fork(lambda: run_gepa(LoggingEval(log, delay_s=0.004), run_dir))  # noqa: B023
         time.sleep(rng.uniform(0.05, 0.25))
         kill(pid)
         before = logged(log)
+        mid_run += 0 < len(before) < expected_calls
         saved = checkpointed(run_dir) if (run_dir / STATE_FILE).exists() else set()
         assert saved <= set(before)
         in_flight = set(before) - saved  # finished by eval_fn, killed before the checkpoint
@@ -285,10 +289,4 @@ def test_gepa_killed_at_a_random_moment_loses_at_most_the_call_in_flight(tmp_pat
         REPORT.setdefault("gepa_random_kills", []).append(
             {"finished_before": len(before), "checkpointed": len(saved), "redone": len(in_flight)}
         )
-
-
-def test_report_crash_counts() -> None:
-    """Prints what the crash tests simulated (run with -s to see it)."""
-    print("\nreliability crashes:", json.dumps(REPORT, default=str))
-    digest = hashlib.sha256(json.dumps(REPORT, sort_keys=True, default=str).encode()).hexdigest()
-    assert digest
+    assert mid_run > 0, "no kill landed mid-run, so nothing was tested"

@@ -437,8 +437,3 @@ def test_gepa_reads_unscored_records_as_zero_and_refuses_scores_off_the_scale(
             GEPA(model, max_metric_calls=12, progress=False).optimize(
                 eval_fn_with([0.5, off_scale]), questions(8), {"qa": "Answer: {{ question }}"}
             )
-
-
-def test_report_fault_counts() -> None:
-    """Prints what the fault tests injected and survived (run with -s to see it)."""
-    print("\nreliability faults:", json.dumps(REPORT, indent=1, default=str))

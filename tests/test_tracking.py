@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -120,14 +119,20 @@ def test_the_default_tracker_is_a_no_op_and_evaluate_builds_nothing_for_it(
     assert result.values == [True, False, False, True]
 
 
-def test_no_op_tracking_adds_no_measurable_cost() -> None:
-    from judgealign._tracking_events import track_evaluation
+def test_no_op_tracking_builds_no_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What keeps tracking free when it is off: every entry point returns before building
+    # a report. (How long a call takes is measured in benchmarks, not asserted here.)
+    from judgealign import _tracking_events as events
 
-    started = time.perf_counter()
-    for _ in range(20_000):
-        track_evaluation(None, [], [])
-    per_call = (time.perf_counter() - started) / 20_000
-    assert per_call < 20e-6  # a context-variable read and an identity check
+    assert isinstance(get_tracker(), NoOpTracker)
+    built: list[str] = []
+    monkeypatch.setattr(events, "_guard", lambda report, *args: built.append(report.__name__))
+    events.track_evaluation(None, [], [])
+    events.track_agreement(None)
+    events.track_comparison(None)
+    events.track_alignment(None, None)
+    events.track_optimization(None, prompt_uris=[], train_size=0, val_size=0, scorer_names=[])
+    assert built == []
 
 
 def test_importing_judgealign_imports_neither_mlflow_nor_matplotlib() -> None:
