@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from judgealign import make_judge
 from judgealign._embeddings import HashingEmbedder
@@ -21,6 +22,11 @@ from judgealign._records import LabeledRecord
 from judgealign.testing import FunctionModel, ModelRequest
 
 DEFACTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"
+# Our own records (fictional news articles, some of them long and multi-paragraph, each
+# with consistent and inconsistent summaries): the core tests run on these, so they never
+# depend on the shared data being next to the repository.
+FIXTURE = Path(__file__).resolve().parent / "data" / "memalign_records.jsonl"
+needs_defacto = pytest.mark.skipif(not DEFACTO.is_file(), reason=f"{DEFACTO} not found")
 INSTRUCTIONS = (
     "Is the summary in {{ outputs }} factually consistent with the document in {{ inputs }}? "
     "Answer true when every claim of the summary is supported by the document."
@@ -121,6 +127,14 @@ def judge_for(model: Any) -> Judge:
     return make_judge(name="consistency", instructions=INSTRUCTIONS, model=model)
 
 
+def fixture_records(judge: Judge, count: int, *, start: int = 0) -> list[LabeledRecord]:
+    """``count`` records of the shipped fixture from line ``start``, labels coerced."""
+    loaded = load_jsonl(FIXTURE, judge=judge, limit=start + count, strict=True)
+    records = list(loaded.records[start : start + count])
+    assert len(records) == count, f"the fixture has only {len(records)} records from {start}"
+    return records
+
+
 def defacto_records(judge: Judge, count: int, *, start: int = 0) -> list[LabeledRecord]:
     """``count`` DeFacto records from line ``start``, labels coerced for ``judge``."""
     loaded = load_jsonl(DEFACTO, judge=judge, limit=start + count, strict=True)
@@ -128,7 +142,7 @@ def defacto_records(judge: Judge, count: int, *, start: int = 0) -> list[Labeled
 
 
 def record_view(record: LabeledRecord) -> str:
-    """The default embedded text of a DeFacto record for an inputs+outputs judge."""
+    """The default embedded text of a record for an inputs+outputs judge."""
     return json.dumps(
         {"inputs": record.inputs, "outputs": record.outputs},
         sort_keys=True,

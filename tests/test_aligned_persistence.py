@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memalign_support import DEFACTO, Brain, CountingEmbedder, defacto_records, judge_for
+from memalign_support import Brain, CountingEmbedder, fixture_records, judge_for
 
 from judgealign import ConfigurationError
 from judgealign._aligned import AlignedJudge
 from judgealign._alignment import MemAlignOptimizer
-
-pytestmark = pytest.mark.skipif(not DEFACTO.is_file(), reason=f"{DEFACTO} not found")
 
 
 def verdict_by_outputs(request: Any) -> dict[str, Any]:
@@ -29,7 +27,7 @@ def aligned_judge(count: int = 16, **options: Any):
     brain = Brain(verdict=verdict_by_outputs)
     judge = judge_for(brain.model)
     embedder = CountingEmbedder()
-    records = defacto_records(judge, count + 4)
+    records = fixture_records(judge, count + 4)
     optimizer = MemAlignOptimizer(embedding_model=embedder, retrieval_k=3, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,7 +98,7 @@ def test_reloaded_judge_aligns_incrementally(tmp_path: Path):
 def test_loading_without_an_embedder_resolves_the_saved_id_lazily(tmp_path: Path):
     brain = Brain()
     judge = judge_for(brain.model)
-    records = defacto_records(judge, 4)
+    records = fixture_records(judge, 4)
     optimizer = MemAlignOptimizer(embedding_model="hashing:/128")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

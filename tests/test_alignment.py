@@ -1,4 +1,5 @@
-"""MemAlign alignment on DeFacto records, with scripted models and a counting embedder.
+"""MemAlign alignment on the shipped fixture records (long multi-paragraph documents among
+them), with scripted models and a counting embedder; DeFacto runs skip without the data.
 
 Each test names the invariant it checks; none touches the network or a real model.
 """
@@ -14,11 +15,10 @@ from typing import Any
 
 import pytest
 from memalign_support import (
-    DEFACTO,
     Brain,
     CountingEmbedder,
     batch_ids,
-    defacto_records,
+    fixture_records,
     judge_for,
     record_view,
 )
@@ -29,15 +29,13 @@ from judgealign._alignment import MemAlignOptimizer, render_view
 from judgealign._distill import estimate_tokens
 from judgealign._records import LabeledRecord
 
-pytestmark = pytest.mark.skipif(not DEFACTO.is_file(), reason=f"{DEFACTO} not found")
-
 
 def setup(count: int = 20, **options: Any):
     brain = Brain()
     judge = judge_for(brain.model)
     embedder = CountingEmbedder()
     optimizer = MemAlignOptimizer(embedding_model=embedder, **options)
-    records = defacto_records(judge, count)
+    records = fixture_records(judge, count)
     return brain, judge, embedder, optimizer, records
 
 
@@ -102,12 +100,24 @@ def test_batches_respect_the_token_budget_and_run_concurrently():
     brain, judge, _, optimizer, records = setup(
         30, batch_token_budget=budget, max_records_per_batch=4
     )
-    seen_threads: set[int] = set()
+    # Each request waits (briefly) until another one is in flight too: only batches that
+    # really run at the same time get past the wait, so a sequential loop records 1.
+    in_flight, most = [0], [0]
+    lock, overlap = threading.Lock(), threading.Event()
     inner = brain.distill
 
     def distill(request):
-        seen_threads.add(threading.get_ident())
-        return inner(request)
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            if in_flight[0] >= 2:
+                overlap.set()
+        overlap.wait(timeout=2)
+        try:
+            return inner(request)
+        finally:
+            with lock:
+                in_flight[0] -= 1
 
     brain.distill = distill
     aligned = judge.align(records, optimizer=optimizer)
@@ -120,7 +130,7 @@ def test_batches_respect_the_token_budget_and_run_concurrently():
         if len(batch_ids(request)) > 1:
             assert estimate_tokens(request.system + request.last_user) <= budget
     assert len(aligned.guidelines) == 30
-    assert len(seen_threads) >= 1
+    assert most[0] >= 2, "distillation batches never ran at the same time"
 
 
 def test_semantic_dedupe_merges_near_duplicates_and_their_sources():
@@ -315,7 +325,7 @@ def test_custom_view_function_is_used_for_both_sides():
     optimizer = MemAlignOptimizer(
         embedding_model=embedder, view=lambda fields: "SUMMARY: " + str(fields["outputs"])
     )
-    records = defacto_records(judge, 3)
+    records = fixture_records(judge, 3)
     aligned = quiet_align(judge, records, optimizer)
     aligned(inputs=records[0].inputs, outputs="anything")
     assert [t.startswith("SUMMARY: ") for t in embedder.texts].count(False) == 3  # guidelines
@@ -545,7 +555,7 @@ def test_reflection_model_defaults_to_the_judge_model_and_can_be_separate():
     brain = Brain()
     reflection = Brain()
     judge = judge_for(brain.model)
-    records = defacto_records(judge, 3)
+    records = fixture_records(judge, 3)
     optimizer = MemAlignOptimizer(
         reflection_model=reflection.model, embedding_model=CountingEmbedder()
     )
