@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from judgealign._alignment import MemAlignOptimizer, RecordsLike, render_view
-from judgealign._alignment_result import AlignmentResult, caller_stacklevel
+from judgealign._alignment_result import AlignmentResult, Operation, caller_stacklevel
 from judgealign._chat import ChatModel, Message
 from judgealign._embeddings import Embedder
 from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
@@ -101,6 +101,7 @@ class AlignedJudge:
         optimizer: the optimizer whose settings (embedder, view, ``retrieval_k``...) this
             judge uses; ``MemAlignOptimizer()`` by default.
         state: an existing memory (used when loading).
+        history: the changes that made ``state`` (used when loading).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class AlignedJudge:
         *,
         optimizer: MemAlignOptimizer | None = None,
         state: MemoryState | None = None,
+        history: Sequence[AlignmentResult] = (),
     ) -> None:
         if not isinstance(base, Judge):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(
@@ -118,7 +120,7 @@ class AlignedJudge:
         self._optimizer = optimizer or MemAlignOptimizer()
         self._state = state or MemoryState()
         self._lock = threading.RLock()
-        self._history: list[AlignmentResult] = []
+        self._history: list[AlignmentResult] = list(history)
         self._lookup: tuple[MemoryState, MemoryLookup] | None = None
 
     def __repr__(self) -> str:
@@ -304,22 +306,28 @@ class AlignedJudge:
 
     @property
     def history(self) -> tuple[AlignmentResult, ...]:
-        """Every ``align``/``unalign`` result on this object, oldest first."""
+        """Every change to this judge's memory, oldest first: each ``align`` and
+        ``unalign``, and each guideline added, edited, pinned, unpinned or removed (see
+        :attr:`AlignmentResult.operation`). Saved with the judge and loaded back."""
         with self._lock:
             return tuple(self._history)
 
     @property
     def last_alignment(self) -> AlignmentResult | None:
-        """The latest ``align`` or ``unalign`` result."""
+        """The latest ``align`` or ``unalign`` result (guideline edits are skipped)."""
         with self._lock:
-            return self._history[-1] if self._history else None
+            for result in reversed(self._history):
+                if result.operation in ("align", "unalign"):
+                    return result
+            return None
 
     def copy(self) -> AlignedJudge:
         """An independent aligned judge with the same memory (later changes to one do not
         affect the other). Memory is immutable, so this copies nothing large."""
-        twin = AlignedJudge(self.base_judge, optimizer=self._optimizer, state=self._state)
-        twin._history = list(self.history)
-        return twin
+        with self._lock:
+            return AlignedJudge(
+                self.base_judge, optimizer=self._optimizer, state=self._state, history=self._history
+            )
 
     # -- memory: changing ------------------------------------------------------------
 
@@ -370,6 +378,7 @@ class AlignedJudge:
             for note in notes:
                 warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
             result = AlignmentResult(
+                operation="unalign",
                 records_removed=tuple(i for i in wanted if i not in unknown),
                 guidelines_removed=removed,
                 warnings=tuple(notes),
@@ -409,20 +418,27 @@ class AlignedJudge:
                 origin="user",
             )
             self._state = state.with_guidelines((*state.guidelines, guideline))
+            self._history.append(
+                AlignmentResult(operation="add_guideline", guidelines_added=(guideline.id,))
+            )
             return guideline
 
     def edit_guideline(self, guideline_id: str, text: str) -> Guideline:
         """Replace a guideline's text (its id, sources and pin are kept)."""
         with self._lock:
-            edited = replace(self._state.guideline(guideline_id), text=_check_text(text))
+            old = self._state.guideline(guideline_id)
+            edited = replace(old, text=_check_text(text))
             self._replace_guideline(edited, drop_vector=True)
+            self._record_edit("edit_guideline", old, edited)
             return edited
 
     def pin_guideline(self, guideline_id: str, pinned: bool = True) -> Guideline:
         """Pin (or unpin) a guideline; pinned ones survive consolidation and ``unalign``."""
         with self._lock:
-            edited = replace(self._state.guideline(guideline_id), pinned=pinned)
+            old = self._state.guideline(guideline_id)
+            edited = replace(old, pinned=pinned)
             self._replace_guideline(edited, drop_vector=False)
+            self._record_edit("pin_guideline" if pinned else "unpin_guideline", old, edited)
             return edited
 
     def remove_guideline(self, guideline_id: str) -> Guideline:
@@ -432,6 +448,9 @@ class AlignedJudge:
             gone = state.guideline(guideline_id)
             self._state = state.with_guidelines(
                 [g for g in state.guidelines if g.id != guideline_id]
+            )
+            self._history.append(
+                AlignmentResult(operation="remove_guideline", guidelines_removed=(gone.id,))
             )
             return gone
 
@@ -443,7 +462,8 @@ class AlignedJudge:
         ``judgealign/_aligned_file.py``)."""
         from judgealign._aligned_file import dump_aligned
 
-        return dump_aligned(self.base_judge, self._optimizer, self._state)
+        with self._lock:
+            return dump_aligned(self.base_judge, self._optimizer, self._state, self._history)
 
     def save(self, path: str | Path) -> Path:
         """Write the judge, its memory and its vectors to one JSON file, atomically."""
@@ -465,7 +485,7 @@ class AlignedJudge:
         """Rebuild an aligned judge from :meth:`to_dict`; options as in :meth:`load`."""
         from judgealign._aligned_file import restore_aligned
 
-        base, optimizer, state = restore_aligned(
+        base, optimizer, state, history = restore_aligned(
             data,
             model=model,
             reflection_model=reflection_model,
@@ -474,7 +494,7 @@ class AlignedJudge:
             reembed=reembed,
             source=source,
         )
-        return cls(base, optimizer=optimizer, state=state)
+        return cls(base, optimizer=optimizer, state=state, history=history)
 
     @classmethod
     def load(
@@ -518,6 +538,11 @@ class AlignedJudge:
         )
 
     # -- internals -------------------------------------------------------------------
+
+    def _record_edit(self, operation: Operation, old: Guideline, new: Guideline) -> None:
+        # An edit that changes nothing is still an event, but lists no edited id.
+        edited = () if new == old else (new.id,)
+        self._history.append(AlignmentResult(operation=operation, guidelines_edited=edited))
 
     def _replace_guideline(self, edited: Guideline, *, drop_vector: bool) -> None:
         state = self._state

@@ -13,9 +13,13 @@ Layout::
         "guidelines": [{"id", "text", "source_ids", "pinned", "origin"}],
         "guideline_vectors": {"<guideline id>": "<base64 little-endian float32>"},
         "records": [{"record": {... LabeledRecord ...}, "status": "distilled",
-                     "vector": "<base64 little-endian float32>"}]
+                     "vector": "<base64 little-endian float32>"}],
+        "history": [{... AlignmentResult.to_dict() ...}]
       }
     }
+
+``history`` (every change to the memory, oldest first) may be missing from files written
+before it was saved; such a file loads with an empty history.
 
 The canonical JSON is ``judgealign._records.canonical_json`` (sorted keys, no spaces).
 Loading needs neither the original data, nor a model call, nor a tracking server.
@@ -25,12 +29,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from judgealign._alignment import MemAlignOptimizer
+from judgealign._alignment_result import AlignmentResult
 from judgealign._chat import ChatModel
 from judgealign._embeddings import Embedder, resolve_embedder
 from judgealign._errors import ConfigurationError
@@ -48,8 +53,14 @@ FORMAT = "judgealign/aligned-judge"
 FORMAT_VERSION = 1
 
 
-def dump_aligned(base: Judge, optimizer: MemAlignOptimizer, state: MemoryState) -> dict[str, Any]:
-    """The file content for ``base`` with ``optimizer``'s settings and ``state``."""
+def dump_aligned(
+    base: Judge,
+    optimizer: MemAlignOptimizer,
+    state: MemoryState,
+    history: Sequence[AlignmentResult] = (),
+) -> dict[str, Any]:
+    """The file content for ``base`` with ``optimizer``'s settings, ``state`` and
+    ``history``."""
     content: dict[str, Any] = {
         "base_judge": base.to_dict(),
         "optimizer": optimizer.settings(),
@@ -64,6 +75,7 @@ def dump_aligned(base: Judge, optimizer: MemAlignOptimizer, state: MemoryState) 
             }
             for s in state.records.values()
         ],
+        "history": [result.to_dict() for result in history],
     }
     return {
         "format": FORMAT,
@@ -93,7 +105,7 @@ def restore_aligned(
     view: Any,
     reembed: bool,
     source: str,
-) -> tuple[Judge, MemAlignOptimizer, MemoryState]:
+) -> tuple[Judge, MemAlignOptimizer, MemoryState, tuple[AlignmentResult, ...]]:
     """Check and decode a saved aligned judge (see the module docstring)."""
     content = _checked_content(data, source)
     try:
@@ -102,6 +114,7 @@ def restore_aligned(
         saved = dict(content["embedder"])
         guidelines = [Guideline.from_dict(g) for g in content["guidelines"]]
         entries = list(content["records"])
+        history = tuple(AlignmentResult.from_dict(r) for r in content.get("history", ()))
     except (KeyError, TypeError, ValueError) as exc:
         raise _error(
             source,
@@ -112,21 +125,26 @@ def restore_aligned(
     spec = _embedder_spec(saved, embedder, reembed, source)
     optimizer = _optimizer(settings, reflection_model, spec, chosen_view, source)
     records = [_record(e, source) for e in entries]
-    if reembed and records:
+    if reembed:  # the saved guideline vectors are dropped too: they are re-embedded when needed
+        if not records:
+            return base, optimizer, MemoryState().with_guidelines(guidelines), history
         vectors = optimizer.embed_texts([optimizer.view_of(base, r) for r, _, _ in records])
         stored = [
             StoredRecord(r, v, status) for (r, status, _), v in zip(records, vectors, strict=True)
         ]
         state = MemoryState().with_records(stored, optimizer.embedder.id)
-        return base, optimizer, state.with_guidelines(guidelines)
+        return base, optimizer, state.with_guidelines(guidelines), history
     dimension = saved.get("dimension")
+    saved_id = saved.get("id")
     stored = [StoredRecord(r, _decode(v, dimension, source), status) for r, status, v in records]
-    state = MemoryState().with_records(stored, str(saved.get("id")))
+    # The id is kept even with no record left: it names the guideline vectors' embedder.
+    state = MemoryState(embedder_id=saved_id if isinstance(saved_id, str) else None)
+    state = state.with_records(stored, str(saved_id))
     vectors = {
         k: _decode(v, dimension, source)
         for k, v in dict(content.get("guideline_vectors", {})).items()
     }
-    return base, optimizer, state.with_guidelines(guidelines, vectors)
+    return base, optimizer, state.with_guidelines(guidelines, vectors), history
 
 
 def _checked_content(data: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from judgealign._alignment_result import AlignmentResult, RunLog
 from judgealign._chat import ChatModel
 from judgealign._distill import (
+    ConsolidationOutcome,
     DistillationOutcome,
     DistillItem,
     consolidate_guidelines,
@@ -204,8 +205,9 @@ class MemAlignOptimizer:
     ) -> tuple[MemoryState, AlignmentResult]:
         """Compute the memory after learning ``records``; ``state`` is not modified."""
         valid, problems, duplicates = _prepare(base, records)
-        if state.embedder_id is not None and state.records:
-            _check_embedder_id(state.embedder_id, self.embedder.id)
+        # Before any paid call: stored vectors must come from this embedder (a memory with
+        # no record left drops its guideline vectors instead, to re-embed them).
+        state = state.for_embedder(self.embedder)
         new, changed, unchanged = _classify(state, valid)
         pending = [
             state.records[i].record for i in unchanged if state.records[i].status == "pending"
@@ -416,26 +418,37 @@ class MemAlignOptimizer:
                 f"({outcome.error}); the list is kept as it is."
             )
             return state
-        before = {g.id for g in state.guidelines}
-        added = [g.id for g in outcome.guidelines if g.id not in before]
-        kept_added = [
-            i for i in run.result_fields.get("guidelines_added", ()) if i not in outcome.replaced
-        ]
-        run.result_fields["guidelines_added"] = (*kept_added, *added)
-        run.result_fields["guidelines_removed"] = (
-            *run.result_fields.get("guidelines_removed", ()),
-            *(
-                i
-                for i in outcome.replaced
-                if i not in run.result_fields.get("guidelines_added", ())
-            ),
-        )
+        self._report_consolidation(state, outcome, run)
         if len(outcome.guidelines) > self.max_guidelines:
             run.warn(
                 f"After consolidation there are still {len(outcome.guidelines)} "
                 f"guidelines (cap {self.max_guidelines})."
             )
         return state.with_guidelines(outcome.guidelines)
+
+    @staticmethod
+    def _report_consolidation(
+        state: MemoryState, outcome: ConsolidationOutcome, run: RunLog
+    ) -> None:
+        """Fold a consolidation into the result: a guideline added earlier in this align
+        and replaced now was never there for the user, so it is neither added nor removed;
+        only guidelines that existed before the align are reported removed."""
+        before = {g.id for g in state.guidelines}
+        final = {g.id for g in outcome.guidelines}
+        added_earlier: tuple[str, ...] = run.result_fields.get("guidelines_added", ())
+        merged_earlier: tuple[str, ...] = run.result_fields.get("guidelines_merged", ())
+        created = [g.id for g in outcome.guidelines if g.id not in before]
+        run.result_fields["guidelines_added"] = (
+            *(i for i in added_earlier if i in final),
+            *created,
+        )
+        run.result_fields["guidelines_merged"] = tuple(
+            dict.fromkeys([*(i for i in merged_earlier if i in final), *outcome.absorbed])
+        )
+        run.result_fields["guidelines_removed"] = (
+            *run.result_fields.get("guidelines_removed", ()),
+            *(i for i in outcome.replaced if i not in added_earlier),
+        )
 
     # -- persistence of settings -------------------------------------------------------
 
@@ -537,16 +550,6 @@ def _same_verdict(judged: Any, label: Any) -> bool:
             and math.isclose(float(judged), float(label), rel_tol=1e-9, abs_tol=1e-9)
         )
     return bool(judged == label)
-
-
-def _check_embedder_id(stored: str, current: str) -> None:
-    if stored != current:
-        raise ConfigurationError(
-            f"The aligned judge's memory was embedded with {stored!r}, but this optimizer "
-            f"embeds with {current!r}; their vectors cannot be compared. Use "
-            f"MemAlignOptimizer(embedding_model={stored!r}), or re-embed the memory with "
-            "AlignedJudge.load(path, embedder=..., reembed=True)."
-        )
 
 
 def _ids(records: Sequence[LabeledRecord]) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """What an alignment changed: :class:`AlignmentResult`, and how it is reported.
 
-Every ``align`` and ``unalign`` leaves its result on the aligned judge (``last_alignment``,
-``history``). Anything worth a warning (nothing changed, a failed distillation batch,
+Every change to an aligned judge's memory leaves a result in its ``history``: ``align`` and
+``unalign`` (the latest of those is ``last_alignment``), and each guideline added, edited,
+pinned, unpinned or removed by hand. The history is saved with the judge's file. Anything worth a warning (nothing changed, a failed distillation batch,
 unknown source ids, no usable guideline, rejected records) is both sent through
 :func:`warnings.warn`, pointed at the caller's line, and kept in
 ``AlignmentResult.warnings``: alignment never fails silently.
@@ -11,31 +12,45 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from judgealign._distill import DistillationOutcome, FailedBatch
 from judgealign._records import DuplicateRecord, RecordProblem, duplicates_message
 from judgealign._usage import ZERO_USAGE, Usage
 
-__all__ = ["AlignmentResult", "RunLog", "caller_stacklevel"]
+__all__ = ["AlignmentResult", "Operation", "RunLog", "caller_stacklevel"]
+
+Operation = Literal[
+    "align",
+    "unalign",
+    "add_guideline",
+    "edit_guideline",
+    "pin_guideline",
+    "unpin_guideline",
+    "remove_guideline",
+]
 
 
 @dataclass(frozen=True)
 class AlignmentResult:
-    """What one ``align`` or ``unalign`` changed, and what it cost.
+    """What one change to an aligned judge's memory did, and what it cost.
 
     Attributes:
         records_added: ids newly stored.
         records_updated: ids whose content changed; forgotten, then learned again.
         records_removed: ids forgotten (``unalign``).
         records_unchanged: ids already in memory with the same content (no cost).
-        guidelines_added: ids of guidelines created (distilled or consolidated).
+        guidelines_added: ids of guidelines created (distilled, consolidated, or added by
+            a person) and still in memory at the end of the change.
         guidelines_merged: ids of guidelines (existing or just added) that absorbed a
-            near-duplicate instead of it being added (their source ids grew).
-        guidelines_removed: ids of guidelines removed because every source was forgotten
-            or because consolidation replaced them.
+            near-duplicate, or other guidelines during consolidation, instead of a new
+            guideline being added (their source ids grew).
+        guidelines_removed: ids of guidelines that existed before the change and were
+            removed: every source was forgotten, consolidation replaced them, or a person
+            removed them.
         failed_batches: distillation batches that failed twice (their records stay
             ``pending`` and are retried by the next ``align``).
         problems: records rejected before alignment (bad label, missing field...).
@@ -45,8 +60,12 @@ class AlignmentResult:
             the experts (``None`` in the default mode).
         dropped_source_ids: ids the reflection model cited that were not in its batch.
         warnings: every warning issued, also sent through :func:`warnings.warn`.
-        usage: reflection and base-judge calls made by this alignment.
+        usage: reflection and judge calls made by this alignment.
         texts_embedded: how many texts were embedded (records and guidelines).
+        operation: what made the change: ``"align"``, ``"unalign"``, or the guideline
+            method (``"add_guideline"``, ``"edit_guideline"``, ``"pin_guideline"``,
+            ``"unpin_guideline"``, ``"remove_guideline"``).
+        guidelines_edited: ids of guidelines whose text or pin a person changed.
     """
 
     records_added: tuple[str, ...] = ()
@@ -65,6 +84,8 @@ class AlignmentResult:
     warnings: tuple[str, ...] = ()
     usage: Usage = field(default_factory=lambda: ZERO_USAGE)
     texts_embedded: int = 0
+    operation: Operation = "align"
+    guidelines_edited: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -75,8 +96,35 @@ class AlignmentResult:
             or self.records_removed
             or self.guidelines_added
             or self.guidelines_merged
+            or self.guidelines_edited
             or self.guidelines_removed
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (how the history is saved), inverse of :meth:`from_dict`."""
+        return _json_ready(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlignmentResult:
+        """Rebuild a result saved by :meth:`to_dict`; unknown keys are ignored.
+
+        Raises:
+            ValueError: a field has the wrong shape or an unknown ``operation``.
+        """
+        if data.get("operation", "align") not in get_args(Operation):
+            raise ValueError(f"unknown operation {data.get('operation')!r}")
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            if item.name not in data:
+                continue
+            value = data[item.name]
+            decode = _DECODERS.get(item.name)
+            if decode is not None:
+                value = decode(value)
+            elif isinstance(value, list):
+                value = tuple(str(v) for v in value)  # pyright: ignore[reportUnknownVariableType]
+            values[item.name] = value
+        return cls(**values)
 
     def format(self) -> str:
         """A short human report."""
@@ -85,13 +133,57 @@ class AlignmentResult:
             f"updated, -{len(self.records_removed)} removed, {len(self.records_unchanged)} "
             f"unchanged, {len(self.problems)} rejected",
             f"guidelines: +{len(self.guidelines_added)} added, {len(self.guidelines_merged)} "
-            f"merged, -{len(self.guidelines_removed)} removed",
+            f"merged, "
+            + (f"{len(self.guidelines_edited)} edited, " if self.guidelines_edited else "")
+            + f"-{len(self.guidelines_removed)} removed",
             f"model calls: {self.usage.calls}, texts embedded: {self.texts_embedded}",
         ]
         if self.failed_batches:
             lines.append(f"failed distillation batches: {len(self.failed_batches)}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+    return value
+
+
+def _usage(data: Any) -> Usage:
+    return Usage(**dict(data))
+
+
+def _failed_batch(data: Any) -> FailedBatch:
+    values = dict(data)
+    values["record_ids"] = tuple(str(i) for i in values.get("record_ids", ()))
+    if isinstance(values.get("usage"), Mapping):
+        values["usage"] = _usage(values["usage"])
+    return FailedBatch(**values)
+
+
+def _duplicate(data: Any) -> DuplicateRecord:
+    values = dict(data)
+    values["locations"] = tuple(values.get("locations", ()))
+    values["labels"] = tuple(values.get("labels", ()))
+    return DuplicateRecord(**values)
+
+
+def _many(decode: Any) -> Any:
+    return lambda items: tuple(decode(item) for item in items)
+
+
+_DECODERS: dict[str, Any] = {
+    "usage": _usage,
+    "failed_batches": _many(_failed_batch),
+    "problems": _many(lambda item: RecordProblem(**dict(item))),
+    "duplicates": _many(_duplicate),
+    "disagreement_ids": lambda ids: None if ids is None else tuple(str(i) for i in ids),
+    "texts_embedded": int,
+    "operation": str,
+}
 
 
 @dataclass

@@ -9,7 +9,8 @@ characters per token) and run concurrently; a failed batch is retried once, then
 
 Consolidation asks the model to merge an over-long list into fewer guidelines; each
 rewritten guideline names the guidelines it replaces and inherits the union of their
-sources.
+sources. A guideline the model keeps (it names only that one, or repeats its text) keeps
+its id, origin and sources, so the ids users were shown stay valid.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from judgealign._chat import ChatModel, Message
 from judgealign._errors import ModelError
-from judgealign._memory import Guideline, new_guideline_id
+from judgealign._memory import Guideline, new_guideline_id, normalise_text
 from judgealign._metering import usage_of_error
 from judgealign._redact import redact
 from judgealign._structured import ReplyError, generate_structured
@@ -350,17 +351,21 @@ class ConsolidationOutcome:
     """The rewritten guideline list.
 
     Attributes:
-        guidelines: pinned guidelines unchanged, then the rewritten ones, then any
-            unpinned guideline the model's answer did not cover (kept, not lost).
-        replaced: ids of guidelines that were merged into rewritten ones.
+        guidelines: pinned guidelines unchanged, then the reply's guidelines in its order
+            (kept ones with their own id, new ones with a new id), then any unpinned
+            guideline the reply did not mention (kept, not lost).
+        replaced: ids of guidelines merged into others and no longer in the list.
         error: why consolidation did not happen (the list is then unchanged), else ``None``.
         usage: what the call cost.
+        absorbed: ids of kept guidelines that took in the sources of guidelines merged
+            into them.
     """
 
     guidelines: tuple[Guideline, ...]
     replaced: tuple[str, ...]
     error: str | None
     usage: Usage
+    absorbed: tuple[str, ...] = ()
 
 
 def consolidate_guidelines(
@@ -368,9 +373,13 @@ def consolidate_guidelines(
 ) -> ConsolidationOutcome:
     """Merge overlapping unpinned guidelines into at most about ``target`` guidelines.
 
-    Pinned guidelines are shown for context and kept verbatim. Each rewritten guideline's
-    sources are the union of the sources of the guidelines it names in ``merged_ids``;
-    one naming no known unpinned guideline is ignored.
+    Pinned guidelines are shown for context and kept verbatim. Ids users were shown stay
+    stable: a reply entry that names a single guideline keeps that guideline as it is (id,
+    text, origin, sources), and an entry whose text is that of one of the guidelines it
+    names keeps that one, which takes in the others' sources. Any other entry becomes a
+    new ``consolidated`` guideline whose sources are the union of those of the guidelines
+    it names; an entry naming no known unpinned guideline is ignored, and one repeating
+    the text of an earlier entry adds its sources to it.
     """
     pinned = [g for g in guidelines if g.pinned]
     loose = {g.id: g for g in guidelines if not g.pinned}
@@ -394,26 +403,69 @@ def consolidate_guidelines(
         )
     except ModelError as exc:
         return ConsolidationOutcome(tuple(guidelines), (), redact(str(exc)), usage_of_error(exc))
-    rewritten: list[Guideline] = []
-    replaced: dict[str, None] = {}
-    taken = {g.id for g in guidelines}
+    rewrite = _Rewrite({g.id for g in guidelines})
+    mentioned: dict[str, None] = {}
     for text, merged in reply.value:
-        sources_of = [loose[i] for i in dict.fromkeys(merged) if i in loose]
-        if not sources_of:
-            continue
-        union = tuple(dict.fromkeys(s for g in sources_of for s in g.source_ids))
-        new_id = new_guideline_id(text, taken)
-        taken.add(new_id)
-        rewritten.append(Guideline(id=new_id, text=text, source_ids=union, origin="consolidated"))
-        replaced.update(dict.fromkeys(g.id for g in sources_of))
-    if not rewritten:
+        members = [loose[i] for i in dict.fromkeys(merged) if i in loose]
+        if members:
+            mentioned.update(dict.fromkeys(g.id for g in members))
+            rewrite.add(text, members)
+    if not rewrite.items:
         return ConsolidationOutcome(
             tuple(guidelines), (), "the reply merged no known guideline", reply.usage
         )
-    uncovered = [g for g in loose.values() if g.id not in replaced]
+    listed = {g.id for g in rewrite.items}
+    uncovered = [g for g in loose.values() if g.id not in mentioned and g.id not in listed]
     return ConsolidationOutcome(
-        (*pinned, *rewritten, *uncovered), tuple(replaced), None, reply.usage
+        (*pinned, *rewrite.items, *uncovered),
+        tuple(i for i in mentioned if i not in listed),
+        None,
+        reply.usage,
+        tuple(i for i in rewrite.absorbed if i in loose),
     )
+
+
+class _Rewrite:
+    """The consolidated list as it is built from the reply, entry by entry."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self.items: list[Guideline] = []
+        self.absorbed: dict[str, None] = {}
+        self._taken = set(taken)
+        self._by_text: dict[str, int] = {}
+
+    def add(self, text: str, members: Sequence[Guideline]) -> None:
+        sources = tuple(dict.fromkeys(s for g in members for s in g.source_ids))
+        key = normalise_text(text)
+        listed = {g.id for g in self.items}
+        if len(members) == 1 and members[0].id in listed:
+            return  # a guideline kept as is, listed a second time
+        keeper = members[0] if len(members) == 1 else None
+        keeper = keeper or next((g for g in members if normalise_text(g.text) == key), None)
+        if keeper is not None and keeper.id not in listed:
+            self._append(keeper, sources, grew=len(members) > 1)
+            return
+        if key in self._by_text:  # the same text again: one guideline, both sources
+            self._extend(self._by_text[key], sources)
+            return
+        new_id = new_guideline_id(text, self._taken)
+        self._taken.add(new_id)
+        self._append(Guideline(new_id, text, sources, origin="consolidated"), sources, grew=False)
+        self._by_text[key] = len(self.items) - 1
+
+    def _append(self, guideline: Guideline, sources: tuple[str, ...], *, grew: bool) -> None:
+        union = tuple(dict.fromkeys([*guideline.source_ids, *sources]))
+        self.items.append(replace(guideline, source_ids=union))
+        self._by_text.setdefault(normalise_text(guideline.text), len(self.items) - 1)
+        if grew and union != guideline.source_ids:
+            self.absorbed[guideline.id] = None
+
+    def _extend(self, position: int, sources: tuple[str, ...]) -> None:
+        target = self.items[position]
+        union = tuple(dict.fromkeys([*target.source_ids, *sources]))
+        if union != target.source_ids:
+            self.items[position] = replace(target, source_ids=union)
+            self.absorbed[target.id] = None
 
 
 def _consolidate_system(instructions: str, pinned: Sequence[Guideline], target: int) -> str:

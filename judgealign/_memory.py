@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from judgealign._embeddings import Embedder
+
     Vector = NDArray[np.float32]
 else:
     Vector = Any
@@ -213,6 +215,46 @@ class MemoryState:
         ids = {g.id for g in guidelines}
         cache = {k: v for k, v in {**self.guideline_vectors, **(vectors or {})}.items() if k in ids}
         return replace(self, guidelines=tuple(guidelines), guideline_vectors=cache)
+
+    def for_embedder(self, embedder: Embedder) -> MemoryState:
+        """This memory, ready to take vectors from ``embedder``; no model is called.
+
+        Vectors from two embedders (or of two sizes) cannot be compared. While records are
+        stored their vectors are the memory, so another embedder is refused; once no record
+        is left, the remaining vectors are only the guidelines' de-duplication cache, which
+        is dropped here and re-embedded with ``embedder`` when next needed.
+
+        Raises:
+            ConfigurationError: records are stored and ``embedder`` differs from the one
+                that made them (by id or by vector size).
+        """
+        stored = self._dimension()
+        if stored is None and self.embedder_id is None:
+            return self  # no vector at all: nothing can be stale
+        if self.embedder_id not in (None, embedder.id):
+            problem = f"was embedded with {self.embedder_id!r}, but the embedder is {embedder.id!r}"
+        elif stored is not None and stored != embedder.dimension:
+            problem = (
+                f"holds vectors of dimension {stored}, but embedder {embedder.id!r} makes "
+                f"{embedder.dimension}"
+            )
+        else:
+            return self
+        if self.records:
+            raise ConfigurationError(
+                f"The aligned judge's memory {problem}; their vectors cannot be compared. "
+                f"Align with the embedder that made them (embedding_model="
+                f"{self.embedder_id!r}), or re-embed the memory with "
+                "AlignedJudge.load(path, embedder=..., reembed=True)."
+            )
+        return replace(self, index=None, embedder_id=None, guideline_vectors={})
+
+    def _dimension(self) -> int | None:
+        if self.index is not None:
+            return self.index.dimension
+        for vector in self.guideline_vectors.values():
+            return int(vector.shape[0])
+        return None
 
     def _check_embedder(self, embedder_id: str) -> None:
         if self.embedder_id is not None and self.embedder_id != embedder_id and self.records:
