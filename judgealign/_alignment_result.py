@@ -58,7 +58,8 @@ class AlignmentResult:
         distilled_ids: ids the reflection model learned from in this call.
         disagreement_ids: in disagreement mode, ids where the base judge differed from
             the experts (``None`` in the default mode).
-        dropped_source_ids: ids the reflection model cited that were not in its batch.
+        dropped_source_ids: ids the reflection model cited that were not in its batch
+            (a guideline citing none of its batch is attributed to the whole batch).
         warnings: every warning issued, also sent through :func:`warnings.warn`.
         usage: reflection and judge calls made by this alignment.
         texts_embedded: how many texts were embedded (records and guidelines).
@@ -217,9 +218,11 @@ class RunLog:
                 f"The reflection model cited {len(outcome.unknown_source_ids)} unknown "
                 f"record id(s) {list(outcome.unknown_source_ids[:5])}; they were dropped."
             )
-        if outcome.unsourced:
+        if outcome.batch_attributed:
             self.warn(
-                f"{len(outcome.unsourced)} guideline(s) cited no valid record id and were dropped."
+                f"{len(outcome.batch_attributed)} guideline(s) cited no record id of their "
+                "batch; they were kept and attributed to all the records of their batch "
+                "(unalign removes them with those records)."
             )
         if outcome.distilled_ids and not outcome.guidelines:
             self.warn(

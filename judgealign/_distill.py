@@ -3,8 +3,10 @@
 Distillation shows the reflection model batches of expert-labelled records, each under its
 real id, and asks for guidelines that would lead the judge to the experts' verdicts, each
 citing the ids of the records that support it. Cited ids are checked against the batch:
-unknown ids are dropped (and reported); a guideline left with no valid source is dropped
-(and reported). Batches are packed greedily under a token budget (estimated at four
+unknown ids are dropped (and reported); a guideline left with no valid source is kept,
+attributed to every record of its batch (and reported), because a small model's slip in
+copying ids must not throw away what it distilled, and ``unalign`` still finds it through
+those records. Only empty texts are dropped here; duplicate texts are merged later. Batches are packed greedily under a token budget (estimated at four
 characters per token) and run concurrently; a failed batch is retried once, then reported.
 
 Consolidation asks the model to merge an over-long list into fewer guidelines; each
@@ -132,7 +134,8 @@ class DistillationOutcome:
         failed: the batches that failed twice.
         distilled_ids: ids of records whose batch succeeded.
         unknown_source_ids: ids the model cited that were not in its batch (dropped).
-        unsourced: texts dropped because none of their cited ids was valid.
+        batch_attributed: texts that cited no id of their batch, kept with every record
+            of their batch as sources.
         usage: what the calls cost.
     """
 
@@ -140,7 +143,7 @@ class DistillationOutcome:
     failed: tuple[FailedBatch, ...]
     distilled_ids: tuple[str, ...]
     unknown_source_ids: tuple[str, ...]
-    unsourced: tuple[str, ...]
+    batch_attributed: tuple[str, ...]
     usage: Usage
 
 
@@ -210,7 +213,7 @@ def distill_guidelines(
     failed: list[FailedBatch] = []
     distilled: list[str] = []
     unknown: list[str] = []
-    unsourced: list[str] = []
+    attributed: list[str] = []
     usage = ZERO_USAGE
     for batch, result in zip(batches, results, strict=True):
         usage = usage + result.usage
@@ -218,20 +221,19 @@ def distill_guidelines(
             failed.append(FailedBatch(tuple(i.record_id for i in batch), result.error))
             continue
         distilled += [i.record_id for i in batch]
-        known = {i.record_id for i in batch}
+        batch_ids = tuple(i.record_id for i in batch)
         for text, cited in result.guidelines:
-            valid = tuple(dict.fromkeys(c for c in cited if c in known))
-            unknown += [c for c in cited if c not in known]
-            if valid:
-                guidelines.append((text, valid))
-            else:
-                unsourced.append(text)
+            valid = tuple(dict.fromkeys(c for c in cited if c in batch_ids))
+            unknown += [c for c in cited if c not in batch_ids]
+            if not valid:
+                attributed.append(text)
+            guidelines.append((text, valid or batch_ids))
     return DistillationOutcome(
         tuple(guidelines),
         tuple(failed),
         tuple(distilled),
         tuple(dict.fromkeys(unknown)),
-        tuple(unsourced),
+        tuple(attributed),
         usage,
     )
 

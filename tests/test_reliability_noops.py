@@ -94,8 +94,10 @@ def test_guidelines_citing_only_unknown_records(caught: list[warnings.WarningMes
     aligned = judge.align(RECORDS, optimizer=optimizer())
     result = aligned.last_alignment
     said(result, caught, r"cited 1 unknown record id\(s\) \['r99'\]")
-    said(result, caught, r"1 guideline\(s\) cited no valid record id and were dropped")
-    assert result is not None and result.dropped_source_ids == ("r99",) and not aligned.guidelines
+    said(result, caught, r"1 guideline\(s\) cited no record id of their batch; they were kept")
+    assert result is not None and result.dropped_source_ids == ("r99",)
+    (kept,) = aligned.guidelines  # attributed to its batch rather than thrown away
+    assert kept.text == "Be strict." and kept.source_ids == tuple(r.id for r in RECORDS)
 
 
 def test_every_distillation_batch_failing(caught: list[warnings.WarningMessage]) -> None:
