@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from judgealign._values import ValueSpec
 
-__all__ = ["EXAMPLES_TITLE", "GUIDELINES_TITLE", "AlignedJudge"]
+__all__ = ["EXAMPLES_TITLE", "GUIDELINES_TITLE", "AlignedJudge", "judge_embedded"]
 
 _LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x85\u2028\u2029]+\s*")
 
@@ -662,6 +662,35 @@ class AlignedJudge:
             ),
             metadata=usage_metadata(self.model_uri, ZERO_USAGE),  # no model call was made
         )
+
+
+def judge_embedded(
+    base: Judge,
+    optimizer: MemAlignOptimizer,
+    state: MemoryState,
+    fields: Sequence[Mapping[str, Any]],
+    vectors: Sequence[Any],
+    *,
+    max_workers: int,
+) -> EvaluationResult:
+    """Judge checked ``fields`` whose retrieval vectors are known, with ``state`` as the
+    memory: what an aligned judge with that memory says, without embedding them again.
+
+    Alignment's disagreement mode uses it to judge records with the memory aligned so far.
+    """
+    aligned = AlignedJudge(base, optimizer=optimizer, state=state)
+    retrieves = state.index is not None and len(state.index) > 0 and optimizer.retrieval_k > 0
+    jobs = [
+        _Job(item, vector=vector if retrieves else None)
+        for item, vector in zip(fields, vectors, strict=True)
+    ]
+    return run_batch(
+        lambda job: aligned._run_job(state, job),  # pyright: ignore[reportPrivateUsage]
+        jobs,
+        name=base.name,
+        max_workers=max_workers,
+        progress=False,
+    )
 
 
 def _one_line(text: str) -> str:

@@ -19,9 +19,14 @@ With ``learn_from="all"`` the new records are embedded while they are distilled 
 reflection model reads labels and rationales, not vectors), so an align takes the longer
 of the two rather than their sum. The price: an embedder that fails, or returns vectors of
 the wrong shape, is found after the distillation requests already in flight were sent
-(batches not yet sent are cancelled; memory is unchanged). With
-``learn_from="disagreements"`` the records are embedded first, before the base judge's
-one call per record.
+(batches not yet sent are cancelled; memory is unchanged).
+
+With ``learn_from="disagreements"`` guidelines are distilled only from the records that
+the judge *as aligned so far* still gets wrong: the judge with the guidelines and the
+examples it had before this ``align`` (on the first align, the base judge). A record is
+never judged with itself, or another record of the same ``align``, as an example. The
+records are embedded first, so that their vectors serve both that judgment and the
+memory, and an embedder that fails does so before the judge's one call per record.
 """
 
 from __future__ import annotations
@@ -99,8 +104,10 @@ class MemAlignOptimizer:
         retrieval_k: how many similar expert records the judge sees per judgment.
         view: what is embedded for a record and for a query (see :func:`render_view`).
         learn_from: ``"all"`` distills from every record; ``"disagreements"`` first runs
-            the base judge on the records and distills only from those where its verdict
-            differs from the experts' (all records still become examples).
+            the judge as aligned so far (its guidelines and retrieved examples from earlier
+            aligns; the base judge on the first align) on the records and distills only
+            from those where its verdict differs from the experts' (all records still
+            become examples).
         dedupe_threshold: cosine similarity from which two guidelines count as one.
         max_guidelines: when the list grows past this, it is consolidated by the
             reflection model (pinned guidelines are kept as they are).
@@ -230,11 +237,14 @@ class MemAlignOptimizer:
         if self.learn_from == "all":
             state = self._store_while_distilling(base, state, store, learn, run)
             return state, run.finish()
-        # The base judge makes one call per record: an embedder that fails must fail
-        # before those calls are paid, so the records are embedded first.
+        # The judge as aligned so far finds the disagreements: the memory before this
+        # align's records are stored, so no record is judged with itself as an example.
+        # It makes one call per record: an embedder that fails must fail before those
+        # calls are paid, so the records are embedded first.
+        aligned_so_far = state.without_examples(r.id for r in pending)
         if store:
             state = self._store(state, store, self._embed_records(base, store), run)
-        learn, judged, state = self._disagreements(base, state, learn, run)
+        learn, judged, state = self._disagreements(base, aligned_so_far, state, learn, run)
         outcome = self._distill(base, state, learn, run, judged=judged)
         return self._apply_distillation(base, state, outcome, run), run.finish()
 
@@ -345,10 +355,24 @@ class MemAlignOptimizer:
         return self._consolidate(base, state, run)
 
     def _disagreements(
-        self, base: Judge, state: MemoryState, records: Sequence[LabeledRecord], run: RunLog
+        self,
+        base: Judge,
+        memory: MemoryState,
+        state: MemoryState,
+        records: Sequence[LabeledRecord],
+        run: RunLog,
     ) -> tuple[list[LabeledRecord], dict[str, tuple[Any, str]], MemoryState]:
-        verdicts = base.evaluate(
-            [r.judge_fields() for r in records], max_workers=self.max_workers, progress=False
+        """Judge ``records`` with ``memory`` (guidelines and examples aligned so far) and
+        keep those the judge still gets wrong; ``state`` holds their vectors."""
+        from judgealign._aligned import judge_embedded
+
+        verdicts = judge_embedded(
+            base,
+            self,
+            memory,
+            [base.collect_fields(**r.judge_fields()) for r in records],
+            [state.records[r.id].vector for r in records],
+            max_workers=self.max_workers,
         )
         run.usage = run.usage + verdicts.usage
         differ: list[LabeledRecord] = []
@@ -365,15 +389,16 @@ class MemAlignOptimizer:
                 judged[record.id] = (feedback.value, feedback.rationale)
         if failed:
             run.warn(
-                f"The base judge failed on {len(failed)} record(s) ({', '.join(failed[:5])}"
-                f"{'...' if len(failed) > 5 else ''}); they stay pending and are retried "
+                f"The judge (as aligned so far) failed on {len(failed)} record(s) "
+                f"({', '.join(failed[:5])}{'...' if len(failed) > 5 else ''}); they stay "
+                "pending and are retried "
                 "by the next align."
             )
         if not differ and not failed:
             run.warn(
-                f"The base judge already agrees with the experts on all {len(records)} "
-                "record(s), so no guideline was distilled (learn_from='disagreements'); "
-                "they are kept as examples."
+                "The judge (as aligned so far) already agrees with the experts on all "
+                f"{len(records)} record(s), so no guideline was distilled "
+                "(learn_from='disagreements'); they are kept as examples."
             )
         run.result_fields["disagreement_ids"] = _ids(differ)
         return differ, judged, state.with_status(statuses)

@@ -2,17 +2,19 @@
 
 Every change to an aligned judge's memory leaves a result in its ``history``: ``align`` and
 ``unalign`` (the latest of those is ``last_alignment``), and each guideline added, edited,
-pinned, unpinned or removed by hand. The history is saved with the judge's file. Anything worth a warning (nothing changed, a failed distillation batch,
-unknown source ids, no usable guideline, rejected records) is both sent through
-:func:`warnings.warn`, pointed at the caller's line, and kept in
-``AlignmentResult.warnings``: alignment never fails silently.
+pinned, unpinned or removed by hand. The history is saved with the judge's file.
+
+Anything worth a warning (nothing changed, a failed distillation batch, unknown source
+ids, no usable guideline, rejected records) is both sent through :func:`warnings.warn`,
+pointed at the caller's line, and kept in ``AlignmentResult.warnings``: alignment never
+fails silently.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -56,8 +58,8 @@ class AlignmentResult:
         problems: records rejected before alignment (bad label, missing field...).
         duplicates: ids given more than once, and how they were resolved.
         distilled_ids: ids the reflection model learned from in this call.
-        disagreement_ids: in disagreement mode, ids where the base judge differed from
-            the experts (``None`` in the default mode).
+        disagreement_ids: in disagreement mode, ids where the judge as aligned so far
+            differed from the experts (``None`` in the default mode).
         dropped_source_ids: ids the reflection model cited that were not in its batch
             (a guideline citing none of its batch is attributed to the whole batch).
         warnings: every warning issued, also sent through :func:`warnings.warn`.
@@ -123,7 +125,7 @@ class AlignmentResult:
             if decode is not None:
                 value = decode(value)
             elif isinstance(value, list):
-                value = tuple(str(v) for v in value)  # pyright: ignore[reportUnknownVariableType]
+                value = _strings(value)
             values[item.name] = value
         return cls(**values)
 
@@ -157,31 +159,45 @@ def _usage(data: Any) -> Usage:
     return Usage(**dict(data))
 
 
-def _failed_batch(data: Any) -> FailedBatch:
-    values = dict(data)
-    values["record_ids"] = tuple(str(i) for i in values.get("record_ids", ()))
-    if isinstance(values.get("usage"), Mapping):
-        values["usage"] = _usage(values["usage"])
-    return FailedBatch(**values)
+def _strings(items: Any) -> tuple[str, ...]:
+    return tuple(str(item) for item in list(items))
 
 
-def _duplicate(data: Any) -> DuplicateRecord:
-    values = dict(data)
-    values["locations"] = tuple(values.get("locations", ()))
-    values["labels"] = tuple(values.get("labels", ()))
-    return DuplicateRecord(**values)
+def _failed_batches(items: Any) -> tuple[FailedBatch, ...]:
+    batches: list[FailedBatch] = []
+    for item in list(items):
+        values: dict[str, Any] = dict(item)
+        values["record_ids"] = _strings(values.get("record_ids", ()))
+        if isinstance(values.get("usage"), Mapping):
+            values["usage"] = _usage(values["usage"])
+        batches.append(FailedBatch(**values))
+    return tuple(batches)
 
 
-def _many(decode: Any) -> Any:
-    return lambda items: tuple(decode(item) for item in items)
+def _problems(items: Any) -> tuple[RecordProblem, ...]:
+    return tuple(RecordProblem(**dict(item)) for item in list(items))
 
 
-_DECODERS: dict[str, Any] = {
+def _duplicates(items: Any) -> tuple[DuplicateRecord, ...]:
+    found: list[DuplicateRecord] = []
+    for item in list(items):
+        values: dict[str, Any] = dict(item)
+        values["locations"] = _strings(values.get("locations", ()))
+        values["labels"] = tuple(list(values.get("labels", ())))
+        found.append(DuplicateRecord(**values))
+    return tuple(found)
+
+
+def _optional_strings(items: Any) -> tuple[str, ...] | None:
+    return None if items is None else _strings(items)
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
     "usage": _usage,
-    "failed_batches": _many(_failed_batch),
-    "problems": _many(lambda item: RecordProblem(**dict(item))),
-    "duplicates": _many(_duplicate),
-    "disagreement_ids": lambda ids: None if ids is None else tuple(str(i) for i in ids),
+    "failed_batches": _failed_batches,
+    "problems": _problems,
+    "duplicates": _duplicates,
+    "disagreement_ids": _optional_strings,
     "texts_embedded": int,
     "operation": str,
 }

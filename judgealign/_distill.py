@@ -6,8 +6,10 @@ citing the ids of the records that support it. Cited ids are checked against the
 unknown ids are dropped (and reported); a guideline left with no valid source is kept,
 attributed to every record of its batch (and reported), because a small model's slip in
 copying ids must not throw away what it distilled, and ``unalign`` still finds it through
-those records. Only empty texts are dropped here; duplicate texts are merged later. Batches are packed greedily under a token budget (estimated at four
-characters per token) and run concurrently; a failed batch is retried once, then reported.
+those records. Only empty texts are dropped here; duplicate texts are merged later.
+
+Batches are packed greedily under a token budget (estimated at four characters per token)
+and run concurrently; a failed batch is retried once, then reported.
 
 Consolidation asks the model to merge an over-long list into fewer guidelines; each
 rewritten guideline names the guidelines it replaces and inherits the union of their
@@ -315,9 +317,10 @@ def _distill_system(
     instructions: str, verdict_type: str, existing: Sequence[Guideline], disagreements: bool
 ) -> str:
     focus = (
-        "\nEvery record below is one where an automated judge, given only the evaluation "
-        "instructions, reached a different verdict from the experts; its verdict and "
-        "reasoning are shown as judge_verdict and judge_rationale. Explain what it missed."
+        "\nEvery record below is one where the automated judge, given the evaluation "
+        "instructions and the current guidelines below, reached a different verdict from "
+        "the experts; its verdict and reasoning are shown as judge_verdict and "
+        "judge_rationale. Explain what it missed."
         if disagreements
         else ""
     )

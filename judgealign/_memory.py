@@ -208,6 +208,16 @@ class MemoryState:
         )
         return state, tuple(removed)
 
+    def without_examples(self, ids: Iterable[str]) -> MemoryState:
+        """The same memory with these records no longer retrievable; unlike
+        :meth:`without_records`, every guideline is kept as it is."""
+        gone = {i for i in ids if i in self.records}
+        if not gone:
+            return self
+        records = {k: v for k, v in self.records.items() if k not in gone}
+        index = self.index.without(gone) if self.index is not None else None
+        return replace(self, records=records, index=index)
+
     def with_guidelines(
         self, guidelines: Sequence[Guideline], vectors: Mapping[str, Vector] | None = None
     ) -> MemoryState:

@@ -200,7 +200,7 @@ def emptied_judge(**options: Any):
 
 @pytest.mark.parametrize("dimension", [256, 128])
 def test_after_every_record_is_gone_a_new_embedder_reembeds_the_guidelines(dimension: int):
-    brain, aligned, pinned, records = emptied_judge()
+    _, aligned, pinned, records = emptied_judge()
     other = CountingEmbedder(dimension, id=f"counting:/other@{dimension}")
     quiet(aligned.align, records[3:], optimizer=MemAlignOptimizer(embedding_model=other))
     assert aligned.embedder_id == other.id
@@ -244,7 +244,10 @@ def test_a_guideline_citing_only_unknown_ids_is_kept_for_its_batch():
     def distill(request: ModelRequest) -> dict[str, Any]:
         ids = batch_ids(request)
         items = [
-            {**item, "source_ids": [ids[0]] if item["source_ids"] == "FIRST" else item["source_ids"]}
+            {
+                **item,
+                "source_ids": [ids[0]] if item["source_ids"] == "FIRST" else item["source_ids"],
+            }
             for item in next(replies)
         ]
         return {"guidelines": items}
