@@ -221,7 +221,7 @@ def save_and_load(state: MemoryState, embedder: HashingEmbedder) -> MemoryState:
     )
     optimizer = MemAlignOptimizer(embedding_model=embedder)
     data = json.loads(json.dumps(dump_aligned(judge, optimizer, state)))
-    _, _, loaded = restore_aligned(
+    _, _, loaded, _ = restore_aligned(
         data,
         model=None,
         reflection_model=None,
