@@ -219,6 +219,16 @@ def test_align_then_edit_guidelines(
     assert run("guidelines", "remove", aligned_file, first).exit_code == 0
     as_json = json.loads(run("guidelines", "list", aligned_file, "--json").stdout)
     assert len(as_json) == 5 and first not in {g["id"] for g in as_json}
+    history = AlignedJudge.load(aligned_file).history  # each command's edit, in the file
+    assert [
+        (r.operation, r.guidelines_added + r.guidelines_edited + r.guidelines_removed)
+        for r in history[1:]
+    ] == [
+        ("add_guideline", (new_id,)),
+        ("edit_guideline", (new_id,)),
+        ("unpin_guideline", (new_id,)),
+        ("remove_guideline", (first,)),
+    ]
 
     missing = run("guidelines", "remove", aligned_file, "g-nope")
     assert missing.exit_code == 2 and missing.stderr.startswith(
