@@ -557,11 +557,7 @@ class AlignedJudge:
     ) -> NDArray[np.float32] | None:
         if state.index is None or not len(state.index) or self._optimizer.retrieval_k < 1:
             return None
-        if state.embedder_id is not None and self._optimizer.embedder.id != state.embedder_id:
-            raise ConfigurationError(
-                f"Stored vectors come from {state.embedder_id!r} but the embedder is "
-                f"{self._optimizer.embedder.id!r}; reload with reembed=True to re-embed."
-            )
+        state.for_embedder(self._optimizer.embedder)  # records are stored: raises on a mismatch
         return self._optimizer.embed_texts([render_view(self._optimizer.view, f) for f in fields])
 
     def _retrieve(self, state: MemoryState, vector: Any) -> list[tuple[StoredRecord, float]]:
