@@ -369,3 +369,36 @@ def test_ids_history_and_removed_lists_hold_on_long_defacto_records(tmp_path: Pa
     assert [r.operation for r in aligned.history] == ["align", "add_guideline", "align"]
     loaded = AlignedJudge.load(aligned.save(tmp_path / "j.json"), model=Brain().model)
     assert loaded.history == aligned.history
+
+
+@needs_defacto
+def test_disagreements_and_batch_attribution_hold_on_long_defacto_records():
+    brain = Brain()
+    judge = judge_for(brain.model)
+    records = defacto_records(judge, 24)
+    optimizer = MemAlignOptimizer(
+        embedding_model=CountingEmbedder(), learn_from="disagreements", max_records_per_batch=4
+    )
+    brain.verdict = lambda request: {
+        "rationale": "scripted",
+        "result": GUIDELINES_TITLE not in request.system,
+    }
+    # the model garbles every id: each guideline is attributed to its whole batch
+    brain.distill = lambda request: {
+        "guidelines": [{"text": f"Rule for {batch_ids(request)[0]}.", "source_ids": ["<id>"]}]
+    }
+    aligned = quiet(judge.align, records[:12], optimizer=optimizer)
+    assert aligned.guidelines and all(len(g.source_ids) >= 1 for g in aligned.guidelines)
+    wrong_first = {r.id for r in records[:12] if r.label is False}
+    assert {s for g in aligned.guidelines for s in g.source_ids} == wrong_first
+
+    seen = len(brain.requests("verdict"))
+    quiet(aligned.align, records[12:])
+    judged = brain.requests("verdict")[seen:]
+    assert len(judged) == 12 and all(EXAMPLES_TITLE in r.system for r in judged)
+    assert not any(f"(id: {r.id})" in q.system for q in judged for r in records[12:])
+    result = aligned.last_alignment
+    assert result is not None
+    assert result.disagreement_ids == tuple(r.id for r in records[12:] if r.label is True)
+    aligned.unalign(sorted(wrong_first))
+    assert all(set(g.source_ids).isdisjoint(wrong_first) for g in aligned.guidelines)
