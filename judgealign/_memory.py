@@ -104,8 +104,9 @@ class StoredRecord:
         record: the record, its label already coerced to the judge's value type.
         vector: the embedding of its view (float32, unit norm).
         status: ``distilled`` when guidelines were distilled from it, ``skipped`` when it
-            was deliberately not distilled (the base judge agreed, in disagreement mode),
-            ``pending`` when its distillation failed and will be retried by the next align.
+            was deliberately not distilled (the judge as aligned so far agreed, in
+            disagreement mode), ``pending`` when its distillation failed and will be
+            retried by the next align.
     """
 
     record: LabeledRecord
