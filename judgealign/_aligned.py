@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from judgealign._values import ValueSpec
 
-__all__ = ["EXAMPLES_TITLE", "GUIDELINES_TITLE", "AlignedJudge", "judge_embedded"]
+__all__ = ["EXAMPLES_TITLE", "GUIDELINES_TITLE", "AlignedJudge"]
 
 _LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x85\u2028\u2029]+\s*")
 
@@ -244,6 +244,35 @@ class AlignedJudge:
         )
         track_evaluation(self, items, result)
         return result
+
+    def evaluate_embedded(
+        self,
+        fields: Sequence[Mapping[str, Any]],
+        vectors: Sequence[Any],
+        *,
+        max_workers: int = 8,
+    ) -> EvaluationResult:
+        """Judge checked ``fields`` whose retrieval vectors are already known (one row of
+        ``vectors`` each, made with this judge's embedder and view): no embedding call.
+
+        Alignment's disagreement mode uses it to judge records, embedded once for memory,
+        with the memory aligned so far.
+        """
+        state = self._state
+        retrieves = (
+            state.index is not None and len(state.index) > 0 and self._optimizer.retrieval_k > 0
+        )
+        jobs = [
+            _Job(item, vector=vector if retrieves else None)
+            for item, vector in zip(fields, vectors, strict=True)
+        ]
+        return run_batch(
+            lambda job: self._run_job(state, job),
+            jobs,
+            name=self.name,
+            max_workers=max_workers,
+            progress=False,
+        )
 
     def build_messages(self, fields: Mapping[str, Any]) -> list[Message]:
         """The chat messages this judge would send for ``fields`` (retrieval included)."""
@@ -658,35 +687,6 @@ class AlignedJudge:
             ),
             metadata=usage_metadata(self.model_uri, ZERO_USAGE),  # no model call was made
         )
-
-
-def judge_embedded(
-    base: Judge,
-    optimizer: MemAlignOptimizer,
-    state: MemoryState,
-    fields: Sequence[Mapping[str, Any]],
-    vectors: Sequence[Any],
-    *,
-    max_workers: int,
-) -> EvaluationResult:
-    """Judge checked ``fields`` whose retrieval vectors are known, with ``state`` as the
-    memory: what an aligned judge with that memory says, without embedding them again.
-
-    Alignment's disagreement mode uses it to judge records with the memory aligned so far.
-    """
-    aligned = AlignedJudge(base, optimizer=optimizer, state=state)
-    retrieves = state.index is not None and len(state.index) > 0 and optimizer.retrieval_k > 0
-    jobs = [
-        _Job(item, vector=vector if retrieves else None)
-        for item, vector in zip(fields, vectors, strict=True)
-    ]
-    return run_batch(
-        lambda job: aligned._run_job(state, job),  # pyright: ignore[reportPrivateUsage]
-        jobs,
-        name=base.name,
-        max_workers=max_workers,
-        progress=False,
-    )
 
 
 def _one_line(text: str) -> str:

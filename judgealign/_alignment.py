@@ -364,12 +364,9 @@ class MemAlignOptimizer:
     ) -> tuple[list[LabeledRecord], dict[str, tuple[Any, str]], MemoryState]:
         """Judge ``records`` with ``memory`` (guidelines and examples aligned so far) and
         keep those the judge still gets wrong; ``state`` holds their vectors."""
-        from judgealign._aligned import judge_embedded
+        from judgealign._aligned import AlignedJudge
 
-        verdicts = judge_embedded(
-            base,
-            self,
-            memory,
+        verdicts = AlignedJudge(base, optimizer=self, state=memory).evaluate_embedded(
             [base.collect_fields(**r.judge_fields()) for r in records],
             [state.records[r.id].vector for r in records],
             max_workers=self.max_workers,
