@@ -173,6 +173,26 @@ def test_guideline_edits_are_recorded_in_history_and_saved(tmp_path: Path):
     assert loaded.last_alignment == align_entry
 
 
+def test_history_with_failures_problems_and_duplicates_round_trips(tmp_path: Path):
+    brain, judge, _, optimizer, records = setup(4)
+
+    def down(request: ModelRequest) -> Any:
+        raise RuntimeError("reflection service down")
+
+    brain.distill = down
+    items: list[Any] = [r.model_dump() for r in records]
+    items.append({**items[0], "label": "no" if records[0].label else "yes"})  # duplicate id
+    items.append({"id": "bad", "inputs": {"document": "d"}, "outputs": "s", "label": "perhaps"})
+    aligned = quiet(judge.align, items, optimizer=optimizer)
+    result = aligned.last_alignment
+    assert result is not None and result.failed_batches and result.problems
+    assert result.duplicates
+    loaded = AlignedJudge.load(
+        aligned.save(tmp_path / "j.json"), model=Brain().model, embedder=CountingEmbedder()
+    )
+    assert loaded.history == aligned.history
+
+
 def test_a_file_without_history_still_loads(tmp_path: Path):
     _, judge, _, optimizer, records = setup(2)
     aligned = quiet(judge.align, records, optimizer=optimizer)
