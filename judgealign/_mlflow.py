@@ -327,12 +327,23 @@ def genai_evaluate(**kwargs: Any) -> Any:
 
 
 def register_prompt(
-    name: str, template: str, *, commit_message: str | None, tags: Mapping[str, str]
+    name: str,
+    template: str,
+    *,
+    commit_message: str | None,
+    tags: Mapping[str, str],
+    response_format: Any = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> Any:
     """Register ``template`` as the next version of the prompt ``name``."""
     genai = importlib.import_module("mlflow.genai")
     return genai.register_prompt(
-        name=name, template=template, commit_message=commit_message, tags=dict(tags) or None
+        name=name,
+        template=template,
+        commit_message=commit_message,
+        tags=dict(tags) or None,
+        response_format=response_format,
+        model_config=None if model_config is None else dict(model_config),
     )
 
 

@@ -23,7 +23,12 @@ from typing import Any
 from judgealign import _mlflow
 from judgealign._errors import ConfigurationError
 from judgealign._prompt_eval import score_templates
-from judgealign._prompt_hooks import format_prompt, prompt_override, prompt_variables
+from judgealign._prompt_hooks import (
+    format_prompt,
+    prompt_override,
+    prompt_variables,
+    single_brace,
+)
 
 __all__ = ["MlflowPromptStore", "Promotion", "RegistryPrompt", "promote_if_improved"]
 
@@ -41,14 +46,18 @@ class RegistryPrompt:
         commit_message: the note given at registration.
         tags: the version's tags.
         aliases: the aliases pointing at this version.
+        response_format: the response format registered with the version.
+        model_config: the model configuration registered with the version.
     """
 
     name: str
     stored_template: str = field(repr=False)
     version: int | None = None
     commit_message: str | None = None
-    tags: Mapping[str, str] = field(default_factory=lambda: {}, repr=False)
-    aliases: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=lambda: {}, repr=False, compare=False)
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+    response_format: Any = field(default=None, compare=False, repr=False)
+    model_config: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def template(self) -> str:
@@ -73,6 +82,10 @@ class RegistryPrompt:
             KeyError: when a variable has no value.
         """
         return format_prompt(self.template, values)
+
+    def to_single_brace_format(self) -> str:
+        """The text in effect with ``{{ variable }}`` written ``{variable}``."""
+        return single_brace(self.template)
 
 
 class MlflowPromptStore:
@@ -114,11 +127,18 @@ class MlflowPromptStore:
         *,
         commit_message: str | None = None,
         tags: Mapping[str, str] | None = None,
+        response_format: Any = None,
+        model_config: Mapping[str, Any] | None = None,
     ) -> RegistryPrompt:
         """Register ``template`` as the next version of ``name`` (version 1 if new)."""
         merged = {**self._tags, **(tags or {})}
         created = _mlflow.register_prompt(
-            name, template, commit_message=commit_message, tags=merged
+            name,
+            template,
+            commit_message=commit_message,
+            tags=merged,
+            response_format=response_format,
+            model_config=model_config,
         )
         return _from_mlflow(created)
 
@@ -146,6 +166,8 @@ def _from_mlflow(version: Any) -> RegistryPrompt:
         commit_message=version.commit_message,
         tags=dict(version.tags or {}),
         aliases=tuple(version.aliases or ()),
+        response_format=getattr(version, "response_format", None),
+        model_config=getattr(version, "model_config", None),
     )
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "overriding_prompts",
     "prompt_override",
     "prompt_variables",
+    "single_brace",
 ]
 
 PromptLookup = Callable[[str], "str | None"]
@@ -103,3 +104,9 @@ def format_prompt(template: str, values: Mapping[str, object]) -> str:
     if missing:
         raise KeyError(f"missing values for template variable(s): {', '.join(sorted(missing))}")
     return _VARIABLE.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def single_brace(template: str) -> str:
+    """``template`` with each ``{{ variable }}`` written ``{variable}`` (``str.format`` style,
+    what MLflow's ``PromptVersion.to_single_brace_format`` returns)."""
+    return _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", template)

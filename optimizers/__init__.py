@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         get_prompt_store,
         load_prompt,
         register_prompt,
+        set_prompt_alias,
         set_prompt_store,
     )
     from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer, make_eval_fn
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "get_prompt_store": "optimizers._prompts",
     "load_prompt": "optimizers._prompts",
     "register_prompt": "optimizers._prompts",
+    "set_prompt_alias": "optimizers._prompts",
     "set_prompt_store": "optimizers._prompts",
     "AggregationFn": "optimizers._scoring",
     "Evaluator": "optimizers._scoring",
@@ -96,6 +98,7 @@ __all__ = [
     "make_eval_fn",
     "optimize_prompts",
     "register_prompt",
+    "set_prompt_alias",
     "set_prompt_store",
     "template_variables",
 ]

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 from judgealign import ConfigurationError
+from judgealign._prompt_hooks import single_brace
 from optimizers._steps import record_step
 from optimizers._templates import format_template, template_variables
 
@@ -36,6 +37,7 @@ __all__ = [
     "load_prompt",
     "parse_prompt_uri",
     "register_prompt",
+    "set_prompt_alias",
     "set_prompt_store",
 ]
 
@@ -117,17 +119,30 @@ def candidate_prompts(templates: Mapping[str, str]) -> Iterator[PromptUsage]:
 class PromptTemplate:
     """One version of a registered prompt.
 
+    It answers what MLflow's ``PromptVersion`` answers in user code: ``name``,
+    ``version``, ``uri``, ``template``, ``tags``, ``aliases``, ``commit_message``,
+    ``response_format``, ``model_config``, ``variables``, ``format(**values)`` and
+    ``to_single_brace_format()``.
+
     Attributes:
         name: the prompt's name in the registry.
         stored_template: the text as registered.
         version: the registry version (``None`` for a prompt that is not registered).
         commit_message: the note given at registration, if any.
+        tags: the version's tags.
+        aliases: the aliases that pointed at this version when it was loaded.
+        response_format: the response format given at registration (kept, not used).
+        model_config: the model configuration given at registration (kept, not used).
     """
 
     name: str
     stored_template: str = field(repr=False)
     version: int | None = None
     commit_message: str | None = None
+    tags: Mapping[str, str] = field(default_factory=lambda: {}, compare=False, repr=False)
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+    response_format: Any = field(default=None, compare=False, repr=False)
+    model_config: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def template(self) -> str:
@@ -158,6 +173,11 @@ class PromptTemplate:
         record_step(self.name, values)
         return text
 
+    def to_single_brace_format(self) -> str:
+        """The text in effect with ``{{ variable }}`` written ``{variable}`` (``str.format``
+        style, as MLflow's ``PromptVersion.to_single_brace_format``)."""
+        return single_brace(self.template)
+
 
 @runtime_checkable
 class PromptStore(Protocol):
@@ -176,7 +196,11 @@ class PromptStore(Protocol):
     def register(
         self, name: str, template: str, *, commit_message: str | None = None
     ) -> PromptTemplate:
-        """Store ``template`` as the next version of ``name`` (version 1 for a new name)."""
+        """Store ``template`` as the next version of ``name`` (version 1 for a new name).
+
+        :func:`register_prompt` also passes ``tags``, ``response_format`` and
+        ``model_config`` keywords, each only when the caller gave it.
+        """
         ...
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
@@ -208,20 +232,38 @@ class InMemoryPromptStore:
                 if version is None:
                     raise ConfigurationError(f"Prompt {name!r} has no alias {alias!r}.")
             if version is None:
-                return versions[-1]
+                version = len(versions)
             if not 1 <= version <= len(versions):
                 raise ConfigurationError(
                     f"Prompt {name!r} has no version {version}; versions are 1..{len(versions)}."
                 )
-            return versions[version - 1]
+            aliases = tuple(
+                sorted(a for (n, a), v in self._aliases.items() if (n, v) == (name, version))
+            )
+            return replace(versions[version - 1], aliases=aliases)
 
     def register(
-        self, name: str, template: str, *, commit_message: str | None = None
+        self,
+        name: str,
+        template: str,
+        *,
+        commit_message: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        response_format: Any = None,
+        model_config: Mapping[str, Any] | None = None,
     ) -> PromptTemplate:
-        """Store ``template`` as the next version of ``name``."""
+        """Store ``template`` as the next version of ``name``, with its tags and settings."""
         with self._lock:
             versions = self._versions.setdefault(name, [])
-            prompt = PromptTemplate(name, template, len(versions) + 1, commit_message)
+            prompt = PromptTemplate(
+                name,
+                template,
+                len(versions) + 1,
+                commit_message,
+                tags=dict(tags or {}),
+                response_format=response_format,
+                model_config=None if model_config is None else dict(model_config),
+            )
             versions.append(prompt)
             return prompt
 
@@ -259,25 +301,86 @@ def set_prompt_store(store: PromptStore) -> PromptStore:
 
 
 def register_prompt(
-    name: str, template: str, *, commit_message: str | None = None
+    name: str,
+    template: str | Sequence[Mapping[str, Any]],
+    commit_message: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    response_format: Any = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> PromptTemplate:
     """Register ``template`` as the next version of the prompt ``name``.
+
+    The arguments are ``mlflow.genai.register_prompt``'s; ``tags``, ``response_format``
+    and ``model_config`` are kept on the version.
 
     Args:
         name: letters, digits, ``_``, ``.`` and ``-``.
         template: the text, with ``{{ variable }}`` placeholders.
         commit_message: an optional note kept with the version.
+        tags: string tags kept on the version.
+        response_format: kept on the version for your application; not used here.
+        model_config: kept on the version for your application; not used here.
 
     Raises:
-        ConfigurationError: on an invalid name or a template that is not a string.
+        ConfigurationError: on an invalid name, tags that are not strings, or a template
+            that is not a non-empty string (chat-style message lists included: see the
+            message for what to do instead).
     """
     if not isinstance(name, str) or not _NAME.match(name):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ConfigurationError(
             f"Invalid prompt name {name!r}: use letters, digits, '_', '.' and '-' only."
         )
+    if isinstance(template, (list, tuple)):
+        raise ConfigurationError(
+            f"Prompt {name!r}: judgealign optimizes text templates, unlike MLflow, which also "
+            "stores chat prompts (lists of role/content messages); register the messages as "
+            "one text template, or register the chat prompt with mlflow.genai.register_prompt "
+            "and pass its prompts:/ URI (the MLflow registry is used when it is configured)."
+        )
     if not isinstance(template, str) or not template.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ConfigurationError(f"The template of prompt {name!r} must be a non-empty string.")
-    return get_prompt_store().register(name, template, commit_message=commit_message)
+    extras = _registration_extras(name, tags, response_format, model_config)
+    register: Any = get_prompt_store().register
+    return register(name, template, commit_message=commit_message, **extras)
+
+
+def _registration_extras(
+    name: str,
+    tags: Mapping[str, str] | None,
+    response_format: Any,
+    model_config: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    # Passed only when given, so a custom store written for the two-argument protocol
+    # keeps working for callers that do not use them.
+    extras: dict[str, Any] = {}
+    if tags:
+        bad = [k for k, v in tags.items() if not isinstance(k, str) or not isinstance(v, str)]  # pyright: ignore[reportUnnecessaryIsInstance]
+        if bad:
+            raise ConfigurationError(
+                f"Prompt {name!r}: tags must map strings to strings; fix the tag(s) {bad!r}."
+            )
+        extras["tags"] = dict(tags)
+    if response_format is not None:
+        extras["response_format"] = response_format
+    if model_config is not None:
+        extras["model_config"] = dict(model_config)
+    return extras
+
+
+def set_prompt_alias(name: str, alias: str, version: int) -> None:
+    """Point ``alias`` of the prompt ``name`` at ``version`` (``mlflow.genai.set_prompt_alias``).
+
+    ``load_prompt(f"prompts:/{name}@{alias}")`` then loads that version.
+
+    Raises:
+        ConfigurationError: on an unknown prompt or version, or an invalid alias.
+    """
+    if not isinstance(alias, str) or not _NAME.match(alias) or alias == "latest":  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigurationError(
+            f"Invalid alias {alias!r}: use letters, digits, '_', '.' and '-'; 'latest' is "
+            "reserved for the newest version."
+        )
+    get_prompt_store().set_alias(name, alias, int(version))
 
 
 def parse_prompt_uri(uri: str) -> tuple[str, int | None, str | None]:
@@ -300,17 +403,77 @@ def parse_prompt_uri(uri: str) -> tuple[str, int | None, str | None]:
     return match["name"], int(version) if version else None, None if alias == "latest" else alias
 
 
-def load_prompt(uri: str) -> PromptTemplate:
-    """Load a prompt by URI; inside :func:`candidate_prompts`, its text is the candidate.
+@overload
+def load_prompt(
+    name_or_uri: str,
+    version: str | int | None = None,
+    allow_missing: Literal[False] = False,
+    link_to_model: bool = True,
+    model_id: str | None = None,
+    cache_ttl_seconds: float | None = None,
+) -> PromptTemplate: ...
+
+
+@overload
+def load_prompt(
+    name_or_uri: str,
+    version: str | int | None = None,
+    allow_missing: bool = False,
+    link_to_model: bool = True,
+    model_id: str | None = None,
+    cache_ttl_seconds: float | None = None,
+) -> PromptTemplate | None: ...
+
+
+def load_prompt(
+    name_or_uri: str,
+    version: str | int | None = None,
+    allow_missing: bool = False,
+    link_to_model: bool = True,
+    model_id: str | None = None,
+    cache_ttl_seconds: float | None = None,
+) -> PromptTemplate | None:
+    """Load a prompt by URI or name; inside :func:`candidate_prompts`, its text is the candidate.
+
+    The arguments are ``mlflow.genai.load_prompt``'s. ``link_to_model``, ``model_id``
+    and ``cache_ttl_seconds`` are accepted and have no effect: the in-process registry
+    links no models and has nothing to cache.
 
     Args:
-        uri: ``prompts:/name/3``, ``prompts:/name@alias``, ``prompts:/name@latest`` or
-            a plain ``name``.
+        name_or_uri: ``prompts:/name/3``, ``prompts:/name@alias``, ``prompts:/name@latest``
+            or a plain ``name``.
+        version: with a plain name, the version to load (default: the latest).
+        allow_missing: return ``None`` instead of raising when the prompt, version or
+            alias does not exist.
+        link_to_model: accepted for MLflow compatibility; no effect.
+        model_id: accepted for MLflow compatibility; no effect.
+        cache_ttl_seconds: accepted for MLflow compatibility; no effect.
 
     Raises:
-        ConfigurationError: on a malformed URI or an unknown name, version or alias.
+        ConfigurationError: on a malformed URI, a version given twice, or (unless
+            ``allow_missing``) an unknown name, version or alias.
     """
-    name, version, alias = parse_prompt_uri(uri)
-    prompt = get_prompt_store().load(name, version=version, alias=alias)
+    del link_to_model, model_id, cache_ttl_seconds
+    name, uri_version, alias = parse_prompt_uri(name_or_uri)
+    if version is not None:
+        if uri_version is not None or alias is not None or "@" in name_or_uri:
+            raise ConfigurationError(
+                f"load_prompt({name_or_uri!r}, version={version!r}): give the version either "
+                "in the URI or as version= with a plain prompt name, not both."
+            )
+        uri_version = _version_number(version)
+    try:
+        prompt = get_prompt_store().load(name, version=uri_version, alias=alias)
+    except ConfigurationError:
+        if allow_missing:
+            return None
+        raise
     _swapped_text(name)  # loading a swapped prompt counts as using it
     return prompt
+
+
+def _version_number(version: str | int) -> int:
+    text = str(version).strip()
+    if not text.isdigit():
+        raise ConfigurationError(f"version={version!r} must be a version number such as 3.")
+    return int(text)
