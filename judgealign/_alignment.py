@@ -47,7 +47,7 @@ from judgealign._distill import (
     consolidate_guidelines,
     distill_guidelines,
 )
-from judgealign._embeddings import Embedder, resolve_embedder
+from judgealign._embeddings import Embedder, resolve_embedder, resolve_embedder_with_dimension
 from judgealign._errors import ConfigurationError, JudgeAlignError
 from judgealign._field_limits import fit_fields
 from judgealign._litellm import parse_model_uri
@@ -96,12 +96,20 @@ def render_view(view: EmbedView | ViewFunction, fields: Mapping[str, Any]) -> st
 class MemAlignOptimizer:
     """Aligns judges with expert feedback through guidelines and retrieved examples.
 
+    The first four arguments are MLflow's, in MLflow's order.
+
     Args:
-        reflection_model: the model that distills and consolidates guidelines: a model
-            URI, a :class:`ChatModel`, or ``None`` for the judge's own model.
+        reflection_lm: the model that distills and consolidates guidelines: a model URI,
+            a :class:`ChatModel`, or ``None`` for the judge's own model (MLflow's name;
+            ``reflection_model=`` is the same).
+        retrieval_k: how many similar expert records the judge sees per judgment.
         embedding_model: an embedder or embedder spec for ``resolve_embedder``; ``None``
             for the default local embedder.
-        retrieval_k: how many similar expert records the judge sees per judgment.
+        embedding_dim: the vector length. An embedder that takes one is asked for it (a
+            litellm model gets ``dimensions=``, the hashing embedder that many buckets);
+            any other must already produce it, else ``ConfigurationError`` on first use.
+            ``None`` (the default): the embedder's own length.
+        reflection_model: the same as ``reflection_lm``.
         view: what is embedded for a record and for a query (see :func:`render_view`).
         learn_from: ``"all"`` distills from every record; ``"disagreements"`` first runs
             the judge as aligned so far (its guidelines and retrieved examples from earlier
@@ -124,10 +132,12 @@ class MemAlignOptimizer:
 
     def __init__(
         self,
+        reflection_lm: str | ChatModel | None = None,
+        retrieval_k: int = 5,
+        embedding_model: str | Embedder | None = None,
+        embedding_dim: int | None = None,
         *,
         reflection_model: str | ChatModel | None = None,
-        embedding_model: str | Embedder | None = None,
-        retrieval_k: int = 5,
         view: EmbedView | ViewFunction = "inputs+outputs",
         learn_from: LearnFrom = "all",
         dedupe_threshold: float = 0.9,
@@ -137,10 +147,19 @@ class MemAlignOptimizer:
         max_workers: int = 8,
         max_example_chars: int = 4_000,
     ) -> None:
+        if reflection_lm is not None and reflection_model is not None:
+            raise ConfigurationError(
+                "Give the reflection model once: reflection_lm= (MLflow's name) or "
+                "reflection_model=, not both."
+            )
+        reflection_model = reflection_model if reflection_lm is None else reflection_lm
         if isinstance(reflection_model, str):
             parse_model_uri(reflection_model)  # a malformed URI fails here, not mid-align
         self.reflection_model = reflection_model
         self.embedding_model = embedding_model
+        self.embedding_dim = (
+            None if embedding_dim is None else _count("embedding_dim", embedding_dim)
+        )
         self.retrieval_k = _count("retrieval_k", retrieval_k, low=0)
         self.view: EmbedView | ViewFunction = _check_view(view)
         self.learn_from: LearnFrom = _check_choice("learn_from", learn_from, LearnFrom)
@@ -170,7 +189,12 @@ class MemAlignOptimizer:
         """The embedder, resolved on first use."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = resolve_embedder(self.embedding_model)
+                if self.embedding_dim is None:
+                    self._embedder = resolve_embedder(self.embedding_model)
+                else:
+                    self._embedder = resolve_embedder_with_dimension(
+                        self.embedding_model, self.embedding_dim
+                    )
             return self._embedder
 
     def reflection_model_for(self, judge: Judge) -> ChatModel:

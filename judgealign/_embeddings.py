@@ -68,6 +68,7 @@ __all__ = [
     "MiniLMEmbedder",
     "default_embedder",
     "resolve_embedder",
+    "resolve_embedder_with_dimension",
 ]
 
 
@@ -684,3 +685,32 @@ def resolve_embedder(spec: str | Embedder | None) -> Embedder:
             raise _bad_spec(spec, "the hashing embedder takes a positive dimension")
         return HashingEmbedder(int(hashing["dimension"]))
     return LiteLLMEmbedder(text)
+
+
+def resolve_embedder_with_dimension(spec: str | Embedder | None, dimension: int) -> Embedder:
+    """:func:`resolve_embedder`, with vectors of length ``dimension``.
+
+    An embedder that takes a dimension is asked for it: a litellm model URI gets
+    ``dimensions=dimension`` in its requests, the hashing embedder that many buckets.
+    Any other embedder (the local MiniLM, an embedder object) must already produce
+    vectors of that length.
+
+    Raises:
+        ConfigurationError: when ``dimension`` is not a positive integer, or the embedder
+            cannot produce vectors of that length.
+    """
+    dimension = _positive_int(dimension, "embedding_dim")
+    embedder = resolve_embedder(spec)
+    if isinstance(embedder, HashingEmbedder):
+        return HashingEmbedder(dimension)
+    if isinstance(embedder, LiteLLMEmbedder) and isinstance(spec, str):
+        return LiteLLMEmbedder(spec, dimensions=dimension)
+    if embedder.dimension != dimension:
+        raise ConfigurationError(
+            f"embedding_dim={dimension}, but the embedder {embedder.id!r} produces "
+            f"{embedder.dimension}-dimensional vectors and cannot be asked for another "
+            f"length; pass embedding_dim={embedder.dimension} or None, or an embedding model "
+            "that takes a dimension (a litellm model URI such as "
+            "'openai:/text-embedding-3-small', or 'hashing')."
+        )
+    return embedder

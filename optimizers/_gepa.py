@@ -14,7 +14,7 @@ import logging
 import random
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
 from optimizers._gepa_checkpoint import Checkpoint
 from optimizers._gepa_engine import DataSplit, Engine, EngineSettings, StopReason
 from optimizers._gepa_eval import Evaluator
+from optimizers._gepa_kwargs import gepa_options
 from optimizers._gepa_pareto import pareto_front
 from optimizers._gepa_reflect import DEFAULT_REFLECTION_PROMPT, check_reflection_prompt
 from optimizers._gepa_state import Candidate, RunState, fingerprint, prompts_key
@@ -47,6 +48,11 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         reflection_model: the model that rewrites prompts: a ``ChatModel``, a model URI,
             or ``None`` for ``JUDGEALIGN_MODEL``. Use a strong model.
         max_metric_calls: the budget; never exceeded.
+        display_progress_bar: MLflow's name for ``progress``.
+        gepa_kwargs: MLflow's pass-through to the ``gepa`` library: the keys with an
+            option here (``reflection_minibatch_size``, ``seed``, ``use_merge``,
+            ``max_merge_invocations``, ``run_dir``, ``display_progress_bar``) set it;
+            any other key is refused by name.
         minibatch_size: train records shown to the reflection model per proposal.
         val_fraction: share of ``train_data`` held out for validation when no
             ``val_data`` is given (at least one record each; a single record serves as
@@ -80,8 +86,10 @@ class GepaPromptOptimizer(BasePromptOptimizer):
     def __init__(
         self,
         reflection_model: str | ChatModel | None = None,
-        *,
         max_metric_calls: int = 100,
+        display_progress_bar: bool | None = None,
+        gepa_kwargs: Mapping[str, Any] | None = None,
+        *,
         minibatch_size: int = 3,
         val_fraction: float = 0.3,
         seed: int = 0,
@@ -96,6 +104,14 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         progress: bool | None = None,
         reflection_prompt: str | None = None,
     ) -> None:
+        options = gepa_options(gepa_kwargs)  # MLflow's spelling of the options below
+        minibatch_size = options.get("minibatch_size", minibatch_size)
+        seed = options.get("seed", seed)
+        use_merge = options.get("use_merge", use_merge)
+        max_merge_attempts = options.get("max_merge_attempts", max_merge_attempts)
+        run_dir = options.get("run_dir", run_dir)
+        if progress is None:
+            progress = options.get("progress", display_progress_bar)
         for name, value in (
             ("max_metric_calls", max_metric_calls),
             ("minibatch_size", minibatch_size),

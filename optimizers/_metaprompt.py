@@ -19,7 +19,7 @@ ranked on it while the examples shown come from ``train_data``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal
@@ -120,6 +120,8 @@ class MetaPromptOptimizer(BasePromptOptimizer):
 
     Args:
         reflection_model: a model URI (``"openai:/gpt-4o"``) or a ``ChatModel``.
+        lm_kwargs: completion parameters for a URI reflection model (``temperature``,
+            ``max_tokens``, ...), as in MLflow.
         guidelines: requirements every rewrite must respect, in your words.
         mode: ``zero_shot``, ``few_shot`` or ``iterative``; by default zero-shot without
             data and iterative with it.
@@ -146,8 +148,9 @@ class MetaPromptOptimizer(BasePromptOptimizer):
     def __init__(
         self,
         reflection_model: str | ChatModel,
-        *,
+        lm_kwargs: Mapping[str, Any] | None = None,
         guidelines: str | None = None,
+        *,
         mode: Mode | None = None,
         max_iterations: int = 3,
         num_examples: int = 6,
@@ -174,7 +177,12 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         ):
             if value < 1:
                 raise ConfigurationError(f"{option}={value} must be at least 1.")
-        self.model = resolve_model(reflection_model)
+        if lm_kwargs and not isinstance(reflection_model, str):
+            raise ConfigurationError(
+                "lm_kwargs apply to a reflection model given as a URI; set the parameters "
+                f"on your {type(reflection_model).__name__} itself instead."
+            )
+        self.model = resolve_model(reflection_model, params=lm_kwargs)
         self.guidelines = guidelines
         self.mode = mode
         self.max_iterations = max_iterations
