@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AssessmentSource", "AssessmentSourceType", "Feedback"]
+__all__ = ["AssessmentSource", "AssessmentSourceType", "Feedback", "FeedbackValue"]
 
 
 class AssessmentSourceType(str, Enum):
@@ -30,6 +30,20 @@ class AssessmentSource(BaseModel):
 
     source_type: AssessmentSourceType
     source_id: str = ""
+
+
+class FeedbackValue(BaseModel):
+    """A verdict's value and error, as MLflow's ``Feedback.feedback`` holds them.
+
+    Attributes:
+        value: the verdict, or ``None``.
+        error: why there is no verdict, or ``None``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    value: bool | int | float | str | None = None
+    error: str | None = None
 
 
 class Feedback(BaseModel):
@@ -61,3 +75,8 @@ class Feedback(BaseModel):
     def ok(self) -> bool:
         """True when the feedback carries a value and no error."""
         return self.error is None and self.value is not None
+
+    @property
+    def feedback(self) -> FeedbackValue:
+        """The value and error together (``feedback.feedback.value``), as in MLflow."""
+        return FeedbackValue(value=self.value, error=self.error)

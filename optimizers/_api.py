@@ -128,8 +128,10 @@ def optimize_prompts(
         optimizer: e.g. ``MetaPromptOptimizer(...)`` or the GEPA optimizer.
         scorers: the objectives: judges or callables taking some of ``inputs``,
             ``outputs``, ``expectations``. Required with ``train_data``.
-        aggregation: ``aggregation(scores, feedback) -> float`` per record; the default
-            is the mean of the normalised per-scorer scores.
+        aggregation: per record, MLflow's ``aggregation(scores) -> float`` with scorer
+            name -> the scorer's raw result (bool, number, label or Feedback), or
+            ``aggregation(scores, feedback)`` with the normalised numbers first; the
+            default is the mean of the normalised per-scorer scores.
         val_data: held-out records (same shape) for optimizers that rank on them.
         enable_tracking: passed to the optimizer (MLflow tracking comes later).
         label_scores: scores for labels that scorers return, e.g. ``{"good": 1.0}``.

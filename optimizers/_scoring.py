@@ -10,12 +10,14 @@ name (a judge is one). What it returns is mapped to a number:
   ``normalize(value)`` when it has one, else by the rules above; a feedback ``error``
   scores 0 with the error as rationale.
 
-A record's score is the mean of its scorers' scores, or ``aggregation(scores, feedback)``,
-which must return a number in [0, 1]. With ``aggregation``, per-scorer values are passed
+A record's score is the mean of its scorers' scores, or ``aggregation(...)`` (MLflow's
+one-argument form or the two-argument one, see :mod:`optimizers._aggregation`), which
+must return a number in [0, 1]. With ``aggregation``, per-scorer values are passed
 on unbounded (the aggregation maps them); without it, each must lie in [0, 1]. A scorer
 that declares an unranged numeric verdict (a judge with ``feedback_value_type=int`` or
 ``float`` and no ``value_range``) is refused when the evaluator is built, before any paid
 call, unless an ``aggregation`` is given.
+
 A ``predict_fn`` or scorer that raises on one record scores that record 0 with the error
 text as feedback; the other records go on. A record's ``trace`` lists the prompts
 ``predict_fn`` filled in, with their values, in order (see :mod:`optimizers._steps`).
@@ -33,10 +35,11 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 from judgealign import ConfigurationError, Feedback
 from judgealign._redact import redact
+from optimizers._aggregation import AggregationFn, bind_aggregation
 from optimizers._base import EvaluationResultRecord
 from optimizers._prompts import PromptUsage, candidate_prompts
 from optimizers._steps import capture_steps
@@ -57,9 +60,6 @@ Scorer = Callable[..., Any]
 PredictFn = Callable[..., Any]
 """The application under optimization, called as ``predict_fn(**record["inputs"])``."""
 
-AggregationFn = Callable[[dict[str, float], dict[str, Any]], float]
-"""``aggregation(scores, feedback)``: normalised score and raw result per scorer -> one
-number. A scorer that raised appears in ``feedback`` as a :class:`Feedback` with ``error``."""
 
 _ARGS = frozenset({"inputs", "outputs", "expectations"})
 _DEFAULT_LABELS = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0, "pass": 1.0, "fail": 0.0}
@@ -267,7 +267,9 @@ class Evaluator:
     Args:
         predict_fn: called as ``predict_fn(**record["inputs"])``; may be ``async``.
         scorers: the objectives (judges or plain callables).
-        aggregation: ``aggregation(scores, feedback) -> float``; default: the mean.
+        aggregation: MLflow's ``aggregation(scores) -> float`` (scorer name -> the scorer's
+            raw result), or ``aggregation(scores, feedback)`` (normalised numbers, then the
+            raw results); default: the mean of the normalised scores.
         label_scores: scores for string labels that scorers return.
         max_workers: how many records are evaluated at once.
 
@@ -290,14 +292,9 @@ class Evaluator:
             raise ConfigurationError(f"predict_fn={predict_fn!r} is not callable.")
         if max_workers < 1:
             raise ConfigurationError(f"max_workers={max_workers} must be at least 1.")
-        if aggregation is not None and not callable(aggregation):
-            raise ConfigurationError(
-                f"aggregation={aggregation!r} must be a function (scores, feedback) -> float, "
-                "or None for the mean of the scorers."
-            )
         self._predict_fn = predict_fn
         self._scorers = _bind_scorers(scorers, aggregated=aggregation is not None)
-        self._aggregation = aggregation
+        self._aggregation = bind_aggregation(aggregation)
         self._label_scores = _check_label_scores(label_scores)
         self._max_workers = max_workers
         self._lock = threading.Lock()
@@ -468,7 +465,7 @@ class Evaluator:
     def _combine(self, scores: dict[str, float], feedback: dict[str, Any]) -> float:
         if self._aggregation is None:
             return sum(scores.values()) / len(scores)
-        value = cast("object", self._aggregation(dict(scores), dict(feedback)))
+        value = self._aggregation(dict(scores), dict(feedback))
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise TypeError(f"aggregation returned {value!r}, not a finite number")
         if outside_unit_range(value):

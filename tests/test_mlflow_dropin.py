@@ -9,12 +9,59 @@ shapes, our own code and data): where the documentation says
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from judgealign import ConfigurationError
+from judgealign.testing import ChatRequest, FakeOpenAIServer
 from optimizers import InMemoryPromptStore, set_prompt_store
+
+# -- the offline world: one fake OpenAI endpoint plays every model ---------------------------
+# The application model answers with the bare city only when its prompt asks for the city
+# name alone; otherwise it answers in a sentence. A reflection model (GEPA's fenced reply,
+# the metaprompt's JSON) proposes the prompt that asks for it.
+
+CAPITALS = {
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Japan": "Tokyo",
+    "Canada": "Ottawa",
+}
+HINT = "Reply with the city name only."
+BETTER = "Answer the following question: {{question}}\n" + HINT
+
+
+def _country(text: str) -> str | None:
+    return next((c for c in CAPITALS if c in text), None)
+
+
+def world(request: ChatRequest) -> Any:
+    text = request.text
+    schema = request.json_schema or {}
+    if "You are refining one prompt" in text:  # GEPA's reflection
+        return f"```\n{BETTER}\n```"
+    if "prompts" in (schema.get("properties") or {}):  # the metaprompt's reflection
+        names = list(schema["properties"]["prompts"]["properties"])
+        return {"diagnosis": "answers are sentences", "prompts": {n: BETTER for n in names}}
+    country = _country(request.last_user)
+    if country is None:
+        return None
+    city = CAPITALS[country]
+    return city if HINT in request.last_user else f"The capital of {country} is {city}."
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
+    """``openai:/...`` models and ``openai.OpenAI()`` both reach the fake server."""
+    with FakeOpenAIServer(reply=world) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-dropin")
+        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +69,16 @@ def fresh_prompt_store() -> Iterator[None]:
     previous = set_prompt_store(InMemoryPromptStore())
     yield
     set_prompt_store(previous)
+
+
+def qa_dataset(countries: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "inputs": {"question": f"What is the capital of {c}?"},
+            "expectations": {"expected_response": CAPITALS[c]},
+        }
+        for c in countries
+    ]
 
 
 # -- 1. the prompt registry: versions, tags, aliases, URIs -----------------------------------
@@ -140,3 +197,180 @@ def test_tags_must_be_strings() -> None:
 
     with pytest.raises(ConfigurationError, match="tags must map strings to strings"):
         register_prompt("qa", "Answer: {{ question }}", tags={"score": 1})  # type: ignore[dict-item]
+
+
+# -- 2. optimize_prompts with GEPA and metaprompt, custom scorers, one-argument aggregation ---
+
+
+def test_gepa_workflow_from_mlflow_docs(openai_server: FakeOpenAIServer) -> None:
+    import openai
+
+    from optimizers import GepaPromptOptimizer, load_prompt, optimize_prompts, register_prompt
+
+    prompt = register_prompt(
+        name="qa",
+        template="Answer the following question: {{question}}",
+    )
+
+    def predict_fn(question: str) -> str:
+        prompt = load_prompt("prompts:/qa/1")
+        completion = openai.OpenAI().chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt.format(question=question)}],
+        )
+        return completion.choices[0].message.content or ""
+
+    def exact_match(outputs: str, expectations: dict[str, Any]) -> bool:
+        return outputs == expectations["expected_response"]
+
+    result = optimize_prompts(
+        predict_fn=predict_fn,
+        train_data=qa_dataset(list(CAPITALS)),
+        prompt_uris=[prompt.uri],
+        optimizer=GepaPromptOptimizer(
+            reflection_model="openai:/gpt-4o",
+            max_metric_calls=30,
+            display_progress_bar=False,
+            gepa_kwargs={"reflection_minibatch_size": 2, "seed": 1},
+        ),
+        scorers=[exact_match],
+    )
+
+    assert result.optimized_prompts[0].template == BETTER
+    assert result.initial_eval_score == 0.0
+    assert result.final_eval_score == 1.0
+    assert load_prompt(result.optimized_prompts[0].uri).template == BETTER
+
+
+def test_gepa_kwargs_are_mapped_and_unknown_keys_refused_by_name() -> None:
+    from optimizers import GepaPromptOptimizer
+
+    optimizer = GepaPromptOptimizer(
+        "openai:/gpt-4o",
+        40,
+        True,
+        {"reflection_minibatch_size": 5, "use_merge": True, "max_merge_invocations": 2},
+    )
+    assert optimizer.settings.minibatch_size == 5
+    assert optimizer.settings.use_merge is True
+    assert optimizer.settings.max_merge_attempts == 2
+    assert optimizer.settings.max_metric_calls == 40
+    assert optimizer.progress is True
+    with pytest.raises(ConfigurationError, match=r"'candidate_selection_strategy'.*Supported"):
+        GepaPromptOptimizer("openai:/gpt-4o", gepa_kwargs={"candidate_selection_strategy": "x"})
+    with pytest.raises(ConfigurationError, match="pass val_data= to optimize_prompts"):
+        GepaPromptOptimizer("openai:/gpt-4o", gepa_kwargs={"valset": []})
+
+
+def test_metaprompt_workflow_with_weighted_one_argument_aggregation(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    import openai
+
+    from judgealign import Feedback
+    from optimizers import MetaPromptOptimizer, load_prompt, optimize_prompts, register_prompt
+
+    prompt = register_prompt(
+        name="qa",
+        template="Answer the following question: {{question}}",
+    )
+
+    def predict_fn(question: str) -> str:
+        prompt = load_prompt("prompts:/qa@latest")
+        completion = openai.OpenAI().chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt.format(question=question)}],
+        )
+        return completion.choices[0].message.content or ""
+
+    def correct(outputs: str, expectations: dict[str, Any]) -> Feedback:
+        ok = expectations["expected_response"] in outputs
+        return Feedback(name="correct", value="yes" if ok else "no", rationale="checked")
+
+    def brevity(outputs: str) -> float:
+        return min(1.0, 2 / max(1, len(outputs.split())))
+
+    seen: list[dict[str, Any]] = []
+
+    def weighted_objective(scores: dict[str, Any]) -> float:
+        seen.append(scores)
+        correctness = 1.0 if scores["correct"].feedback.value == "yes" else 0.0
+        return 0.7 * correctness + 0.3 * scores["brevity"]
+
+    result = optimize_prompts(
+        predict_fn=predict_fn,
+        train_data=qa_dataset(["France", "Germany", "Italy", "Spain"]),
+        prompt_uris=[prompt.uri],
+        optimizer=MetaPromptOptimizer(
+            reflection_model="openai:/gpt-4o", lm_kwargs={"temperature": 0.2}
+        ),
+        scorers=[correct, brevity],
+        aggregation=weighted_objective,
+    )
+
+    # One argument, MLflow's contract: scorer name -> the scorer's own result.
+    assert isinstance(seen[0]["correct"], Feedback)
+    assert isinstance(seen[0]["brevity"], float)
+    # Sentences are correct but long: 0.7 + 0.3 * 2/6; the bare city scores 1.
+    assert result.initial_eval_score == pytest.approx(0.7 + 0.3 * 2 / 6)
+    assert result.final_eval_score == pytest.approx(1.0)
+    assert result.optimized_prompts[0].template == BETTER
+    bodies = [r.body for r in openai_server.requests if isinstance(r.body, dict)]
+    reflection = [b for b in bodies if "prompt_revision" in json.dumps(b.get("response_format"))]
+    assert reflection and all(b.get("temperature") == 0.2 for b in reflection)
+
+
+def test_two_argument_aggregation_still_gets_numbers_then_results() -> None:
+    from optimizers import make_eval_fn
+
+    calls: list[tuple[dict[str, float], dict[str, Any]]] = []
+
+    def aggregation(scores: dict[str, float], feedback: dict[str, Any]) -> float:
+        calls.append((scores, feedback))
+        return scores["flag"]
+
+    def flag(outputs: str) -> str:
+        return "yes" if outputs else "no"
+
+    evaluate = make_eval_fn(lambda q: q, [flag], aggregation=aggregation)
+    [record] = evaluate({}, [{"inputs": {"q": "x"}}])
+    assert record.score == 1.0
+    assert calls == [({"flag": 1.0}, {"flag": "yes"})]
+
+
+def test_memalign_optimizer_takes_mlflows_arguments(openai_server: FakeOpenAIServer) -> None:
+    from judgealign import MemAlignOptimizer
+
+    optimizer = MemAlignOptimizer(
+        reflection_lm="openai:/gpt-4o-mini",
+        retrieval_k=3,
+        embedding_model="openai:/text-embedding-3-small",
+        embedding_dim=256,
+    )
+    assert optimizer.reflection_model == "openai:/gpt-4o-mini"
+    assert optimizer.retrieval_k == 3
+    assert optimizer.embedder.embed(["What is the capital of France?"]).shape == (1, 256)
+    [request] = [r for r in openai_server.requests if "embeddings" in r.path]
+    assert request.body["dimensions"] == 256  # asked of the model, not cut afterwards
+
+    positional = MemAlignOptimizer("openai:/gpt-4o-mini", 2, "hashing", 64)
+    assert positional.embedder.dimension == 64
+
+
+def test_embedding_dim_that_the_embedder_cannot_produce_is_refused() -> None:
+    import numpy as np
+
+    from judgealign import MemAlignOptimizer
+
+    class FixedEmbedder:
+        id = "fixed:/384"
+        dimension = 384
+
+        def embed(self, texts: list[str]) -> Any:
+            return np.ones((len(texts), 384), dtype=np.float32) / np.sqrt(384)
+
+    optimizer = MemAlignOptimizer(embedding_model=FixedEmbedder(), embedding_dim=512)
+    with pytest.raises(ConfigurationError, match=r"embedding_dim=512.*384-dimensional"):
+        _ = optimizer.embedder
+    with pytest.raises(ConfigurationError, match=r"reflection_lm= .* or reflection_model="):
+        MemAlignOptimizer(reflection_lm="openai:/a", reflection_model="openai:/b")
