@@ -4,6 +4,8 @@
 * :class:`FunctionModel` computes each reply from the request.
 * :class:`FakeOpenAIServer` is an OpenAI-compatible HTTP server on 127.0.0.1 with
   configurable latency and injected faults, to drive the real litellm path end to end.
+* :class:`Decoding` makes the fake server imitate a real one: numeric schema bounds
+  ignored as by a grammar, replies that run on unless ``max_tokens`` cuts them.
 * :func:`no_retry_waits` makes retries immediate inside a ``with`` block.
 """
 
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from judgealign._retry import get_default_retry_policy, set_default_retry_policy
+from judgealign.testing._decoding import Decoding
 from judgealign.testing._scripted import FunctionModel, ModelRequest, ScriptedModel
 from judgealign.testing._server import (
     ChatRequest,
@@ -24,6 +27,7 @@ from judgealign.testing._server import (
 
 __all__ = [
     "ChatRequest",
+    "Decoding",
     "FakeOpenAIServer",
     "FaultPlan",
     "FunctionModel",

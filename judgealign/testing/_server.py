@@ -50,6 +50,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, TypeAlias, cast
 
+from judgealign.testing._decoding import Decoding
+
 __all__ = [
     "FAULT_KINDS",
     "ChatRequest",
@@ -547,6 +549,8 @@ def _json_response(status: int, obj: Any, headers: dict[str, str] | None = None)
 class _State:
     """Everything the request handlers share; every mutable field is guarded by ``lock``."""
 
+    decoding: Decoding = Decoding()  # set by FakeOpenAIServer; immutable
+
     def __init__(
         self,
         *,
@@ -854,18 +858,20 @@ class _State:
         content: str | None
         tool_calls: list[dict[str, Any]] | None
         if reply.is_empty:
-            content, tool_calls = _auto_content(request)
+            content, tool_calls = _auto_content(self.decoding.as_decoded(request))
+            content = self.decoding.run_on(content)
         else:
             content = reply.content
             if reply.json is not None:
                 content = json.dumps(reply.json)
             tool_calls = reply.tool_calls
+        content, cut = self.decoding.cut(content, request.body)
         number = self.next_id()
         calls = _normalise_tool_calls(tool_calls, number) if tool_calls else None
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
         if calls:
             message["tool_calls"] = calls
-        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+        finish = reply.finish_reason or ("length" if cut else "tool_calls" if calls else "stop")
         completion_text = (content or "") + "".join(c["function"]["arguments"] for c in calls or [])
         prompt_tokens = _tokens(request.text)
         completion_tokens = _tokens(completion_text)
@@ -1168,6 +1174,9 @@ class FakeOpenAIServer:
             It runs in the request's thread, so it must be thread-safe. If it raises, the
             request is answered with a 500 error naming the exception.
         embedding_dim: dimensions of the embeddings (a request's ``dimensions`` wins).
+        decoding: how replies imitate a real server's decoding (:class:`Decoding`):
+            schema bounds ignored as by a grammar, replies that run on unless
+            ``max_tokens`` cuts them. The default is an ideal server.
 
     Example::
 
@@ -1183,6 +1192,7 @@ class FakeOpenAIServer:
         faults: FaultPlan | None = None,
         reply: Callable[[ChatRequest], ReplyLike | None] | None = None,
         embedding_dim: int = 384,
+        decoding: Decoding | None = None,
     ) -> None:
         """Configure the server; it starts on :meth:`start` or ``with``.
 
@@ -1196,6 +1206,7 @@ class FakeOpenAIServer:
         self._state = _State(
             latency_s=latency_s, faults=faults, reply=reply, embedding_dim=embedding_dim
         )
+        self._state.decoding = decoding or Decoding()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
