@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign._errors import ConfigurationError, MissingExtraError
+from judgealign._values import MAX_INT_ENUM
 
 __all__ = [
     "BUILD_CMAKE_ARGS",
@@ -119,7 +120,6 @@ _MIN_KEPT_TOKENS = 32
 _RELAXED_CHARS_PER_TOKEN = 2.5
 _STRICT_BYTES_PER_CHAR = 6
 _MIN_RELAXED_STRING_CHARS = 24
-_MAX_INT_ENUM = 256
 _INT_BYTES = 17  # llama.cpp's integer rule: sign and up to 16 digits
 _NUMBER_BYTES = 40  # sign, 16 + 16 digits, point, exponent
 # Greedy JSON decoding: the top-logit shortlists the grammar sees before the whole vocabulary.
@@ -950,7 +950,7 @@ def _integer_range(node: Mapping[str, Any]) -> list[int] | None:
         high = math.floor(node["maximum"])
     if isinstance(node.get("exclusiveMaximum"), (int, float)):
         high = min(high if high is not None else 2**63, math.ceil(node["exclusiveMaximum"]) - 1)
-    if low is None or high is None or high < low or high - low >= _MAX_INT_ENUM:
+    if low is None or high is None or high < low or high - low >= MAX_INT_ENUM:
         return None
     return list(range(low, high + 1))
 

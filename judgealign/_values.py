@@ -16,6 +16,15 @@ Coercion rules (documented in the README, applied to model replies and to SME la
 * ``Literal[...]``: a string equal to one of the choices after trimming and ignoring case;
   the declared spelling is returned.
 * A declared range ``(low, high)`` is inclusive and enforced after coercion.
+
+What the JSON schema sends for each kind (see :meth:`ValueSpec.json_schema`): ``bool`` a
+``boolean``; ``str`` a ``string``; ``Literal`` a ``string`` with an ``enum`` of the
+labels; ``float`` a ``number``, with ``minimum``/``maximum`` for a range; ``int`` an
+``integer``, and for a range ``minimum``/``maximum`` plus, when the range holds at most
+:data:`MAX_INT_ENUM` integers, an ``enum`` of them. Grammar-based servers (llama.cpp and
+the servers built on it) enforce ``enum`` but ignore ``minimum``/``maximum``, so bounds
+alone let a small model answer 13 for a 1-5 score. Wider ranges keep the bounds only, so
+that the schema stays small.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any, Literal
 
 from judgealign._errors import ConfigurationError
 
-__all__ = ["ValueKind", "ValueSpec", "ValueCoercionError"]
+__all__ = ["MAX_INT_ENUM", "ValueCoercionError", "ValueKind", "ValueSpec"]
 
 ValueKind = Literal["bool", "int", "float", "str", "label"]
 Verdict = bool | int | float | str
@@ -35,6 +44,8 @@ Verdict = bool | int | float | str
 _TRUE_WORDS = frozenset({"true", "yes", "y", "pass", "correct", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "fail", "incorrect", "0"})
 _ALLOWED = "bool, int, float, str, or typing.Literal['a', 'b', ...] of strings"
+MAX_INT_ENUM = 256
+"""The widest integer range sent as an ``enum`` of its values (a 0-100 score fits)."""
 
 
 class ValueCoercionError(ValueError):
@@ -72,6 +83,11 @@ class ValueSpec:
                 "feedback_value_type."
             )
         low, high = _check_range(value_range)
+        if spec.kind == "int" and math.ceil(low) > math.floor(high):
+            raise ConfigurationError(
+                f"value_range={value_range!r} holds no integer, so an int judge could never "
+                "give a valid verdict. Widen the range or use feedback_value_type=float."
+            )
         return cls(kind=spec.kind, low=low, high=high)
 
     @classmethod
@@ -108,7 +124,20 @@ class ValueSpec:
             schema["minimum"] = _as_number(self.low, self.kind)
         if self.high is not None:
             schema["maximum"] = _as_number(self.high, self.kind)
+        allowed = self.allowed_integers()
+        if allowed is not None:
+            schema["enum"] = allowed
         return schema
+
+    def allowed_integers(self) -> list[int] | None:
+        """Every integer an int judge with a range of at most :data:`MAX_INT_ENUM` values
+        may return, in order; ``None`` for other judges and wider ranges."""
+        if self.kind != "int" or self.low is None or self.high is None:
+            return None
+        first, last = math.ceil(self.low), math.floor(self.high)
+        if last - first + 1 > MAX_INT_ENUM:
+            return None
+        return list(range(first, last + 1))
 
     def describe(self) -> str:
         """A short human description, used in prompts and error messages."""

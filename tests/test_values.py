@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 
 from judgealign import ConfigurationError
-from judgealign._values import ValueCoercionError, ValueSpec
+from judgealign._values import MAX_INT_ENUM, ValueCoercionError, ValueSpec
 
 
 @pytest.mark.parametrize(
@@ -29,10 +29,29 @@ def test_int_coercion_and_range() -> None:
     spec = ValueSpec.from_type(int, (1, 5))
     assert spec.coerce("4") == 4
     assert spec.coerce(3.0) == 3
-    assert spec.json_schema() == {"type": "integer", "minimum": 1, "maximum": 5}
+    assert spec.json_schema() == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 5,
+        "enum": [1, 2, 3, 4, 5],
+    }
     for bad in ("4.5", 6, 0, True, "x"):
         with pytest.raises(ValueCoercionError):
             spec.coerce(bad)
+
+
+def test_int_ranges_are_sent_as_enums_up_to_the_bound_and_as_bounds_beyond() -> None:
+    assert ValueSpec.from_type(int, (0.5, 3.5)).json_schema()["enum"] == [1, 2, 3]
+    assert len(ValueSpec.from_type(int, (1, MAX_INT_ENUM)).json_schema()["enum"]) == MAX_INT_ENUM
+    wide = ValueSpec.from_type(int, (0, MAX_INT_ENUM)).json_schema()
+    assert wide == {"type": "integer", "minimum": 0, "maximum": MAX_INT_ENUM}
+    assert "enum" not in ValueSpec.from_type(float, (1, 5)).json_schema()
+    assert "enum" not in ValueSpec.from_type(int).json_schema()
+
+
+def test_an_int_range_holding_no_integer_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"value_range=\(0.2, 0.8\) holds no integer"):
+        ValueSpec.from_type(int, (0.2, 0.8))
 
 
 def test_float_rejects_nan_and_inf() -> None:
