@@ -78,7 +78,9 @@ def make_judge(
         value_range: an inclusive ``(low, high)`` range for int or float judges.
         label_scores: for ``Literal`` judges, a score in [0, 1] per label, used when the
             judge is an optimizer's objective (e.g. ``{"good": 1, "fair": 0.5, "poor": 0}``).
-        base_url: the provider endpoint root, e.g. ``http://localhost:8000/v1``.
+        base_url: the provider endpoint, as MLflow takes it: the full chat-completions URL
+            ``http://localhost:8000/v1/chat/completions`` is posted to as is; a root such
+            as ``http://localhost:8000/v1`` gets ``/chat/completions`` appended.
         max_field_chars: each record field sent to the model is cut to this many
             characters, from the middle, with a visible marker and a warning naming the
             field (see ``judgealign._field_limits``); ``None`` sends fields whole.
@@ -675,8 +677,9 @@ def _check_params(params: object) -> dict[str, Any]:
 def _check_base_url(base_url: object) -> str | None:
     if base_url is not None and not isinstance(base_url, str):
         raise ConfigurationError(
-            f"base_url={base_url!r} must be the endpoint root as a string, for example "
-            "'http://localhost:8000/v1', or None for the provider's default."
+            f"base_url={base_url!r} must be a string, the endpoint root or its chat-completions "
+            "URL, for example 'http://localhost:8000/v1' or "
+            "'http://localhost:8000/v1/chat/completions', or None for the provider's default."
         )
     return base_url
 

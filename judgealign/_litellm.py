@@ -49,9 +49,17 @@ from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._retry import CallFailure, RetryPolicy, get_default_retry_policy, run_with_retries
 from judgealign._usage import Usage
 
-__all__ = ["LiteLLMModel", "default_model_uri", "litellm_embed", "parse_model_uri"]
+__all__ = [
+    "LiteLLMModel",
+    "default_model_uri",
+    "endpoint_root",
+    "litellm_embed",
+    "parse_model_uri",
+]
 
 MODEL_ENV = "JUDGEALIGN_MODEL"
+CHAT_PATH = "/chat/completions"
+EMBEDDINGS_PATH = "/embeddings"
 DIRECT_HTTP_ENV = "JUDGEALIGN_DIRECT_HTTP"
 _LOCAL_PROVIDER = "judgealign_local"
 _URI = re.compile(r"^(?P<provider>[A-Za-z0-9_\-]+)(?::/|/)(?P<name>\S.*)$")
@@ -88,6 +96,21 @@ def parse_model_uri(uri: str) -> tuple[str, str]:
     return match["provider"].lower(), match["name"].strip()
 
 
+def endpoint_root(url: str | None, path: str) -> str | None:
+    """The API root of ``url``, which may also be the full URL of the ``path`` endpoint.
+
+    MLflow's ``base_url`` is the URL posted to (``http://host:8000/v1/chat/completions``);
+    litellm's and the openai SDK's ``api_base`` is the root they append the endpoint to
+    (``http://host:8000/v1``). Either is accepted: a URL that already ends in ``path``
+    (``/chat/completions`` for chat, ``/embeddings`` for embeddings) is used as is, by
+    posting to it; any other URL gets ``path`` appended.
+    """
+    if url is None:
+        return None
+    trimmed = url.strip().rstrip("/")
+    return trimmed[: -len(path)] if trimmed.endswith(path) else url
+
+
 def default_model_uri() -> str:
     """The judge model named by ``JUDGEALIGN_MODEL``, or a clear error when unset."""
     uri = os.environ.get(MODEL_ENV, "").strip()
@@ -106,7 +129,10 @@ class LiteLLMModel:
 
     Args:
         model: the model URI, ``provider:/name`` or ``provider/name``.
-        api_base: the endpoint root (``base_url`` in MLflow), e.g. ``http://host/v1``.
+        api_base: the endpoint (``base_url`` in MLflow): the root, e.g.
+            ``http://host:8000/v1``, or the full chat-completions URL
+            ``http://host:8000/v1/chat/completions`` as MLflow's ``make_judge`` takes it
+            (see :func:`endpoint_root`).
         api_key: a key for this model only; otherwise litellm reads the provider's usual
             environment variable. Never stored in files, reprs or messages.
         params: extra completion parameters (temperature, max_tokens, ...).
@@ -126,7 +152,7 @@ class LiteLLMModel:
     ) -> None:
         self._provider, self._name = parse_model_uri(model)
         self._uri = f"{self._provider}:/{self._name}"
-        self._api_base = api_base
+        self._api_base = endpoint_root(api_base, CHAT_PATH)
         self._api_key = api_key
         self._params = _public_params(params or {})
         self._secret_params = {k: v for k, v in (params or {}).items() if is_secret_name(k)}
@@ -347,8 +373,13 @@ def litellm_embed(
     api_key: str | None = None,
     **params: Any,
 ) -> list[list[float]]:
-    """Embed ``texts`` with a litellm embedding model, with the usual retries."""
+    """Embed ``texts`` with a litellm embedding model, with the usual retries.
+
+    ``api_base`` is the API root (``http://host:8000/v1``) or the full embeddings URL
+    (``http://host:8000/v1/embeddings``); see :func:`endpoint_root`.
+    """
     provider, name = parse_model_uri(model_uri)
+    api_base = endpoint_root(api_base, EMBEDDINGS_PATH)
     check_endpoint(model_uri, api_base or _env_api_base(provider))
     extra: dict[str, Any] = dict(params)
     if api_base:
@@ -369,7 +400,8 @@ def litellm_embed(
     def attempt(timeout: float) -> Any:
         if endpoint is not None:
             body = {"model": name, "input": list(texts), "encoding_format": "base64"}
-            data = _post_json(f"{endpoint[1]}/embeddings", body, endpoint[0], timeout).get("data")
+            url = endpoint[1] + EMBEDDINGS_PATH
+            data = _post_json(url, body, endpoint[0], timeout).get("data")
             if not isinstance(data, list):
                 raise EndpointError("APIResponseValidationError", "the reply has no data list")
             return cast(list[Any], data)
@@ -576,7 +608,7 @@ def _plan_direct_route(
     if mapped.pop("stream", False) or not isinstance(extra, dict):
         return None
     return _DirectRoute(
-        url=f"{endpoint[1]}/chat/completions",
+        url=endpoint[1] + CHAT_PATH,
         model=name,
         params={**mapped, **cast(dict[str, Any], extra)},
         key=endpoint[0],

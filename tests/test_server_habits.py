@@ -73,3 +73,47 @@ def test_a_range_too_wide_for_an_enum_keeps_its_bounds_and_is_still_checked(
     # The grammar-like server answered out of range twice: an error, never a clamped value.
     assert feedback.value is None
     assert "outside the declared range" in (feedback.error or "")
+
+
+# -- 3. base_url as MLflow means it -----------------------------------------------------
+
+
+@pytest.mark.parametrize("direct", ["1", "0"])
+@pytest.mark.parametrize("form", ["root", "root/", "chat_url", "chat_url/"])
+def test_base_url_is_the_api_root_or_the_chat_completions_url_on_both_routes(
+    monkeypatch: pytest.MonkeyPatch, direct: str, form: str
+) -> None:
+    monkeypatch.setenv("JUDGEALIGN_DIRECT_HTTP", direct)
+    with FakeOpenAIServer() as server:
+        given = server.base_url if form.startswith("root") else server.chat_url
+        judge = judge_for(server, base_url=given + ("/" if form.endswith("/") else ""))
+
+        feedback = judge(inputs="What is 2 + 2?", outputs="4")
+
+        assert feedback.error is None
+        assert [r.path for r in server.requests] == ["/v1/chat/completions"]
+        # litellm's route is told apart by its client (the openai SDK), the direct one by ours
+        agent = server.requests[0].headers.get("User-Agent", "")
+        assert ("judgealign" in agent) == (direct == "1")
+
+
+@pytest.mark.parametrize("direct", ["1", "0"])
+@pytest.mark.parametrize("suffix", ["", "/embeddings"])
+def test_embeddings_base_url_is_the_api_root_or_the_embeddings_url_on_both_routes(
+    monkeypatch: pytest.MonkeyPatch, direct: str, suffix: str
+) -> None:
+    from judgealign import LiteLLMEmbedder
+
+    monkeypatch.setenv("JUDGEALIGN_DIRECT_HTTP", direct)
+    with FakeOpenAIServer() as server:
+        embedder = LiteLLMEmbedder(
+            "openai:/fake-embed",
+            dimension=384,
+            api_base=server.base_url + suffix,
+            api_key="sk-fake-key-000",
+        )
+
+        vectors = embedder.embed(["the cat sat", "a dog barked"])
+
+        assert len(vectors) == 2
+        assert [r.path for r in server.requests] == ["/v1/embeddings"]
