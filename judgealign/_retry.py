@@ -110,7 +110,8 @@ def run_with_retries(
             remaining = policy.deadline_s - (clock.monotonic() - start)
             last = number == policy.max_attempts or wait >= remaining
             if not failure.retryable or last:
-                error = _as_error(failure, number, exhausted=failure.retryable)
+                elapsed = clock.monotonic() - start
+                error = _as_error(failure, number, elapsed, policy, exhausted=failure.retryable)
                 if _holds_secret(exc):  # a traceback would print the provider's raw text
                     raise error from None
                 raise error from exc
@@ -139,8 +140,25 @@ def _backoff(policy: RetryPolicy, number: int, failure: CallFailure, rng: random
     return wait
 
 
-def _as_error(failure: CallFailure, attempts: int, *, exhausted: bool) -> ModelCallError:
-    suffix = f" (gave up after {attempts} attempts)" if exhausted else ""
+def _as_error(
+    failure: CallFailure, attempts: int, elapsed_s: float, policy: RetryPolicy, *, exhausted: bool
+) -> ModelCallError:
+    """The error raised after the last attempt. When retries ran out it tells the whole
+    story (the message of one attempt, a timeout say, names only that attempt's limit):
+    how many attempts over how long, why it stopped, and the policy that decides it."""
+    suffix = ""
+    if exhausted:
+        why = (
+            "every attempt failed"
+            if attempts == policy.max_attempts
+            else f"another attempt would pass the {policy.deadline_s:g} s deadline"
+        )
+        plural = "s" if attempts != 1 else ""
+        suffix = (
+            f" (gave up after {attempts} attempt{plural} over {elapsed_s:.1f} s: {why}; "
+            f"RetryPolicy(max_attempts={policy.max_attempts}, deadline_s={policy.deadline_s:g}, "
+            f"timeout_s={policy.timeout_s:g}) sets these limits)"
+        )
     return ModelCallError(
         failure.message + suffix,
         status=failure.status,

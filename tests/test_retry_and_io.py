@@ -75,6 +75,29 @@ def test_attempts_and_deadline_bound_the_retries() -> None:
     assert clock.now < 5.0
 
 
+def test_the_final_error_says_how_many_attempts_over_how_long_and_why_it_stopped() -> None:
+    # Each attempt times out after 50 s: the last attempt's message alone ("no reply within
+    # 50 s") would hide that the call was tried for minutes.
+    clock = FakeClock()
+
+    def attempt(timeout: float) -> str:
+        clock.now += timeout
+        raise TimeoutError(f"no reply within {timeout:g} s")
+
+    classify = lambda exc: CallFailure(str(exc), retryable=True)  # noqa: E731
+    policy = RetryPolicy(
+        max_attempts=5, base_delay_s=2.0, max_delay_s=2.0, deadline_s=120, timeout_s=50, jitter=False
+    )
+    with pytest.raises(ModelCallError) as info:
+        run_with_retries(attempt, classify, policy, clock)
+    assert str(info.value) == (
+        "no reply within 16 s (gave up after 3 attempts over 120.0 s: another attempt would "
+        "pass the 120 s deadline; RetryPolicy(max_attempts=5, deadline_s=120, timeout_s=50) "
+        "sets these limits)"
+    )
+    assert info.value.attempts == 3
+
+
 def test_network_switch() -> None:
     set_network_allowed(True)
     try:

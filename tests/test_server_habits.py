@@ -8,6 +8,7 @@ says how long we tried. :class:`judgealign.testing.Decoding` imitates the first 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,3 +118,24 @@ def test_embeddings_base_url_is_the_api_root_or_the_embeddings_url_on_both_route
 
         assert len(vectors) == 2
         assert [r.path for r in server.requests] == ["/v1/embeddings"]
+
+
+# -- 4. errors that tell the whole story ------------------------------------------------
+
+
+def test_a_server_that_never_answers_is_reported_with_attempts_and_time_spent() -> None:
+    from judgealign import LiteLLMModel, ModelCallError
+    from judgealign.testing import no_retry_waits
+
+    with FakeOpenAIServer(latency_s=5.0) as silent, no_retry_waits(timeout_s=0.2):
+        model = LiteLLMModel("openai:/fake", api_base=silent.base_url, api_key="sk-x1234567")
+        with pytest.raises(ModelCallError) as info:
+            model.complete([{"role": "user", "content": "hi"}])
+
+    message = str(info.value)
+    assert "no reply within 0.2 s" in message  # the last attempt's own limit...
+    # ...and the whole story: five attempts of 0.2 s each took at least a second.
+    match = re.search(r"gave up after 5 attempts over (\d+\.\d) s: every attempt failed", message)
+    assert match is not None, message
+    assert float(match[1]) >= 1.0
+    assert "RetryPolicy(max_attempts=5" in message
