@@ -27,12 +27,15 @@ class Completion:
         usage: tokens, cost and latency of the call.
         model: the model URI that answered.
         raw: provider-specific extras worth keeping (never secrets).
+        finish_reason: why generation stopped, as the provider says (``"stop"``;
+            ``"length"`` when the token limit cut the reply); ``None`` when unknown.
     """
 
     text: str
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     raw: dict[str, Any] = field(default_factory=lambda: {})
+    finish_reason: str | None = None
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ from judgealign._errors import ModelError
 from judgealign._memory import Guideline, new_guideline_id, normalise_text
 from judgealign._metering import usage_of_error
 from judgealign._redact import redact
+from judgealign._reply_limits import DISTILL_MAX_TOKENS, with_reply_limit
 from judgealign._structured import ReplyError, generate_structured
 from judgealign._usage import ZERO_USAGE, Usage
 
@@ -195,6 +196,7 @@ def distill_guidelines(
     Once ``cancel`` is set, batches not yet sent are not sent (they come back failed, at
     no cost); requests already in flight finish.
     """
+    model = with_reply_limit(model, DISTILL_MAX_TOKENS)  # a list of guidelines, not a verdict
     system = _distill_system(instructions, verdict_type, existing, disagreements_only)
     batches = batch_items(
         items,
@@ -275,6 +277,7 @@ def _run_batch(
                 schema_name=DISTILL_SCHEMA_NAME,
                 schema=_DISTILL_SCHEMA,
                 parse=_parse_distilled,
+                raise_limit=_raise_limit(model),
             )
         except Exception as exc:  # a failed batch is reported, never raised or dropped
             error = redact(f"{type(exc).__name__}: {exc}")
@@ -386,6 +389,7 @@ def consolidate_guidelines(
     it names; an entry naming no known unpinned guideline is ignored, and one repeating
     the text of an earlier entry adds its sources to it.
     """
+    model = with_reply_limit(model, DISTILL_MAX_TOKENS)
     pinned = [g for g in guidelines if g.pinned]
     loose = {g.id: g for g in guidelines if not g.pinned}
     messages = [
@@ -405,6 +409,7 @@ def consolidate_guidelines(
             schema_name=CONSOLIDATE_SCHEMA_NAME,
             schema=_CONSOLIDATE_SCHEMA,
             parse=lambda obj: _parse_list(obj, "merged_ids"),
+            raise_limit=_raise_limit(model),
         )
     except ModelError as exc:
         return ConsolidationOutcome(tuple(guidelines), (), redact(str(exc)), usage_of_error(exc))
@@ -427,6 +432,14 @@ def consolidate_guidelines(
         None,
         reply.usage,
         tuple(i for i in rewrite.absorbed if i in loose),
+    )
+
+
+def _raise_limit(model: ChatModel) -> str:
+    """How to give distillation a larger reply limit (see ``generate_structured``)."""
+    return (
+        f"MemAlignOptimizer(reflection_model=LiteLLMModel({model.uri!r}, "
+        "params={'max_tokens': {max_tokens}}))"
     )
 
 

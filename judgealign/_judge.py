@@ -19,6 +19,7 @@ from judgealign._io import atomic_write_text
 from judgealign._metering import usage_of_error
 from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact, strip_url_credentials
+from judgealign._reply_limits import VERDICT_MAX_TOKENS, with_reply_limit
 from judgealign._structured import ReplyError, generate_structured
 from judgealign._tracking_events import track_evaluation
 from judgealign._usage import ZERO_USAGE, Usage, UsageTotals
@@ -75,6 +76,8 @@ def make_judge(
             strings.
         description: a human description of the judge.
         inference_params: extra model parameters (``temperature``, ``max_tokens``, ...).
+            Verdict calls send ``max_tokens=512`` unless these set ``max_tokens`` or
+            ``max_completion_tokens`` (``max_tokens=None`` sends no limit).
         value_range: an inclusive ``(low, high)`` range for int or float judges.
         label_scores: for ``Literal`` judges, a score in [0, 1] per label, used when the
             judge is an optimizer's objective (e.g. ``{"good": 1, "fair": 0.5, "poor": 0}``).
@@ -156,7 +159,12 @@ class Judge:
         self.base_url = _check_base_url(base_url)
         self.label_scores = _check_label_scores(label_scores, value_spec)
         self.max_field_chars = check_max_field_chars(max_field_chars)
-        self.model = resolve_model(model, params=self.inference_params, base_url=base_url)
+        # A verdict is a few sentences: a default limit stops a reply that runs on, and
+        # inference_params' own max_tokens wins (see judgealign._reply_limits).
+        self.model = with_reply_limit(
+            resolve_model(model, params=self.inference_params, base_url=base_url),
+            VERDICT_MAX_TOKENS,
+        )
         self._usage = UsageTotals()
 
     # -- public API -------------------------------------------------------------------
@@ -305,6 +313,7 @@ class Judge:
                 schema_name="Verdict",
                 schema=verdict_schema(self.value_spec),
                 parse=self._parse_verdict,
+                raise_limit="make_judge(..., inference_params={'max_tokens': {max_tokens}})",
             )
         except ModelError as exc:
             spent = usage_of_error(exc)

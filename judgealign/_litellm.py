@@ -135,9 +135,14 @@ class LiteLLMModel:
             (see :func:`endpoint_root`).
         api_key: a key for this model only; otherwise litellm reads the provider's usual
             environment variable. Never stored in files, reprs or messages.
-        params: extra completion parameters (temperature, max_tokens, ...).
+        params: extra completion parameters (temperature, max_tokens, ...). A
+            ``max_tokens`` or ``max_completion_tokens`` here wins over
+            ``default_max_tokens``; ``max_tokens=None`` sends no limit at all.
         retry: the retry policy; defaults to :func:`get_default_retry_policy`.
         cache: a :class:`ResponseCache` or a path to one; ``None`` (the default) disables it.
+            Replies cut by the token limit are not cached.
+        default_max_tokens: the reply limit sent when ``params`` sets none (judges, distillation
+            and optimizers set their own, see ``judgealign._reply_limits``).
     """
 
     def __init__(
@@ -149,8 +154,11 @@ class LiteLLMModel:
         params: dict[str, Any] | None = None,
         retry: RetryPolicy | None = None,
         cache: ResponseCache | str | Path | None = None,
+        default_max_tokens: int | None = None,
     ) -> None:
         self._provider, self._name = parse_model_uri(model)
+        self._given = dict(params or {})
+        params = _with_default_limit(self._given, default_max_tokens)
         self._uri = f"{self._provider}:/{self._name}"
         self._api_base = endpoint_root(api_base, CHAT_PATH)
         self._api_key = api_key
@@ -161,6 +169,21 @@ class LiteLLMModel:
         self._route_lock = threading.Lock()
         self._route: _DirectRoute | None = None
         self._route_checked = False
+        self._default_max_tokens = default_max_tokens
+
+    def with_default_max_tokens(self, max_tokens: int) -> LiteLLMModel:
+        """This model with another default reply limit (its own ``params`` still win)."""
+        if max_tokens == self._default_max_tokens:
+            return self
+        return LiteLLMModel(
+            self._uri,
+            api_base=self._api_base,
+            api_key=self._api_key,
+            params=self._given,
+            retry=self._retry,
+            cache=self._cache,
+            default_max_tokens=max_tokens,
+        )
 
     @property
     def uri(self) -> str:
@@ -201,7 +224,7 @@ class LiteLLMModel:
             lambda t: self._request(messages, response_format, t), self._classify, policy
         )
         completion = self._to_completion(response, (time.perf_counter() - started) * 1000)
-        if self._cache is not None and key:
+        if self._cache is not None and key and completion.finish_reason != "length":
             self._cache.put(
                 key,
                 completion.text,
@@ -260,7 +283,8 @@ class LiteLLMModel:
     def _to_completion(self, response: Any, latency_ms: float) -> Completion:
         if isinstance(response, _DirectReply):
             return response.to_completion(self._uri, latency_ms)
-        message = response.choices[0].message
+        choice = response.choices[0]
+        message = choice.message
         text = message.content or ""
         usage_obj = getattr(response, "usage", None)
         usage = Usage(
@@ -273,7 +297,14 @@ class LiteLLMModel:
         tool_calls = getattr(message, "tool_calls", None)
         if tool_calls:
             raw["tool_calls"] = [tc.model_dump() for tc in tool_calls]
-        return Completion(text=text, usage=usage, model=self._uri, raw=raw)
+        finish = getattr(choice, "finish_reason", None)
+        return Completion(
+            text=text,
+            usage=usage,
+            model=self._uri,
+            raw=raw,
+            finish_reason=finish if isinstance(finish, str) else None,
+        )
 
     def _classify(self, exc: BaseException) -> CallFailure:
         route_key = self._route.key if self._route is not None else ""
@@ -288,6 +319,14 @@ def _check_local_model(name: str) -> None:
     if not _local.is_available(name):
         raise _local.LocalExtraMissingError(name, weights=_local.is_builtin(name))
     _local.resolve_gguf(name)
+
+
+def _with_default_limit(params: dict[str, Any], default: int | None) -> dict[str, Any]:
+    """``params`` with the default reply limit added when they set none; an explicit
+    ``max_tokens=None`` means no limit and is dropped (providers reject a null)."""
+    if "max_tokens" in params or "max_completion_tokens" in params:
+        return {k: v for k, v in params.items() if not (k == "max_tokens" and v is None)}
+    return params if default is None else {**params, "max_tokens": default}
 
 
 def _public_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -524,7 +563,9 @@ class _DirectReply:
     cost_usd: float | None
 
     def to_completion(self, uri: str, latency_ms: float) -> Completion:
-        message: dict[str, Any] = self.data["choices"][0].get("message") or {}
+        choice: dict[str, Any] = self.data["choices"][0]
+        message: dict[str, Any] = choice.get("message") or {}
+        finish = choice.get("finish_reason")
         content = message.get("content")
         usage: Mapping[str, Any] = self.data.get("usage") or {}
         raw: dict[str, Any] = {}
@@ -540,6 +581,7 @@ class _DirectReply:
             ),
             model=uri,
             raw=raw,
+            finish_reason=finish if isinstance(finish, str) else None,
         )
 
 

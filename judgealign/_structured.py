@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from judgealign._chat import ChatModel, Completion, Message
 from judgealign._errors import ModelCallError, ModelError, ModelOutputError
 from judgealign._metering import MeteredModel
+from judgealign._reply_limits import raise_limit_hint, truncation_note
 from judgealign._usage import ZERO_USAGE, Usage
 
 __all__ = ["StructuredReply", "extract_json_object", "generate_structured"]
@@ -25,6 +26,7 @@ __all__ = ["StructuredReply", "extract_json_object", "generate_structured"]
 T = TypeVar("T")
 logger = logging.getLogger("judgealign")
 
+_RAISE_LIMIT = "give the model a larger max_tokens in its parameters (e.g. {max_tokens})"
 _no_schema_support: set[str] = set()
 _support_lock = threading.Lock()
 
@@ -52,11 +54,17 @@ def generate_structured(
     schema: dict[str, Any],
     parse: Callable[[dict[str, Any]], T],
     timeout: float | None = None,
+    raise_limit: str = _RAISE_LIMIT,
 ) -> StructuredReply[T]:
     """Ask ``model`` for a JSON object matching ``schema`` and ``parse`` it.
 
     The reply's usage counts every request sent (a schema-rejected request, a repair); a
     raised error carries that usage too (``ModelError.usage``).
+
+    A reply cut by the token limit (``finish_reason == "length"``) is used only if a whole
+    object that fits came before the cut; otherwise the repair message says it was cut
+    and asks for a shorter reply, and if that is cut too the error says so and how to
+    raise the limit (``raise_limit``, with ``{max_tokens}`` where the value goes).
 
     Raises:
         ModelCallError: the provider failed (after retries).
@@ -64,7 +72,9 @@ def generate_structured(
     """
     metered = MeteredModel(model)
     try:
-        value, text, repaired = _generate(metered, messages, schema_name, schema, parse, timeout)
+        value, text, repaired = _generate(
+            metered, messages, schema_name, schema, parse, timeout, raise_limit
+        )
     except ModelError as exc:
         exc.usage = metered.total
         raise
@@ -78,11 +88,12 @@ def _generate(
     schema: dict[str, Any],
     parse: Callable[[dict[str, Any]], T],
     timeout: float | None,
+    raise_limit: str,
 ) -> tuple[T, str, bool]:
     """The parsed value, the text it came from and whether a repair was needed."""
     completion = _complete(model, messages, schema_name, schema, timeout)
     try:
-        return _parse(completion.text, parse), completion.text, False
+        return _parse(completion, parse), completion.text, False
     except ReplyError as first:
         repair = [
             *messages,
@@ -91,11 +102,12 @@ def _generate(
         ]
         second = _complete(model, repair, schema_name, schema, timeout)
         try:
-            return _parse(second.text, parse), second.text, True
+            return _parse(second, parse), second.text, True
         except ReplyError as again:
+            cut = f" {raise_limit_hint(second, raise_limit)}" if truncation_note(second) else ""
             raise ModelOutputError(
                 f"The reply of {model.uri} did not fit the expected output after one repair "
-                f"attempt: {again}",
+                f"attempt: {again}.{cut}",
                 raw_output=second.text[:2000],
             ) from again
 
@@ -129,11 +141,21 @@ def _complete(
     return model.complete(messages, response_format=None, timeout=timeout)
 
 
-def _parse(text: str, parse: Callable[[dict[str, Any]], T]) -> T:
-    obj = extract_json_object(text)
-    if obj is None:
-        raise ReplyError("the reply contains no JSON object")
-    return parse(obj)
+def _parse(completion: Completion, parse: Callable[[dict[str, Any]], T]) -> T:
+    obj = extract_json_object(completion.text)
+    cut = truncation_note(completion)
+    try:
+        if obj is None:
+            raise ReplyError("the reply contains no JSON object")
+        return parse(obj)
+    except ReplyError as exc:
+        if cut is None:
+            raise
+        # A fragment is not what the model meant: say it was cut, never judge the fragment.
+        raise ReplyError(
+            f"{cut}, and what came before the cut does not fit ({exc}); reply again, "
+            "shorter: keep every text field brief"
+        ) from exc
 
 
 def _repair_text(problem: str, schema: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from typing import Any, cast
 from judgealign._chat import ChatModel
 from judgealign._errors import ConfigurationError
 from judgealign._models import resolve_model
+from judgealign._reply_limits import REFLECTION_MAX_TOKENS, with_reply_limit
 from optimizers._api import PromptOptimizationWarning
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
 from optimizers._gepa_checkpoint import Checkpoint
@@ -148,7 +149,10 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             timeout_s,
             "None or a number >= 0",
         )
-        self.reflection_model = resolve_model(reflection_model)
+        # A reflection reply is a whole rewritten prompt: its own default reply limit.
+        self.reflection_model = with_reply_limit(
+            resolve_model(reflection_model), REFLECTION_MAX_TOKENS
+        )
         self.settings = EngineSettings(
             max_metric_calls=max_metric_calls,
             minibatch_size=minibatch_size,

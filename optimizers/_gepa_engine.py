@@ -26,6 +26,7 @@ from typing import Any, Literal
 from judgealign._chat import ChatModel
 from judgealign._errors import ConfigurationError, ModelError
 from judgealign._redact import redact
+from judgealign._reply_limits import raise_limit_hint, truncation_note
 from optimizers._base import EvaluationResultRecord
 from optimizers._gepa_checkpoint import Checkpoint
 from optimizers._gepa_eval import Evaluator
@@ -42,6 +43,9 @@ StopReason = Literal["budget", "patience", "score_threshold", "perfect_score", "
 before evaluation, the reflection model kept failing, or every minibatch was perfect)."""
 
 _log = logging.getLogger("optimizers.gepa")
+_RAISE_LIMIT = (
+    "GepaPromptOptimizer(reflection_model=LiteLLMModel(<uri>, params={'max_tokens': {max_tokens}}))"
+)
 _MAX_STALLED = 20
 _MERGE_SUBSAMPLE = 5
 _EPS = 1e-9
@@ -242,6 +246,12 @@ class Engine:
             detail = redact(str(exc))
             return Rejection(state.iteration, parent.id, component, "reflection_failed", detail)
         state.reflection_tokens += completion.usage.total_tokens
+        cut = truncation_note(completion)
+        if cut is not None:  # a cut prompt is not a candidate, however it parses
+            how = _RAISE_LIMIT.replace("<uri>", repr(self._model.uri))
+            detail = f"{cut}. {raise_limit_hint(completion, how)}"
+            _log.warning("GEPA rejected a proposal for %r: %s", component, detail)
+            return self._reject(parent.id, component, "truncated", detail, completion.text)
         return self._check_proposal(parent, component, parse_proposal(completion.text))
 
     def _check_proposal(self, parent: Candidate, component: str, text: str) -> str | Rejection:

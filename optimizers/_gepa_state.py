@@ -74,7 +74,8 @@ class Rejection:
         parent: the candidate it was derived from (``a+b`` for a merge).
         component: the prompt that was rewritten (``None`` for a merge).
         reason: a short machine-readable reason (``template_variables``, ``not_better``,
-            ``unchanged``, ``duplicate``, ``empty``, ``no_budget_for_validation``, ...).
+            ``unchanged``, ``duplicate``, ``empty``, ``truncated`` (the reply was cut by the
+            token limit), ``no_budget_for_validation``, ...).
         detail: a human-readable explanation.
         prompt: the proposed text, when there was one.
     """

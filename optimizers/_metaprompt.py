@@ -32,8 +32,15 @@ from judgealign import (
     ModelError,
     resolve_model,
 )
+from judgealign._chat import Completion
 from judgealign._metering import MeteredModel
 from judgealign._redact import redact
+from judgealign._reply_limits import (
+    REFLECTION_MAX_TOKENS,
+    raise_limit_hint,
+    truncation_note,
+    with_reply_limit,
+)
 from optimizers._base import (
     BasePromptOptimizer,
     EvalFn,
@@ -182,7 +189,10 @@ class MetaPromptOptimizer(BasePromptOptimizer):
                 "lm_kwargs apply to a reflection model given as a URI; set the parameters "
                 f"on your {type(reflection_model).__name__} itself instead."
             )
-        self.model = resolve_model(reflection_model, params=lm_kwargs)
+        # A reflection reply is whole rewritten prompts: its own default reply limit.
+        self.model = with_reply_limit(
+            resolve_model(reflection_model, params=lm_kwargs), REFLECTION_MAX_TOKENS
+        )
         self.guidelines = guidelines
         self.mode = mode
         self.max_iterations = max_iterations
@@ -384,13 +394,14 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         try:
             reply = self._complete(messages, current)
             try:
-                proposed, diagnosis = parse_reply(reply, current)
+                proposed, diagnosis = _parse_whole(reply, current)
             except ReplyProblem as problem:
                 messages += [
-                    Message(role="assistant", content=reply),
+                    Message(role="assistant", content=reply.text),
                     Message(role="user", content=repair_request(problem, current)),
                 ]
-                proposed, diagnosis = parse_reply(self._complete(messages, current), current)
+                again = self._complete(messages, current)
+                proposed, diagnosis = _parse_whole(again, current, hint=self.model.uri)
         except ModelError as exc:
             return _Proposal(None, note=redact(f"reflection failed: {exc}"), error=exc)
         except ReplyProblem as problem:
@@ -399,17 +410,17 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         note = f"rejected (template variables changed): {', '.join(rejected)}" if rejected else ""
         return _Proposal(candidate, diagnosis, note)
 
-    def _complete(self, messages: Sequence[Message], prompts: dict[str, str]) -> str:
+    def _complete(self, messages: Sequence[Message], prompts: dict[str, str]) -> Completion:
         if not self._schema_rejected:
             try:
                 return self._meter.complete(
                     messages, response_format=reply_schema(prompts), timeout=self.timeout
-                ).text
+                )
             except ModelCallError as exc:
                 if exc.status != 400:
                     raise
                 self._schema_rejected = True  # fall back to the instructed JSON below
-        return self._meter.complete(messages, timeout=self.timeout).text
+        return self._meter.complete(messages, timeout=self.timeout)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -501,6 +512,31 @@ def _select_examples(
             if groups[label] and len(picked) < k:
                 picked.append((label, groups[label].pop()))
     return picked
+
+
+def _parse_whole(
+    reply: Completion, current: dict[str, str], *, hint: str | None = None
+) -> tuple[dict[str, str], str]:
+    """``parse_reply`` of a reply; one cut by the token limit is used only if a whole
+    object came before the cut, else the problem says it was cut (and, given the model's
+    ``hint`` URI, how to raise the limit)."""
+    try:
+        return parse_reply(reply.text, current)
+    except ReplyProblem as problem:
+        cut = truncation_note(reply)
+        if cut is None:
+            raise
+        how = (
+            " " + raise_limit_hint(reply, _RAISE_LIMIT.replace("<uri>", repr(hint))) if hint else ""
+        )
+        raise ReplyProblem(
+            f"{cut}, and what came before the cut is not usable ({problem}){how}"
+        ) from problem
+
+
+_RAISE_LIMIT = (
+    "MetaPromptOptimizer(reflection_model=LiteLLMModel(<uri>, params={'max_tokens': {max_tokens}}))"
+)
 
 
 def _safe(current: dict[str, str], proposed: dict[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -86,7 +86,12 @@ def test_the_final_error_says_how_many_attempts_over_how_long_and_why_it_stopped
 
     classify = lambda exc: CallFailure(str(exc), retryable=True)  # noqa: E731
     policy = RetryPolicy(
-        max_attempts=5, base_delay_s=2.0, max_delay_s=2.0, deadline_s=120, timeout_s=50, jitter=False
+        max_attempts=5,
+        base_delay_s=2.0,
+        max_delay_s=2.0,
+        deadline_s=120,
+        timeout_s=50,
+        jitter=False,
     )
     with pytest.raises(ModelCallError) as info:
         run_with_retries(attempt, classify, policy, clock)

@@ -139,3 +139,117 @@ def test_a_server_that_never_answers_is_reported_with_attempts_and_time_spent() 
     assert match is not None, message
     assert float(match[1]) >= 1.0
     assert "RetryPolicy(max_attempts=5" in message
+
+
+# -- 2. bounded replies -----------------------------------------------------------------
+
+
+def test_verdict_calls_send_a_default_max_tokens_that_inference_params_override() -> None:
+    with FakeOpenAIServer() as server:
+        judge_for(server)(inputs="q", outputs="a")
+        judge_for(server, inference_params={"max_tokens": 64})(inputs="q", outputs="a")
+        judge_for(server, inference_params={"max_completion_tokens": 80})(inputs="q", outputs="a")
+        judge_for(server, inference_params={"max_tokens": None})(inputs="q", outputs="a")
+
+    bodies = [r.body for r in server.requests]
+    assert [b.get("max_tokens") for b in bodies] == [512, 64, None, None]
+    assert bodies[2]["max_completion_tokens"] == 80
+    assert "max_completion_tokens" not in bodies[3]  # None: no limit at all
+
+
+def test_a_reply_that_runs_on_is_cut_by_the_default_and_reported_as_truncated() -> None:
+    # A server with no grammar and a model that does not stop (3,000 tokens if let run).
+    with FakeOpenAIServer(decoding=Decoding(run_on_tokens=3000)) as server:
+        feedback = judge_for(server)(inputs="What is 2 + 2?", outputs="4")
+
+    assert feedback.value is None
+    error = feedback.error or ""
+    assert "cut off at 512 tokens (finish_reason 'length'" in error
+    assert "Raise the limit: make_judge(..., inference_params={'max_tokens': 1024})" in error
+    # Both requests were bounded; the repair asked for a shorter reply.
+    assert [r.body["max_tokens"] for r in server.requests] == [512, 512]
+    assert "cut off at 512 tokens" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_a_cut_reply_is_repaired_and_both_requests_are_counted() -> None:
+    long_reply = {"rationale": "It adds up. " * 400, "result": 4}  # about 1,200 tokens
+    with FakeOpenAIServer(decoding=Decoding(run_on_tokens=40)) as server:
+        server.enqueue(long_reply)  # cut at 512 tokens, then the automatic short reply
+        judge = judge_for(server)
+        feedback = judge(inputs="What is 2 + 2?", outputs="4")
+
+    assert feedback.error is None and feedback.value == 1
+    assert feedback.metadata["repaired"] is True
+    assert feedback.metadata["model_calls"] == 2
+    assert feedback.metadata["completion_tokens"] == 512 + 40
+    assert judge.usage.calls == 2
+
+
+def test_a_limit_large_enough_lets_a_long_reply_through() -> None:
+    with FakeOpenAIServer(decoding=Decoding(run_on_tokens=3000)) as server:
+        judge = judge_for(server, inference_params={"max_tokens": 4000})
+        feedback = judge(inputs="What is 2 + 2?", outputs="4")
+
+    assert feedback.error is None and feedback.value == 1
+    assert server.requests[0].response["usage"]["completion_tokens"] == 3000
+
+
+def test_distillation_has_its_own_default_limit_whatever_the_judges_model() -> None:
+    from judgealign import LiteLLMModel
+    from judgealign._distill import consolidate_guidelines
+    from judgealign._memory import Guideline
+
+    guidelines = [Guideline(id=f"g{i}", text=f"Rule {i}.", source_ids=(f"r{i}",)) for i in range(4)]
+    reply = {"guidelines": [{"text": "Rules.", "merged_ids": ["g0", "g1", "g2", "g3"]}]}
+    with FakeOpenAIServer() as server:
+        server.enqueue(reply, reply, reply)
+        judge = judge_for(server)
+        plain = LiteLLMModel("openai:/fake", api_base=server.base_url, api_key="sk-fake-000")
+        own = LiteLLMModel(
+            "openai:/fake",
+            api_base=server.base_url,
+            api_key="sk-fake-000",
+            params={"max_tokens": 300},
+        )
+        for model in (judge.model, plain, own):
+            outcome = consolidate_guidelines(model, guidelines, instructions="x", target=1)
+            assert outcome.error is None
+
+    assert [r.body.get("max_tokens") for r in server.requests] == [2048, 2048, 300]
+
+
+def test_gepa_rejects_a_reflection_cut_by_the_limit_instead_of_taking_the_fragment() -> None:
+    from judgealign import LiteLLMModel
+    from optimizers._gepa import GepaPromptOptimizer
+    from tests.test_gepa import KEYWORDS, CountingEval, make_data
+
+    rambling = "```\nAnswer the question {{question}}. Mention alpha, " + "and so on " * 2500
+    with FakeOpenAIServer(reply=lambda _: rambling, decoding=Decoding(run_on_tokens=1)) as server:
+        model = LiteLLMModel("openai:/fake", api_base=server.base_url, api_key="sk-fake-000")
+        optimizer = GepaPromptOptimizer(model, max_metric_calls=30, progress=False)
+        result = optimizer.optimize(
+            CountingEval(), make_data(KEYWORDS), {"main": "Answer the question {{question}}."}
+        )
+
+    assert server.requests and all(r.body["max_tokens"] == 4096 for r in server.requests)
+    assert result.optimized_prompts == {"main": "Answer the question {{question}}."}
+    outcomes = {e["outcome"] for e in result.details["history"]}
+    assert outcomes == {"truncated"}, outcomes
+
+
+def test_metaprompt_reports_a_reflection_cut_by_the_limit() -> None:
+    from judgealign import LiteLLMModel
+    from optimizers._metaprompt import MetaPromptOptimizer
+    from tests.test_metaprompt import ORIGINAL
+
+    prompt = "Be exact. Reply about {{ letter }}. " + "Really exact. " * 2000
+    long_reply = {"diagnosis": "too vague", "prompts": {"task": prompt}}
+    with FakeOpenAIServer(reply=lambda _: long_reply, decoding=Decoding(run_on_tokens=1)) as server:
+        model = LiteLLMModel("openai:/fake", api_base=server.base_url, api_key="sk-fake-000")
+        output = MetaPromptOptimizer(model).optimize(lambda *_: [], [], {"task": ORIGINAL})
+
+    assert [r.body["max_tokens"] for r in server.requests] == [4096, 4096]
+    assert output.optimized_prompts == {"task": ORIGINAL}
+    note = str(output.details)
+    assert "cut off at 4096 tokens" in note
+    assert "MetaPromptOptimizer(reflection_model=LiteLLMModel('openai:/fake'" in note
