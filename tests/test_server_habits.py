@@ -160,7 +160,8 @@ def test_verdict_calls_send_a_default_max_tokens_that_inference_params_override(
 def test_a_reply_that_runs_on_is_cut_by_the_default_and_reported_as_truncated() -> None:
     # A server with no grammar and a model that does not stop (3,000 tokens if let run).
     with FakeOpenAIServer(decoding=Decoding(run_on_tokens=3000)) as server:
-        feedback = judge_for(server)(inputs="What is 2 + 2?", outputs="4")
+        judge = judge_for(server)
+        feedback = judge(inputs="What is 2 + 2?", outputs="4")
 
     assert feedback.value is None
     error = feedback.error or ""
@@ -169,6 +170,8 @@ def test_a_reply_that_runs_on_is_cut_by_the_default_and_reported_as_truncated() 
     # Both requests were bounded; the repair asked for a shorter reply.
     assert [r.body["max_tokens"] for r in server.requests] == [512, 512]
     assert "cut off at 512 tokens" in server.requests[1].body["messages"][-1]["content"]
+    # Both cut replies were paid for, and are counted.
+    assert judge.usage.calls == 2 and judge.usage.completion_tokens == 1024
 
 
 def test_a_cut_reply_is_repaired_and_both_requests_are_counted() -> None:
