@@ -152,6 +152,13 @@ class CountingModel:
         """The inner model's URI."""
         return self.inner.uri
 
+    def with_default_max_tokens(self, max_tokens: int) -> CountingModel:
+        """The same counting, around the inner model with that default reply limit (see
+        ``judgealign._reply_limits``): a CLI judge's calls are bounded like any judge's."""
+        from judgealign._reply_limits import with_reply_limit
+
+        return CountingModel(with_reply_limit(self.inner, max_tokens), self.counter)
+
     def complete(
         self,
         messages: Sequence[Message],

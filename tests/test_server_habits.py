@@ -256,3 +256,23 @@ def test_metaprompt_reports_a_reflection_cut_by_the_limit() -> None:
     note = str(output.details)
     assert "cut off at 4096 tokens" in note
     assert "MetaPromptOptimizer(reflection_model=LiteLLMModel('openai:/fake'" in note
+
+
+def test_the_clis_counting_model_gets_the_default_limits_too() -> None:
+    from judgealign import LiteLLMModel
+    from judgealign._cli_models import CallCounter, CountingModel
+
+    counter = CallCounter()
+    with FakeOpenAIServer() as server:
+        inner = LiteLLMModel("openai:/fake", api_base=server.base_url, api_key="sk-fake-000")
+        judge = make_judge(
+            name="score",
+            instructions=INSTRUCTIONS,
+            model=CountingModel(inner, counter),
+            feedback_value_type=int,
+            value_range=(1, 5),
+        )
+        assert judge(inputs="q", outputs="a").error is None
+
+    assert server.requests[0].body["max_tokens"] == 512
+    assert counter.calls == 1
