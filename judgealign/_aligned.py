@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from judgealign._alignment import MemAlignOptimizer, RecordsLike, render_view
+from judgealign._alignment import MemAlignOptimizer, RecordsLike
 from judgealign._alignment_result import AlignmentResult, Operation, caller_stacklevel
 from judgealign._chat import ChatModel, Message
 from judgealign._embeddings import Embedder
@@ -587,7 +587,7 @@ class AlignedJudge:
         if state.index is None or not len(state.index) or self._optimizer.retrieval_k < 1:
             return None
         state.for_embedder(self._optimizer.embedder)  # records are stored: raises on a mismatch
-        return self._optimizer.embed_texts([render_view(self._optimizer.view, f) for f in fields])
+        return self._optimizer.embed_fields(fields)
 
     def _retrieve(self, state: MemoryState, vector: Any) -> list[tuple[StoredRecord, float]]:
         if vector is None or state.index is None:

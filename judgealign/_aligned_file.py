@@ -128,7 +128,7 @@ def restore_aligned(
     if reembed:  # the saved guideline vectors are dropped too: they are re-embedded when needed
         if not records:
             return base, optimizer, MemoryState().with_guidelines(guidelines), history
-        vectors = optimizer.embed_texts([optimizer.view_of(base, r) for r, _, _ in records])
+        vectors = optimizer.embed_records(base, [r for r, _, _ in records])
         stored = [
             StoredRecord(r, v, status) for (r, status, _), v in zip(records, vectors, strict=True)
         ]

@@ -34,9 +34,9 @@ from __future__ import annotations
 import contextvars
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from judgealign._alignment_result import AlignmentResult, RunLog
 from judgealign._chat import ChatModel
@@ -47,6 +47,14 @@ from judgealign._distill import (
     consolidate_guidelines,
     distill_guidelines,
 )
+from judgealign._embed_view import (
+    DEFAULT_VIEW,
+    EmbedView,
+    ViewFunction,
+    check_view,
+    embed_view,
+    render_view,
+)
 from judgealign._embeddings import Embedder, resolve_embedder, resolve_embedder_with_dimension
 from judgealign._errors import ConfigurationError, JudgeAlignError
 from judgealign._field_limits import fit_fields
@@ -54,7 +62,7 @@ from judgealign._litellm import parse_model_uri
 from judgealign._loaders import read_records
 from judgealign._memory import MemoryState, RecordStatus, StoredRecord, merge_near_duplicates
 from judgealign._models import resolve_model
-from judgealign._records import DuplicateRecord, LabeledRecord, RecordProblem, canonical_json
+from judgealign._records import DuplicateRecord, LabeledRecord, RecordProblem
 from judgealign._traces import expand_traces
 
 if TYPE_CHECKING:
@@ -66,31 +74,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AlignmentResult", "EmbedView", "LearnFrom", "MemAlignOptimizer", "render_view"]
 
-EmbedView = Literal["inputs+outputs", "inputs", "outputs", "all"]
 LearnFrom = Literal["all", "disagreements"]
-ViewFunction = Callable[[Mapping[str, Any]], str]
 RecordsLike = Iterable[LabeledRecord | Mapping[str, Any]]
-
-
-def render_view(view: EmbedView | ViewFunction, fields: Mapping[str, Any]) -> str:
-    """The text embedded for a record or a query: the same function serves both.
-
-    ``fields`` are the judge fields of the record, as ``Judge.collect_fields`` returns
-    them. ``"inputs+outputs"`` (the default) is the canonical JSON of those two fields
-    (of all the judge's fields when it uses neither); ``"inputs"`` and ``"outputs"`` take
-    one field; ``"all"`` takes every judge field, expectations included. A function
-    receives ``fields`` and returns the text.
-    """
-    if callable(view):
-        text = view(fields)
-        if not isinstance(text, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigurationError(f"The view function returned {type(text).__name__}, not str.")
-        return text
-    if view == "all":
-        return canonical_json(dict(fields))
-    names = ("inputs", "outputs") if view == "inputs+outputs" else (view,)
-    chosen = {name: fields[name] for name in names if name in fields}
-    return canonical_json(chosen or dict(fields))
 
 
 class MemAlignOptimizer:
@@ -110,7 +95,10 @@ class MemAlignOptimizer:
             any other must already produce it, else ``ConfigurationError`` on first use.
             ``None`` (the default): the embedder's own length.
         reflection_model: the same as ``reflection_lm``.
-        view: what is embedded for a record and for a query (see :func:`render_view`).
+        view: what is embedded for a record and for a query: ``"fields-mean"`` (each
+            judge field fitted into the embedder's window and embedded alone, vectors
+            averaged), ``"fields"`` (all fields in one window), a legacy JSON view or a
+            function (see ``judgealign._embed_view``).
         learn_from: ``"all"`` distills from every record; ``"disagreements"`` first runs
             the judge as aligned so far (its guidelines and retrieved examples from earlier
             aligns; the base judge on the first align) on the records and distills only
@@ -138,7 +126,7 @@ class MemAlignOptimizer:
         embedding_dim: int | None = None,
         *,
         reflection_model: str | ChatModel | None = None,
-        view: EmbedView | ViewFunction = "inputs+outputs",
+        view: EmbedView | ViewFunction = DEFAULT_VIEW,
         learn_from: LearnFrom = "all",
         dedupe_threshold: float = 0.9,
         max_guidelines: int = 30,
@@ -161,7 +149,7 @@ class MemAlignOptimizer:
             None if embedding_dim is None else _count("embedding_dim", embedding_dim)
         )
         self.retrieval_k = _count("retrieval_k", retrieval_k, low=0)
-        self.view: EmbedView | ViewFunction = _check_view(view)
+        self.view: EmbedView | ViewFunction = check_view(view)
         self.learn_from: LearnFrom = _check_choice("learn_from", learn_from, LearnFrom)
         self.dedupe_threshold = _check_threshold(dedupe_threshold)
         self.max_guidelines = _count("max_guidelines", max_guidelines)
@@ -267,7 +255,7 @@ class MemAlignOptimizer:
         # calls are paid, so the records are embedded first.
         aligned_so_far = state.without_examples(r.id for r in pending)
         if store:
-            state = self._store(state, store, self._embed_records(base, store), run)
+            state = self._store(state, store, self.embed_records(base, store), run)
         learn, judged, state = self._disagreements(base, aligned_so_far, state, learn, run)
         outcome = self._distill(base, state, learn, run, judged=judged)
         return self._apply_distillation(base, state, outcome, run), run.finish()
@@ -285,12 +273,13 @@ class MemAlignOptimizer:
             )
         return vectors
 
-    def view_of(self, base: Judge, record: LabeledRecord) -> str:
-        """The embedded text of a stored record."""
-        return render_view(self.view, base.collect_fields(**record.judge_fields()))
+    def embed_fields(self, fields: Sequence[Mapping[str, Any]]) -> NDArray[np.float32]:
+        """Embed the view of judge fields: the same call serves records and queries."""
+        return embed_view(self.view, fields, self.embedder, self.embed_texts)
 
-    def _embed_records(self, base: Judge, records: Sequence[LabeledRecord]) -> NDArray[np.float32]:
-        return self.embed_texts([self.view_of(base, r) for r in records])
+    def embed_records(self, base: Judge, records: Sequence[LabeledRecord]) -> NDArray[np.float32]:
+        """Embed the view of stored records."""
+        return self.embed_fields([base.collect_fields(**r.judge_fields()) for r in records])
 
     def _store(
         self,
@@ -333,7 +322,7 @@ class MemAlignOptimizer:
 
         context = contextvars.copy_context()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgealign-embed") as pool:
-            embedding = pool.submit(context.run, self._embed_records, base, store)
+            embedding = pool.submit(context.run, self.embed_records, base, store)
             embedding.add_done_callback(on_done)
             outcome = self._distill(base, state, learn, run, cancel=failed)
             vectors = embedding.result()
@@ -614,12 +603,6 @@ def _check_threshold(value: object) -> float:
             f"dedupe_threshold={value!r} must be a cosine similarity in (0, 1], e.g. 0.9."
         )
     return float(value)
-
-
-def _check_view(view: object) -> EmbedView | ViewFunction:
-    if callable(view):
-        return cast("ViewFunction", view)
-    return _check_choice("view", view, EmbedView)
 
 
 def _check_choice(name: str, value: object, choices: Any) -> Any:

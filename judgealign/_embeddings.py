@@ -5,6 +5,12 @@ recorded next to stored vectors (vectors from different ids must never be compar
 :attr:`~Embedder.dimension`, and :meth:`~Embedder.embed`, which returns a float32 matrix of
 L2-normalised rows, so that a dot product is a cosine similarity.
 
+Embedders that read a bounded number of tokens also say so: ``max_tokens`` (how many
+tokens of text the model reads, special tokens excluded; ``None`` for no limit) and
+``count_tokens`` (how many of those tokens each text takes). The retrieval view
+(``judgealign._embed_view``) uses them to fit every judge field into the window. Both are
+optional for other embedders; :func:`token_window` supplies a conservative estimate.
+
 Three implementations:
 
 * :class:`MiniLMEmbedder` (``local:/all-MiniLM-L6-v2@int8-onnx``) is the default: the
@@ -52,8 +58,8 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from judgealign._errors import ConfigurationError, MissingExtraError, ModelOutputError
 
@@ -62,6 +68,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 __all__ = [
+    "ESTIMATED_WINDOW",
     "Embedder",
     "HashingEmbedder",
     "LiteLLMEmbedder",
@@ -69,7 +76,16 @@ __all__ = [
     "default_embedder",
     "resolve_embedder",
     "resolve_embedder_with_dimension",
+    "token_window",
 ]
+
+# An embedder that does not state its window is assumed to read this many tokens: the
+# window of most open sentence encoders (BERT-sized models), so that nothing it is given
+# is silently cut off by the model itself.
+ESTIMATED_WINDOW = 512
+# Characters per token for estimates. English text averages about four with the usual
+# tokenizers; three over-counts it, so that an estimated cut errs on the short side.
+_CHARS_PER_TOKEN = 3
 
 
 @runtime_checkable
@@ -154,6 +170,39 @@ def _positive_int(value: object, what: str) -> int:
     return value
 
 
+def estimate_tokens(texts: Sequence[str]) -> list[int]:
+    """A conservative token count for a tokenizer we cannot run (three characters each)."""
+    return [-(-len(text) // _CHARS_PER_TOKEN) for text in texts]
+
+
+def token_window(embedder: object) -> tuple[int | None, Callable[[Sequence[str]], list[int]]]:
+    """The window of ``embedder`` and how to count its tokens.
+
+    Uses the embedder's own ``max_tokens`` and ``count_tokens`` when it has them;
+    otherwise ``ESTIMATED_WINDOW`` tokens counted by :func:`estimate_tokens`.
+
+    Args:
+        embedder: any embedder.
+
+    Returns:
+        ``(max_tokens, count_tokens)``; ``max_tokens`` is ``None`` when the embedder reads
+        texts of any length.
+    """
+    sentinel = object()
+    declared = inspect.getattr_static(embedder, "max_tokens", sentinel)
+    window = ESTIMATED_WINDOW if declared is sentinel else getattr(embedder, "max_tokens")  # noqa: B009
+    counter = getattr(embedder, "count_tokens", None)
+    count = counter if callable(counter) else estimate_tokens
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int) or window < 1
+    ):
+        raise ConfigurationError(
+            f"Embedder {getattr(embedder, 'id', embedder)!r} has max_tokens={window!r}; it "
+            "must be a positive integer or None (no limit)."
+        )
+    return window, cast("Callable[[Sequence[str]], list[int]]", count)
+
+
 # --------------------------------------------------------------------------- MiniLM
 
 _LOCAL_EXTRA_MODULES: dict[str, str] = {
@@ -219,7 +268,6 @@ class _MiniLMRuntime:
         _raise_missing_local()
         # Untyped third-party boundary: neither package ships type information.
         onnxruntime: Any = importlib.import_module("onnxruntime")
-        tokenizers: Any = importlib.import_module("tokenizers")
 
         model = importlib.resources.files(_MODEL_PACKAGE).joinpath(_MODEL_FILE)
         try:
@@ -247,10 +295,8 @@ class _MiniLMRuntime:
             model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
         )
 
-        resource = importlib.resources.files("judgealign") / "resources" / _TOKENIZER_RESOURCE
-        tokenizer = tokenizers.Tokenizer.from_str(resource.read_text(encoding="utf-8"))
+        tokenizer = _load_tokenizer()
         tokenizer.enable_truncation(max_length=_MINILM_MAX_TOKENS)
-        tokenizer.no_padding()
         return cls(session, tokenizer)
 
     def embed(self, texts: list[str], batch_size: int) -> NDArray[np.float32]:
@@ -285,8 +331,29 @@ class _MiniLMRuntime:
         return _l2_normalise(pooled)
 
 
+def _load_tokenizer() -> Any:
+    """The vendored MiniLM tokenizer, with neither truncation nor padding."""
+    tokenizers: Any = importlib.import_module("tokenizers")  # untyped third-party boundary
+    resource = importlib.resources.files("judgealign") / "resources" / _TOKENIZER_RESOURCE
+    tokenizer = tokenizers.Tokenizer.from_str(resource.read_text(encoding="utf-8"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 _minilm_lock = threading.Lock()
 _minilm_runtime: _MiniLMRuntime | None = None
+_counting_tokenizer: Any = None
+
+
+def _count_minilm_tokens(texts: list[str]) -> list[int]:
+    """Token counts without special tokens or truncation (loads only the tokenizer)."""
+    global _counting_tokenizer
+    with _minilm_lock:
+        if _counting_tokenizer is None:
+            _counting_tokenizer = _load_tokenizer()
+        encodings = _counting_tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [len(encoding.ids) for encoding in encodings]
 
 
 def _get_minilm_runtime() -> _MiniLMRuntime:
@@ -330,6 +397,23 @@ class MiniLMEmbedder:
     def dimension(self) -> int:
         """384."""
         return _MINILM_DIMENSION
+
+    @property
+    def max_tokens(self) -> int:
+        """254: the model reads 256 tokens, two of which are its [CLS] and [SEP] markers."""
+        return _MINILM_MAX_TOKENS - 2
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text takes (special tokens excluded), by the model's tokenizer.
+
+        Args:
+            texts: the texts to count.
+
+        Returns:
+            One count per text; beyond :attr:`max_tokens`, :meth:`embed` ignores the rest.
+        """
+        items = _check_texts(texts)
+        return _count_minilm_tokens(items) if items else []
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed ``texts`` with mean pooling and L2 normalisation.
@@ -391,6 +475,15 @@ class HashingEmbedder:
     def dimension(self) -> int:
         """The vector length given at construction."""
         return self._dimension
+
+    @property
+    def max_tokens(self) -> None:
+        """``None``: every word and n-gram of a text counts, however long it is."""
+        return None
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """An estimate (three characters per token); the hashing embedder has no window."""
+        return estimate_tokens(_check_texts(texts))
 
     def _get_vectorizers(self) -> tuple[Any, Any]:
         vectorizers = self._vectorizers
@@ -456,6 +549,12 @@ _KNOWN_DIMENSIONS: dict[tuple[str, str], int] = {
     ("openai", "text-embedding-3-large"): 3072,
     ("openai", "text-embedding-ada-002"): 1536,
 }
+# Input windows (tokens) of the same models; other models get ESTIMATED_WINDOW.
+_KNOWN_WINDOWS: dict[tuple[str, str], int] = {
+    ("openai", "text-embedding-3-small"): 8191,
+    ("openai", "text-embedding-3-large"): 8191,
+    ("openai", "text-embedding-ada-002"): 8191,
+}
 _DIMENSION_PROBE_TEXT = "dimension probe"
 
 
@@ -473,10 +572,14 @@ class LiteLLMEmbedder:
     Returned rows are L2-normalised. When ``dimension`` is not given it is taken from
     ``params["dimensions"]``, from a small table of well-known models, or else learned from
     the first reply; reading :attr:`dimension` before any call then costs one embedding call.
+    The input window is ``max_tokens``, the known window of a well-known model, or else
+    ``ESTIMATED_WINDOW``; tokens are estimated (three characters each), since the provider's
+    tokenizer is not available locally.
 
     Args:
         model_uri: ``provider:/model`` or ``provider/model``.
         dimension: the expected vector length; replies of another length are an error.
+        max_tokens: how many tokens the model reads per text, when it is not a known model.
         batch_size: how many texts go into one request.
         **params: passed to the adapter and on to ``litellm.embedding`` (for example
             ``api_base``, ``api_key`` or ``dimensions``).
@@ -491,6 +594,7 @@ class LiteLLMEmbedder:
         model_uri: str,
         *,
         dimension: int | None = None,
+        max_tokens: int | None = None,
         batch_size: int = 64,
         **params: Any,
     ) -> None:
@@ -518,12 +622,26 @@ class LiteLLMEmbedder:
         else:
             dimension = _positive_int(dimension, "dimension")
         self._dimension: int | None = dimension
+        self._max_tokens = (
+            _KNOWN_WINDOWS.get((provider, name), ESTIMATED_WINDOW)
+            if max_tokens is None
+            else _positive_int(max_tokens, "max_tokens")
+        )
         self._lock = threading.Lock()
 
     @property
     def id(self) -> str:
         """The model URI in ``provider:/model`` form."""
         return self._uri
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens of a text the model reads (known or estimated, see above)."""
+        return self._max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """An estimate (three characters per token): the provider's tokenizer is not local."""
+        return estimate_tokens(_check_texts(texts))
 
     @property
     def dimension(self) -> int:

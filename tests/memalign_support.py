@@ -4,7 +4,6 @@ model that tells distillation, consolidation and judging requests apart."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from judgealign import make_judge
+from judgealign._embed_view import DEFAULT_VIEW, view_texts
 from judgealign._embeddings import HashingEmbedder
 from judgealign._judge import Judge
 from judgealign._loaders import load_jsonl
@@ -141,11 +141,17 @@ def defacto_records(judge: Judge, count: int, *, start: int = 0) -> list[Labeled
     return list(loaded.records[start : start + count])
 
 
-def record_view(record: LabeledRecord) -> str:
-    """The default embedded text of a record for an inputs+outputs judge."""
-    return json.dumps(
-        {"inputs": record.inputs, "outputs": record.outputs},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def record_view(*records: LabeledRecord) -> list[str]:
+    """The texts the default view embeds for ``records`` (``judge_for``'s judge, a
+    CountingEmbedder), in order: one per judge field of each record.
+
+    The judge's instructions name ``outputs`` first, so its fields come in that order.
+    """
+    embedder = CountingEmbedder()
+    return [
+        text
+        for record in records
+        for text in view_texts(
+            DEFAULT_VIEW, {"outputs": record.outputs, "inputs": record.inputs}, embedder
+        )
+    ]

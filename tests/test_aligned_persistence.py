@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memalign_support import Brain, CountingEmbedder, fixture_records, judge_for
+from memalign_support import Brain, CountingEmbedder, fixture_records, judge_for, record_view
 
 from judgealign import ConfigurationError
 from judgealign._aligned import AlignedJudge
@@ -92,7 +92,7 @@ def test_reloaded_judge_aligns_incrementally(tmp_path: Path):
     assert result is not None and len(result.records_unchanged) == 8
     assert len(result.records_added) == 2 and len(brain.requests("distill")) == 1
     # guideline vectors were saved too: only the 2 records and the new guidelines embedded
-    assert len(embedder.calls[0]) == 2
+    assert embedder.calls[0] == record_view(*records[8:10])
 
 
 def test_loading_without_an_embedder_resolves_the_saved_id_lazily(tmp_path: Path):
@@ -159,7 +159,7 @@ def test_embedder_mismatch_is_refused_unless_reembedding(tmp_path: Path):
         AlignedJudge.load(path, model=Brain().model, embedder=same_id_wrong_size)
 
     loaded = AlignedJudge.load(path, model=Brain().model, embedder=other, reembed=True)
-    assert len(other.calls) == 1 and len(other.calls[0]) == 6  # every record, once
+    assert other.calls == [record_view(*records[:6])]  # every record, once
     assert loaded.embedder_id == other.id and loaded.guidelines == aligned.guidelines
     feedback = loaded(inputs=records[2].inputs, outputs=records[2].outputs)
     assert feedback.metadata["retrieved_example_ids"][0] == records[2].id

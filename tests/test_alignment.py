@@ -311,10 +311,10 @@ def test_aligned_prompt_order_and_feedback_metadata():
 def test_retrieval_embeds_the_same_view_for_records_and_queries():
     _, judge, embedder, optimizer, records = setup(5)
     aligned = quiet_align(judge, records, optimizer)
-    assert embedder.calls[0] == [record_view(r) for r in records]
+    assert embedder.calls[0] == record_view(*records)
     embedder.reset()
     feedback = aligned(inputs=records[2].inputs, outputs=records[2].outputs)
-    assert embedder.calls == [[record_view(records[2])]]
+    assert embedder.calls == [record_view(records[2])]
     assert feedback.metadata["retrieved_example_ids"][0] == records[2].id
     assert feedback.metadata["retrieved_similarities"][0] == pytest.approx(1.0, abs=1e-5)
 
@@ -340,7 +340,7 @@ def test_evaluate_embeds_all_queries_in_one_call_and_isolates_bad_records():
     embedder.reset()
     batch = [{"inputs": r.inputs, "outputs": r.outputs} for r in records[6:]] + [{"inputs": 1}]
     result = aligned.evaluate(batch, max_workers=4)
-    assert len(embedder.calls) == 1 and len(embedder.calls[0]) == 4
+    assert embedder.calls == [record_view(*records[6:])]  # the 4 good queries, one call
     assert [fb.ok for fb in result] == [True] * 4 + [False]
     assert "outputs" in (result[4].error or "")
     assert all(len(fb.metadata["retrieved_example_ids"]) == 5 for fb in result[:4])
@@ -374,14 +374,14 @@ def test_records_are_embedded_while_they_are_distilled():
         return inner_distill(request)
 
     def embed(texts):
-        if list(texts) == [record_view(r) for r in records]:  # not the guidelines' batch
+        if list(texts) == record_view(*records):  # not the guidelines' batch
             overlapped.append(distilling.wait(timeout=3))
         return inner_embed(texts)
 
     brain.distill, embedder.embed = distill, embed
     aligned = judge.align(records, optimizer=optimizer)
     assert overlapped == [True]
-    assert embedder.calls[0] == [record_view(r) for r in records]  # records, then guidelines
+    assert embedder.calls[0] == record_view(*records)  # records, then guidelines
     assert aligned.pending_record_ids == ()  # statuses set after the records were stored
     assert len(aligned.guidelines) == 12
 
@@ -393,9 +393,9 @@ def test_second_align_with_ten_new_records_embeds_those_ten_and_distills_once():
     distills_before = len(brain.requests("distill"))
     same = quiet_align(aligned, records)  # 20 unchanged + 10 new
     assert same is aligned
-    record_texts = {record_view(r) for r in records}
+    record_texts = set(record_view(*records))
     embedded_records = [t for t in embedder.texts if t in record_texts]
-    assert embedded_records == [record_view(r) for r in records[20:]]
+    assert embedded_records == record_view(*records[20:])
     assert len(brain.requests("distill")) - distills_before == 1
     result = aligned.last_alignment
     assert result is not None
@@ -424,7 +424,7 @@ def test_changed_record_is_reembedded_and_its_old_guideline_replaced():
     )
     embedder.reset()
     quiet_align(aligned, [changed])
-    assert embedder.calls[0] == [record_view(changed)]
+    assert embedder.calls[0] == record_view(changed)
     result = aligned.last_alignment
     assert result is not None and result.records_updated == (changed.id,)
     assert old.id in result.guidelines_removed

@@ -364,7 +364,8 @@ def _(c: Ctx) -> Any:
 
 @case(
     "align-embedder-dimension-mismatch",
-    r"Embedder 'spy:/hashing@64' returned shape \(1, 32\).*expected \(1, 64\)",
+    # one record, two fields: the default view embeds each field alone
+    r"Embedder 'spy:/hashing@64' returned shape \(2, 32\).*expected \(2, 64\)",
 )
 def _(c: Ctx) -> Any:
     # With learn_from="disagreements" the base judge would make one call per record, so the
@@ -385,7 +386,7 @@ def _(c: Ctx) -> Any:
     return lambda: MemAlignOptimizer(retrieval_k=-1)
 
 
-@case("memalign-view", r"view='bogus' is not one of 'inputs\+outputs'")
+@case("memalign-view", r"view='bogus' is not one of 'fields'")
 def _(c: Ctx) -> Any:
     return lambda: MemAlignOptimizer(view="bogus")  # type: ignore[arg-type]
 
@@ -844,7 +845,8 @@ def test_embedder_failure_while_distilling_cancels_unsent_batches(tmp_path: Path
     optimizer = MemAlignOptimizer(
         embedding_model=SlowLiar(64, returns=32), max_records_per_batch=1, max_workers=2
     )
-    with pytest.raises(ConfigurationError, match=r"returned shape \(20, 32\).*expected \(20, 64\)"):
+    # 20 records, two fields each: the default view embeds each field alone
+    with pytest.raises(ConfigurationError, match=r"returned shape \(40, 32\).*expected \(40, 64\)"):
         aligned.align(records, optimizer=optimizer)
     paid = len(model.requests) - before
     assert paid <= 2, f"{paid} of 20 batches were sent; only the 2 in flight may be paid"
