@@ -13,9 +13,13 @@ Where the store is: whatever tracking URI the user set (``MLFLOW_TRACKING_URI`` 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from judgealign._errors import ConfigurationError
@@ -24,6 +28,7 @@ __all__ = [
     "StoreClient",
     "active_run",
     "as_scorer",
+    "configured_tracking_uri",
     "current_experiment_id",
     "current_tracking_uri",
     "flush_traces",
@@ -59,6 +64,26 @@ def mlflow_module() -> Any:
         raise ConfigurationError(
             f"The MLflow integration needs mlflow: pip install mlflow ({exc})."
         ) from exc
+
+
+def configured_tracking_uri() -> str | None:
+    """The tracking store the user chose, or ``None``, without importing mlflow.
+
+    Chosen means: ``MLFLOW_TRACKING_URI`` is set; or mlflow is already imported and
+    ``mlflow.set_tracking_uri`` was called; or ``mlflow.db`` (MLflow's default store) is in
+    the working directory. ``None`` also when mlflow is not installed.
+    """
+    if importlib.util.find_spec("mlflow") is None:
+        return None
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    chosen = getattr(utils, "_tracking_uri", None) if utils is not None else None
+    if chosen:
+        return str(chosen)
+    default = Path("mlflow.db")
+    return f"sqlite:///{default.resolve()}" if default.is_file() else None
 
 
 def current_tracking_uri() -> str:

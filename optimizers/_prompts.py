@@ -8,8 +8,9 @@ two asyncio tasks) evaluating different candidates each see their own; worker th
 inherit it when started with ``contextvars.copy_context().run``. Nothing is patched
 process-wide.
 
-The registry is a small :class:`PromptStore` protocol. The default store lives in the
-process; :func:`set_prompt_store` installs another one (such as an MLflow-backed store).
+The registry is a small :class:`PromptStore` protocol. The default store keeps prompts in
+the process and reaches MLflow's registry when MLflow is configured;
+:func:`set_prompt_store` installs another one (such as an MLflow-backed store).
 """
 
 from __future__ import annotations
@@ -273,14 +274,30 @@ class InMemoryPromptStore:
         with self._lock:
             self._aliases[(name, alias)] = version
 
+    def has(self, name: str) -> bool:
+        """Whether a prompt ``name`` is registered here."""
+        with self._lock:
+            return bool(self._versions.get(name))
+
 
 _store_lock = threading.Lock()
-_store: PromptStore = InMemoryPromptStore()
+_store: PromptStore | None = None  # None: the automatic store, made on first use
 
 
 def get_prompt_store() -> PromptStore:
-    """The store that :func:`register_prompt` and :func:`load_prompt` use."""
+    """The store that :func:`register_prompt` and :func:`load_prompt` use.
+
+    Unless :func:`set_prompt_store` installed one, it is the automatic store: prompts
+    registered in this process stay here, and when MLflow is configured (a tracking URI
+    set, or ``mlflow.db`` in the working directory) other prompts are read from and
+    registered in MLflow's registry (see :class:`optimizers._prompt_auto.AutoPromptStore`).
+    """
+    global _store
     with _store_lock:
+        if _store is None:
+            from optimizers._prompt_auto import AutoPromptStore
+
+            _store = AutoPromptStore(InMemoryPromptStore())
         return _store
 
 
@@ -295,8 +312,9 @@ def set_prompt_store(store: PromptStore) -> PromptStore:
         raise ConfigurationError(
             f"{store!r} is not a prompt store: it needs load(), register() and set_alias()."
         )
+    previous = get_prompt_store()
     with _store_lock:
-        previous, _store = _store, store
+        _store = store
     return previous
 
 

@@ -73,12 +73,14 @@ def _template_db() -> Path:
     import mlflow
 
     folder = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
-    previous = mlflow.get_tracking_uri()
+    from mlflow.tracking._tracking_service import utils
+
+    previous = utils._tracking_uri  # pyright: ignore[reportPrivateUsage]
     mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
     try:
         mlflow.MlflowClient().search_experiments()  # runs the migrations
     finally:
-        mlflow.set_tracking_uri(previous)
+        utils._tracking_uri = previous  # pyright: ignore[reportPrivateUsage]
     return folder / "mlflow.db"
 
 
@@ -96,7 +98,9 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
+    # Restored as it was (usually unset), not as the URI it resolved to: a URI left set
+    # tells judgealign that the user chose MLflow (the default prompt store then uses it).
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
     mlflow.set_tracking_uri(uri)
     artifacts = tmp_path / "artifacts"
     experiment_id = mlflow.create_experiment(
@@ -107,7 +111,6 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
         yield Store(tmp_path, uri, experiment_id, artifacts)
     finally:
         mlflow.flush_trace_async_logging()
-        mlflow.set_tracking_uri(previous)
 
 
 def runs_by_operation(store: Store) -> dict[str, list[Any]]:

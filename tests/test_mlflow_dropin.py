@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from mlflow_support import Store, mlflow_store
 
 from judgealign import ConfigurationError
 from judgealign.testing import ChatRequest, FakeOpenAIServer
 from optimizers import InMemoryPromptStore, set_prompt_store
+
+__all__ = ["mlflow_store"]
 
 # -- the offline world: one fake OpenAI endpoint plays every model ---------------------------
 # The application model answers with the bare city only when its prompt asks for the city
@@ -374,3 +377,70 @@ def test_embedding_dim_that_the_embedder_cannot_produce_is_refused() -> None:
         _ = optimizer.embedder
     with pytest.raises(ConfigurationError, match=r"reflection_lm= .* or reflection_model="):
         MemAlignOptimizer(reflection_lm="openai:/a", reflection_model="openai:/b")
+
+
+# -- 3. prompts registered with MLflow are found; the optimized version is registered there --
+
+
+def test_prompt_registered_in_mlflow_is_optimized_and_versioned_there(
+    mlflow_store: Store, openai_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import openai
+
+    monkeypatch.setattr("optimizers._prompts._store", None)  # a fresh process's default store
+    # Registered earlier, the MLflow way.
+    mlflow.genai.register_prompt(
+        name="qa", template="Answer the following question: {{question}}", tags={"team": "a"}
+    )
+
+    from optimizers import MetaPromptOptimizer, load_prompt, optimize_prompts
+
+    def predict_fn(question: str) -> str:
+        prompt = load_prompt("prompts:/qa/1")
+        completion = openai.OpenAI().chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt.format(question=question)}],
+        )
+        return completion.choices[0].message.content or ""
+
+    def exact_match(outputs: str, expectations: dict[str, Any]) -> bool:
+        return outputs == expectations["expected_response"]
+
+    result = optimize_prompts(
+        predict_fn=predict_fn,
+        train_data=qa_dataset(["France", "Germany", "Italy"]),
+        prompt_uris=["prompts:/qa/1"],
+        optimizer=MetaPromptOptimizer(reflection_model="openai:/gpt-4o"),
+        scorers=[exact_match],
+    )
+
+    assert (result.initial_eval_score, result.final_eval_score) == (0.0, 1.0)
+    assert result.optimized_prompts[0].uri == "prompts:/qa/2"
+    stored = mlflow.genai.load_prompt("prompts:/qa/2")
+    assert stored.template == BETTER
+    assert load_prompt("prompts:/qa@latest").version == 2
+    assert load_prompt("prompts:/qa/1").to_single_brace_format() == (
+        "Answer the following question: {question}"
+    )
+
+
+def test_without_mlflow_configured_prompts_stay_in_the_process(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from judgealign._mlflow import configured_tracking_uri
+    from optimizers import load_prompt, register_prompt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
+    monkeypatch.setattr("optimizers._prompts._store", None)
+    assert configured_tracking_uri() is None
+    register_prompt("qa", "Answer: {{ question }}")
+    assert load_prompt("prompts:/qa/1").template == "Answer: {{ question }}"
+    assert not (tmp_path / "mlflow.db").exists()
+    with pytest.raises(ConfigurationError, match="No prompt named 'other'"):
+        load_prompt("prompts:/other/1")
+
+    (tmp_path / "mlflow.db").touch()  # MLflow's default store in the working directory
+    assert configured_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
