@@ -139,8 +139,14 @@ class AlignedJudge:
 
     @property
     def instructions(self) -> str:
-        """The base judge's instructions (guidelines and examples are added per call)."""
-        return self.base_judge.instructions
+        """The base judge's instructions followed by the guidelines, as MLflow's aligned
+        judge shows them (the retrieved examples are chosen per call, so they are not here).
+
+        The base instructions alone are ``base_judge.instructions``.
+        """
+        base = self.base_judge.instructions
+        lines = [f"- {g.text}" for g in self.guidelines]
+        return base if not lines else base + "\n\nGuidelines:\n" + "\n".join(lines)
 
     @property
     def variables(self) -> tuple[str, ...]:

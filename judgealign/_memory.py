@@ -71,6 +71,14 @@ class Guideline:
     pinned: bool = False
     origin: GuidelineOrigin = "distilled"
 
+    @property
+    def guideline_text(self) -> str:
+        """The rule (MLflow's name for :attr:`text`)."""
+        return self.text
+
+    def __str__(self) -> str:
+        return self.text
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, inverse of :meth:`from_dict`."""
         return {

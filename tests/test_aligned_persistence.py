@@ -71,7 +71,7 @@ def test_file_is_self_contained_json_with_vectors_and_embedder(tmp_path: Path):
     assert data["checksum"].startswith("sha256:")
     content = data["content"]
     assert content["embedder"] == {"id": embedder.id, "dimension": embedder.dimension}
-    assert content["base_judge"]["instructions"] == aligned.instructions
+    assert content["base_judge"]["instructions"] == aligned.base_judge.instructions
     stored = content["records"]
     assert [s["record"]["id"] for s in stored] == [r.id for r in records[:6]]
     assert stored[0]["record"]["rationale"] == records[0].rationale
