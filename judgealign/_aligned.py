@@ -38,6 +38,7 @@ from judgealign._judge import (
     batch_records,
     quote_record,
     record_fields,
+    records_or_traces,
     run_batch,
     usage_metadata,
 )
@@ -367,16 +368,23 @@ class AlignedJudge:
     # -- memory: changing ------------------------------------------------------------
 
     def align(
-        self, records: RecordsLike, optimizer: MemAlignOptimizer | None = None
+        self,
+        records: RecordsLike | None = None,
+        optimizer: MemAlignOptimizer | None = None,
+        *,
+        traces: RecordsLike | None = None,
     ) -> AlignedJudge:
         """Learn new or changed expert records, in place; returns this judge.
 
         Unchanged records (same id and content) cost nothing. With ``optimizer``, its
         settings are used and kept; its embedder and view must match the stored vectors.
+        ``traces=`` is MLflow's keyword for ``records``.
 
         Raises:
-            ConfigurationError: no usable record, or an incompatible optimizer.
+            ConfigurationError: no usable record, records given twice, or an incompatible
+                optimizer.
         """
+        records = cast("RecordsLike", records_or_traces(records, traces))
         with self._lock:
             chosen = optimizer or self._optimizer
             if chosen is not self._optimizer and self._state.records:
@@ -499,6 +507,22 @@ class AlignedJudge:
 
         with self._lock:
             return dump_aligned(self.base_judge, self._optimizer, self._state, self._history)
+
+    def register(self, name: str | None = None, experiment_id: str | None = None) -> AlignedJudge:
+        """Save this aligned judge, memory included, to MLflow as the next version of
+        ``name`` (MLflow's ``scorer.register``); ``mlflow_integration.get_scorer`` loads it.
+
+        Args:
+            name: the registered name; the judge's name by default.
+            experiment_id: the experiment; the current one by default.
+
+        Returns:
+            This judge.
+        """
+        from judgealign._mlflow_judges import log_judge
+
+        log_judge(self, name=name, experiment_id=experiment_id)
+        return self
 
     def save(self, path: str | Path) -> Path:
         """Write the judge, its memory and its vectors to one JSON file, atomically."""

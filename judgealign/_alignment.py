@@ -194,7 +194,13 @@ class MemAlignOptimizer:
                 self._reflection = resolve_model(self.reflection_model)
             return self._reflection
 
-    def align(self, judge: Judge | AlignedJudge, records: RecordsLike) -> AlignedJudge:
+    def align(
+        self,
+        judge: Judge | AlignedJudge,
+        records: RecordsLike | None = None,
+        *,
+        traces: RecordsLike | None = None,
+    ) -> AlignedJudge:
         """Align ``judge`` with expert-labelled ``records``.
 
         A plain :class:`Judge` gets a new :class:`AlignedJudge`. An aligned judge is
@@ -203,7 +209,9 @@ class MemAlignOptimizer:
 
         Args:
             judge: the judge to align.
-            records: :class:`LabeledRecord` objects, or dicts read by ``load_records``.
+            records: :class:`LabeledRecord` objects, dicts read by ``load_records``, or
+                MLflow traces with HUMAN feedback named like the judge.
+            traces: MLflow's keyword for ``records``.
 
         Returns:
             The aligned judge; its ``last_alignment`` says what changed.
@@ -215,7 +223,7 @@ class MemAlignOptimizer:
         from judgealign._aligned import AlignedJudge
 
         aligned = judge if isinstance(judge, AlignedJudge) else AlignedJudge(judge, optimizer=self)
-        return aligned.align(records, optimizer=self)
+        return aligned.align(records, optimizer=self, traces=traces)
 
     # -- the update, used by AlignedJudge.align under its write lock ----------------------
 
@@ -490,7 +498,10 @@ class MemAlignOptimizer:
     def settings(self) -> dict[str, Any]:
         """The JSON-ready settings (models by URI; a view function as ``"custom"``)."""
         reflection = self.reflection_model
+        # embedding_dim only when set, so files of judges aligned without it are unchanged.
+        dimension = {} if self.embedding_dim is None else {"embedding_dim": self.embedding_dim}
         return {
+            **dimension,
             "reflection_model": reflection
             if isinstance(reflection, str) or reflection is None
             else reflection.uri,

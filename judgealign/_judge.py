@@ -17,6 +17,7 @@ from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedbac
 from judgealign._field_limits import DEFAULT_MAX_FIELD_CHARS, check_max_field_chars, fit_fields
 from judgealign._io import atomic_write_text
 from judgealign._metering import usage_of_error
+from judgealign._mlflow_hook import accept_judges_in_mlflow
 from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._reply_limits import VERDICT_MAX_TOKENS, with_reply_limit
@@ -355,15 +356,27 @@ class Judge:
             return float(self.label_scores[value])
         return None
 
-    def align(self, records: Iterable[Any], optimizer: Any = None) -> Any:
+    def align(
+        self,
+        records: Iterable[Any] | None = None,
+        optimizer: Any = None,
+        *,
+        traces: Iterable[Any] | None = None,
+    ) -> Any:
         """Align this judge with expert feedback; returns an aligned judge.
 
         Args:
-            records: labelled records (see :class:`judgealign.LabeledRecord`) or dicts.
+            records: labelled records (see :class:`judgealign.LabeledRecord`), dicts, or
+                MLflow traces carrying HUMAN feedback named like the judge.
             optimizer: an alignment optimizer; defaults to ``MemAlignOptimizer()``.
+            traces: MLflow's name for ``records`` (``judge.align(traces=...)``).
+
+        Raises:
+            ConfigurationError: no records, records given twice, or not an optimizer.
         """
         from judgealign._alignment import MemAlignOptimizer
 
+        records = records_or_traces(records, traces)
         aligner: Any = optimizer or MemAlignOptimizer()
         if not callable(getattr(aligner, "align", None)):
             raise ConfigurationError(
@@ -371,6 +384,22 @@ class Judge:
                 "MemAlignOptimizer(...), or None for the default one."
             )
         return aligner.align(self, records)
+
+    def register(self, name: str | None = None, experiment_id: str | None = None) -> Judge:
+        """Save this judge to MLflow as the next version of ``name`` (MLflow's
+        ``scorer.register``); load it back with ``mlflow_integration.get_scorer``.
+
+        Args:
+            name: the registered name; the judge's name by default.
+            experiment_id: the experiment; the current one by default.
+
+        Returns:
+            This judge.
+        """
+        from judgealign._mlflow_judges import log_judge
+
+        log_judge(self, name=name, experiment_id=experiment_id)
+        return self
 
     # -- persistence ------------------------------------------------------------------
 
@@ -777,3 +806,24 @@ def read_json_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigurationError(f"File {str(target)!r} does not hold a JSON object.")
     return data  # pyright: ignore[reportUnknownVariableType]
+
+
+def records_or_traces(records: Iterable[Any] | None, traces: Iterable[Any] | None) -> Any:
+    """``records``, or ``traces`` (MLflow's keyword for the same argument); exactly one.
+
+    Raises:
+        ConfigurationError: both or neither given.
+    """
+    if records is not None and traces is not None:
+        raise ConfigurationError(
+            "Pass the expert feedback once: align(records) or align(traces=...), not both."
+        )
+    if records is None and traces is None:
+        raise ConfigurationError(
+            "align needs expert feedback: align(records) or align(traces=...)."
+        )
+    return records if records is not None else traces
+
+
+# mlflow.genai.evaluate(scorers=[judge]) accepts judges once mlflow loads (no import now).
+accept_judges_in_mlflow()

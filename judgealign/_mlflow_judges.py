@@ -32,7 +32,7 @@ from judgealign import _mlflow
 from judgealign._errors import ConfigurationError
 from judgealign._tracking_events import safe_params
 
-__all__ = ["LoggedJudge", "list_judge_versions", "load_judge", "log_judge"]
+__all__ = ["LoggedJudge", "get_scorer", "list_judge_versions", "load_judge", "log_judge"]
 
 _NAME_TAG = "judgealign.judge_name"
 _VERSION_TAG = "judgealign.judge_version"
@@ -68,6 +68,7 @@ def log_judge(
     name: str | None = None,
     experiment: str | None = None,
     description: str | None = None,
+    experiment_id: str | None = None,
 ) -> LoggedJudge:
     """Save ``judge`` (plain or aligned) to MLflow as the next version of ``name``.
 
@@ -78,6 +79,7 @@ def log_judge(
         name: the registered name; the judge's own name by default.
         experiment: the experiment's name (created if missing); the current one if omitted.
         description: a note shown as the run's description.
+        experiment_id: the experiment's id, instead of ``experiment``.
 
     Raises:
         ConfigurationError: on a name other than letters, digits, spaces, ``_ . -``.
@@ -86,7 +88,10 @@ def log_judge(
     kind = "aligned_judge" if hasattr(judge, "base_judge") else "judge"
     path = f"judge/{kind}.json"
     store = _mlflow.StoreClient(_mlflow.current_tracking_uri())
-    experiment_id = store.experiment_id(experiment) if experiment else None
+    if experiment and experiment_id:
+        raise ConfigurationError("Give experiment= (a name) or experiment_id=, not both.")
+    if experiment:
+        experiment_id = store.experiment_id(experiment)
     experiment_id = experiment_id or _mlflow.current_experiment_id()
     with _lock:
         version = 1 + max((v.version for v in _versions(store, name)), default=0)
@@ -110,8 +115,9 @@ def load_judge(
     *,
     model: Any = None,
     embedder: Any = None,
+    experiment_id: str | None = None,
 ) -> Any:
-    """Load a judge saved by :func:`log_judge`.
+    """Load a judge saved by :func:`log_judge` (or ``judge.register``).
 
     Args:
         name: the registered name, optionally with the version: ``"correct/3"`` or
@@ -119,6 +125,7 @@ def load_judge(
         version: the version; ``None`` or ``"latest"`` for the newest.
         model: overrides the saved judging model.
         embedder: for aligned judges, the embedder to use (see ``AlignedJudge.load``).
+        experiment_id: look only in this experiment (by default: every experiment).
 
     Returns:
         A ``Judge`` or an ``AlignedJudge``, as it was saved.
@@ -127,7 +134,7 @@ def load_judge(
         ConfigurationError: no such name or version, or an unreadable file.
     """
     name, version = _split(name, version)
-    logged = _find(name, version)
+    logged = _find(name, version, experiment_id)
     store = _mlflow.StoreClient(_mlflow.current_tracking_uri())
     with tempfile.TemporaryDirectory(prefix="judgealign-judge-") as folder:
         text = store.download_text(logged.run_id, logged.artifact_path, folder)
@@ -148,10 +155,25 @@ def list_judge_versions(name: str) -> list[LoggedJudge]:
     return sorted(_versions(store, _check_name(name)), key=lambda v: v.version)
 
 
-def _find(name: str, version: int | None) -> LoggedJudge:
+def get_scorer(*, name: str, experiment_id: str | None = None, version: int | None = None) -> Any:
+    """MLflow's ``get_scorer``: the judge registered as ``name`` (aligned judges with their
+    memory), the latest version unless ``version`` is given.
+
+    Raises:
+        ConfigurationError: no such name or version (in that experiment).
+    """
+    return load_judge(name, version, experiment_id=experiment_id)
+
+
+def _find(name: str, version: int | None, experiment_id: str | None = None) -> LoggedJudge:
     versions = list_judge_versions(name)
+    if experiment_id is not None:
+        versions = [v for v in versions if v.experiment_id == str(experiment_id)]
     if not versions:
-        raise ConfigurationError(f"No judge named {name!r} was logged with log_judge().")
+        where = f" in experiment {experiment_id}" if experiment_id is not None else ""
+        raise ConfigurationError(
+            f"No judge named {name!r} was registered{where} (judge.register() or log_judge())."
+        )
     if version is None:
         return versions[-1]
     matching = [v for v in versions if v.version == version]

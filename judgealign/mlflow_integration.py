@@ -42,7 +42,13 @@ from judgealign._mlflow_feedback import (
     records_from_traces,
     score_traces,
 )
-from judgealign._mlflow_judges import LoggedJudge, list_judge_versions, load_judge, log_judge
+from judgealign._mlflow_judges import (
+    LoggedJudge,
+    get_scorer,
+    list_judge_versions,
+    load_judge,
+    log_judge,
+)
 from judgealign._mlflow_prompts import (
     MlflowPromptStore,
     Promotion,
@@ -61,6 +67,7 @@ __all__ = [
     "RunHandle",
     "as_scorer",
     "evaluate",
+    "get_scorer",
     "list_judge_versions",
     "load_judge",
     "log_judge",

@@ -10,6 +10,7 @@ shapes, our own code and data): where the documentation says
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -444,3 +445,189 @@ def test_without_mlflow_configured_prompts_stay_in_the_process(
 
     (tmp_path / "mlflow.db").touch()  # MLflow's default store in the working directory
     assert configured_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+# -- 4. the judge alignment cookbook: evaluate -> expert feedback -> align -> GEPA -> alias ---
+# The application hedges between two cities for some countries under the original prompt.
+# The judge is lenient until the experts' guideline is in its prompt; the experts reject
+# hedged answers.
+
+HEDGES = {
+    "France": "Lyon",
+    "Australia": "Sydney",
+    "Canada": "Toronto",
+    "Turkey": "Istanbul",
+    "Brazil": "Rio de Janeiro",
+}
+COOKBOOK_CAPITALS = {
+    **{c: CAPITALS[c] for c in ("France", "Canada", "Japan")},
+    "Australia": "Canberra",
+    "Peru": "Lima",
+    "Egypt": "Cairo",
+    "Turkey": "Ankara",
+    "Kenya": "Nairobi",
+    "Brazil": "Brasilia",
+}
+ORIGINAL = "Question: {{ question }}"
+IMPROVED = "Name exactly one city, the capital, with no alternatives. Question: {{ question }}"
+GUIDELINE = "Hedging between two cities is not an answer, even when one of them is right."
+_RECORD = re.compile(r"<record>\n(.*)\n</record>", re.DOTALL)
+_IDS = re.compile(r'"id": "(tr-[^"]+)"')
+
+
+def cookbook_models(request: ChatRequest) -> Any:
+    system = str(request.messages[0]["content"]) if request.messages else ""
+    if "impartial evaluator" in system:  # the judge
+        record = json.loads(_RECORD.search(request.last_user).group(1))  # type: ignore[union-attr]
+        answer = str(record.get("outputs", ""))
+        country = re.search(r"capital of (\w+)", json.dumps(record["inputs"])).group(1)  # type: ignore[union-attr]
+        hedged = " or " in answer
+        strict = GUIDELINE in system
+        verdict = COOKBOOK_CAPITALS[country] in answer and not (strict and hedged)
+        return {"rationale": "hedged" if hedged else "plain", "result": verdict}
+    if "calibrating" in system:  # MemAlign's guideline distillation
+        return {"guidelines": [{"text": GUIDELINE, "source_ids": _IDS.findall(request.last_user)}]}
+    if "You are refining one prompt" in request.text:  # GEPA's reflection
+        return f"```\n{IMPROVED}\n```"
+    country = re.search(r"capital of (\w+)", request.last_user).group(1)  # type: ignore[union-attr]
+    capital, rival = COOKBOOK_CAPITALS[country], HEDGES.get(country)
+    if rival is None or "exactly one city" in request.last_user:
+        return f"{capital}."
+    return f"{capital} or {rival}."
+
+
+def expert_label(answer: str) -> tuple[bool, str]:
+    if " or " in answer:
+        return False, GUIDELINE
+    return True, "One city, the right one."
+
+
+def test_judge_alignment_cookbook_end_to_end(
+    mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("optimizers._prompts._store", None)  # a fresh process's default store
+    with FakeOpenAIServer(reply=cookbook_models) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-cookbook")
+        _cookbook()
+
+
+def _cookbook() -> None:
+    import mlflow
+    import openai
+    from mlflow.entities import AssessmentSource, AssessmentSourceType
+
+    # The only lines that differ from MLflow's documentation: where the names come from.
+    from judgealign import MemAlignOptimizer, make_judge
+    from judgealign.mlflow_integration import get_scorer
+    from optimizers import (
+        GepaPromptOptimizer,
+        load_prompt,
+        optimize_prompts,
+        register_prompt,
+        set_prompt_alias,
+    )
+
+    train = ["France", "Japan", "Australia", "Peru", "Canada", "Egypt"]
+    held_out = ["Turkey", "Kenya", "Brazil"]
+
+    prompt = register_prompt(name="qa", template=ORIGINAL, commit_message="first")
+    set_prompt_alias("qa", alias="production", version=prompt.version)
+
+    def predict_fn(question: str) -> str:
+        prompt = load_prompt("prompts:/qa@production")
+        completion = openai.OpenAI().chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt.format(question=question)}],
+        )
+        return completion.choices[0].message.content or ""
+
+    judge = make_judge(
+        name="correct",
+        instructions="Does {{ outputs }} correctly answer the question in {{ inputs }}?",
+        feedback_value_type=bool,
+        model="openai:/gpt-4o-mini",
+    )
+
+    # 1. Evaluate with the judge inside MLflow.
+    eval_data = [{"inputs": {"question": f"What is the capital of {c}?"}} for c in train]
+    results = mlflow.genai.evaluate(data=eval_data, predict_fn=predict_fn, scorers=[judge])
+    assert results.metrics["correct/mean"] == 1.0  # the generic judge passes hedged answers
+
+    # 2. Experts label the traces.
+    traces = mlflow.search_traces(run_id=results.run_id, return_type="list")
+    for trace in traces:
+        value, rationale = expert_label(trace.data.spans[0].outputs)
+        mlflow.log_feedback(
+            trace_id=trace.info.trace_id,
+            name="correct",
+            value=value,
+            rationale=rationale,
+            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id="expert"),
+        )
+
+    # 3. Align the judge with the labelled traces.
+    traces = mlflow.search_traces(run_id=results.run_id, return_type="list")
+    optimizer = MemAlignOptimizer(
+        reflection_lm="openai:/gpt-4o-mini",
+        retrieval_k=2,
+        embedding_model="openai:/text-embedding-3-small",
+        embedding_dim=64,
+    )
+    aligned_judge = judge.align(traces=traces, optimizer=optimizer)
+    assert GUIDELINE in aligned_judge.instructions
+    assert [g.guideline_text for g in aligned_judge.guidelines] == [GUIDELINE]
+
+    # 4. Register the aligned judge and load it back, memory included.
+    aligned_judge.register(name="correct_aligned")
+    loaded = get_scorer(name="correct_aligned")
+    assert loaded.instructions == aligned_judge.instructions
+    hedged = {
+        "inputs": {"question": "What is the capital of Turkey?"},
+        "outputs": "Ankara or Istanbul.",
+    }
+    assert judge(**hedged).value is True
+    assert loaded(**hedged).value is False
+
+    # 5. The held-out baseline, with the aligned judge.
+    held_data = [{"inputs": {"question": f"What is the capital of {c}?"}} for c in held_out]
+    before = mlflow.genai.evaluate(data=held_data, predict_fn=predict_fn, scorers=[aligned_judge])
+    assert before.metrics["correct/mean"] == pytest.approx(1 / 3)
+
+    # 6. Optimize the prompt with GEPA and the aligned judge as the objective.
+    result = optimize_prompts(
+        predict_fn=predict_fn,
+        train_data=[{"inputs": {"question": f"What is the capital of {c}?"}} for c in train],
+        prompt_uris=["prompts:/qa@production"],
+        optimizer=GepaPromptOptimizer(reflection_model="openai:/gpt-4o", max_metric_calls=40),
+        scorers=[aligned_judge],
+    )
+    optimized = result.optimized_prompts[0]
+    assert (optimized.name, optimized.version, optimized.template) == ("qa", 2, IMPROVED)
+    assert mlflow.genai.load_prompt("prompts:/qa/2").template == IMPROVED  # in MLflow
+
+    # 7. Promote it, then compare on the held-out questions.
+    set_prompt_alias("qa", alias="production", version=optimized.version)
+    after = mlflow.genai.evaluate(data=held_data, predict_fn=predict_fn, scorers=[aligned_judge])
+    assert after.metrics["correct/mean"] == 1.0
+    assert mlflow.genai.load_prompt("prompts:/qa@production").version == 2
+
+
+def test_judges_reach_mlflow_evaluate_without_importing_mlflow_early() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from judgealign import make_judge\n"
+        "judge = make_judge(name='ok', instructions='Is {{ outputs }} fine?', model='openai:/x')\n"
+        "print('mlflow' in sys.modules)\n"
+        "from mlflow.genai.scorers.validation import validate_scorers\n"
+        "[scorer] = validate_scorers([judge])\n"
+        "print(type(scorer).__name__, scorer.name, scorer.aggregations)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "False"
+    assert out[1] == "JudgeScorer ok ['mean']"
