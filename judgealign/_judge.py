@@ -820,7 +820,8 @@ def records_or_traces(records: Iterable[Any] | None, traces: Iterable[Any] | Non
         )
     if records is None and traces is None:
         raise ConfigurationError(
-            "align needs expert feedback: align(records) or align(traces=...)."
+            "records must be a list of records or MLflow traces (align(records) or "
+            "align(traces=...)), got NoneType."
         )
     return records if records is not None else traces
 

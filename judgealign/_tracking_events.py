@@ -146,6 +146,7 @@ def _evaluation_metrics(judge: Any, result: Any) -> dict[str, float]:
     metrics["error_rate"] = metrics["errors"] / len(feedback) if feedback else 0.0
     if scored:
         metrics["mean_score"] = sum(scored) / len(scored)
+        metrics[f"{_METRIC_NAME_UNSAFE.sub('_', judge.name)}/mean"] = metrics["mean_score"]
     usage = getattr(result, "usage", None)
     if usage is not None:
         metrics.update(_usage_metrics(usage))

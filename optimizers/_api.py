@@ -121,8 +121,9 @@ def optimize_prompts(
         predict_fn: the application, called as ``predict_fn(**inputs)``. It must load
             its prompts with :func:`load_prompt` (or format a :class:`PromptTemplate`) so
             that candidates can be swapped in.
-        train_data: a list of dicts or a pandas DataFrame with ``inputs`` (a non-empty
-            dict of ``predict_fn`` arguments) and optional ``expectations`` (a dict).
+        train_data: a list of dicts, a pandas DataFrame or an MLflow ``EvaluationDataset``
+            with ``inputs`` (a non-empty dict of ``predict_fn`` arguments) and optional
+            ``expectations`` (a dict).
             Empty or ``None`` means zero-shot: the optimizer rewrites without data.
         prompt_uris: the prompts to optimize, e.g. ``["prompts:/qa/1"]``.
         optimizer: e.g. ``MetaPromptOptimizer(...)`` or the GEPA optimizer.
@@ -220,6 +221,9 @@ def _load_targets(prompt_uris: Sequence[str]) -> list[PromptTemplate]:
 def _records(data: object, which: str) -> list[dict[str, Any]]:
     if data is None:
         return []
+    to_df = cast("Callable[[], object] | None", getattr(data, "to_df", None))
+    if callable(to_df):  # MLflow's EvaluationDataset: its records as a DataFrame
+        data = to_df()
     to_dict = cast("Callable[..., Any] | None", getattr(data, "to_dict", None))
     if isinstance(data, list | tuple):
         rows: list[Any] = list(cast("Sequence[Any]", data))
@@ -227,7 +231,8 @@ def _records(data: object, which: str) -> list[dict[str, Any]]:
         rows = list(cast("Sequence[Any]", to_dict(orient="records")))
     else:
         raise ConfigurationError(
-            f"{which} must be a list of dicts or a pandas DataFrame, got {type(data).__name__}."
+            f"{which} must be a list of dicts, a pandas DataFrame or an MLflow "
+            f"EvaluationDataset, got {type(data).__name__}."
         )
     return [_record(row, f"{which}[{i}]") for i, row in enumerate(rows)]
 
@@ -252,7 +257,7 @@ def _record(row: object, where: str) -> dict[str, Any]:
     if not all(isinstance(key, str) for key in cast("dict[object, Any]", inputs)):
         raise ConfigurationError(f"{where}['inputs'] keys must be strings.")
     raw = fields.get("expectations")
-    if _missing(raw) and not _missing(fields.get("outputs")):
+    if _missing(raw) and not _missing(fields.get("outputs")) and fields.get("outputs") != {}:
         raw = {"expected_response": fields["outputs"]}  # MLflow's fallback
     expectations = None if _missing(raw) else _as_dict(raw)
     if expectations is None and not _missing(raw):

@@ -631,3 +631,43 @@ def test_judges_reach_mlflow_evaluate_without_importing_mlflow_early() -> None:
     ).stdout.split("\n")
     assert out[0] == "False"
     assert out[1] == "JudgeScorer ok ['mean']"
+
+
+# -- 5. data in MLflow's shapes ------------------------------------------------------------
+
+
+def test_train_data_as_an_mlflow_evaluation_dataset_and_a_dataframe(
+    mlflow_store: Store, openai_server: FakeOpenAIServer
+) -> None:
+    import openai
+    import pandas as pd
+    from mlflow.genai.datasets import create_dataset
+
+    from optimizers import MetaPromptOptimizer, load_prompt, optimize_prompts, register_prompt
+
+    dataset = create_dataset(name="capitals")
+    dataset.merge_records(qa_dataset(["France", "Germany", "Italy"]))
+    frame = pd.DataFrame(qa_dataset(["Spain", "Japan"]))
+
+    prompt = register_prompt(name="qa", template="Answer the following question: {{question}}")
+
+    def predict_fn(question: str) -> str:
+        prompt = load_prompt("prompts:/qa/1")
+        completion = openai.OpenAI().chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt.format(question=question)}],
+        )
+        return completion.choices[0].message.content or ""
+
+    def exact_match(outputs: str, expectations: dict[str, Any]) -> bool:
+        return outputs == expectations["expected_response"]
+
+    for train_data in (dataset, frame):
+        result = optimize_prompts(
+            predict_fn=predict_fn,
+            train_data=train_data,
+            prompt_uris=[prompt.uri],
+            optimizer=MetaPromptOptimizer(reflection_model="openai:/gpt-4o"),
+            scorers=[exact_match],
+        )
+        assert (result.initial_eval_score, result.final_eval_score) == (0.0, 1.0)

@@ -176,6 +176,7 @@ def test_evaluate_reports_counts_scores_and_agreement_with_labelled_records() ->
     assert params["judge"] == "correct" and params["records"] == "4"
     metrics = tracker.metrics()
     assert metrics["records"] == 4 and metrics["errors"] == 0 and metrics["mean_score"] == 0.5
+    assert metrics["correct/mean"] == 0.5  # MLflow's name for the same metric
     assert metrics["agreement.accuracy"] == 0.75  # "four" is right but judged wrong
     assert metrics["agreement.n"] == 4 and "agreement.kappa" in metrics
     artifacts = tracker.artifacts()
