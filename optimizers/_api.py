@@ -231,8 +231,8 @@ def _records(data: object, which: str) -> list[dict[str, Any]]:
         rows = list(cast("Sequence[Any]", to_dict(orient="records")))
     else:
         raise ConfigurationError(
-            f"{which} must be a list of dicts, a pandas DataFrame or an MLflow "
-            f"EvaluationDataset, got {type(data).__name__}."
+            f"{which} must be a list of dicts or a pandas DataFrame (or an MLflow "
+            f"EvaluationDataset), got {type(data).__name__}."
         )
     return [_record(row, f"{which}[{i}]") for i, row in enumerate(rows)]
 
@@ -335,7 +335,8 @@ def _check_first_record(
     if len(unused) == len(templates):
         raise ConfigurationError(
             f"predict_fn never loaded the prompt(s) {unused}, so no candidate could change "
-            "what it does. Inside predict_fn, call load_prompt('prompts:/<name>/<version>') "
+            "what it does (MLflow would run anyway; judgealign refuses rather than waste "
+            "the calls). Inside predict_fn, call load_prompt('prompts:/<name>/<version>') "
             "and .format(...) it (or format a PromptTemplate you loaded earlier)."
         )
     if unused:
@@ -462,7 +463,8 @@ def _decide(
         why = f"the best candidate scored {scores.final:.4g}, not above {scores.initial:.4g}"
     warnings.warn(
         f"{optimizer_name} found no better prompt ({why}); the original prompts are "
-        "returned and no new version was registered.",
+        "returned and no new version was registered (unlike MLflow, judgealign registers "
+        "a version only when it scores higher).",
         PromptOptimizationWarning,
         stacklevel=3,
     )

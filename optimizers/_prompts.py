@@ -350,10 +350,9 @@ def register_prompt(
         )
     if isinstance(template, (list, tuple)):
         raise ConfigurationError(
-            f"Prompt {name!r}: judgealign optimizes text templates, unlike MLflow, which also "
-            "stores chat prompts (lists of role/content messages); register the messages as "
-            "one text template, or register the chat prompt with mlflow.genai.register_prompt "
-            "and pass its prompts:/ URI (the MLflow registry is used when it is configured)."
+            f"Prompt {name!r}: judgealign's prompts are text templates, while MLflow also "
+            "stores chat prompts (lists of role/content messages); write the messages as one "
+            "text template with {{ variables }}, e.g. 'System: ...\\nUser: {{ question }}'."
         )
     if not isinstance(template, str) or not template.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ConfigurationError(f"The template of prompt {name!r} must be a non-empty string.")

@@ -186,7 +186,7 @@ def test_response_format_and_model_config_are_kept_on_the_version() -> None:
 def test_chat_prompt_is_refused_with_what_to_do_instead() -> None:
     from optimizers import register_prompt
 
-    with pytest.raises(ConfigurationError, match=r"text templates.*mlflow\.genai\.register_prompt"):
+    with pytest.raises(ConfigurationError, match=r"text templates.*as one text template"):
         register_prompt(
             name="chat",
             template=[
@@ -322,6 +322,20 @@ def test_metaprompt_workflow_with_weighted_one_argument_aggregation(
     bodies = [r.body for r in openai_server.requests if isinstance(r.body, dict)]
     reflection = [b for b in bodies if "prompt_revision" in json.dumps(b.get("response_format"))]
     assert reflection and all(b.get("temperature") == 0.2 for b in reflection)
+
+
+def test_functions_decorated_with_mlflows_scorer_work_as_scorers() -> None:
+    from mlflow.genai.scorers import scorer
+
+    from optimizers import make_eval_fn
+
+    @scorer
+    def exact_match(outputs: str, expectations: dict[str, Any]) -> bool:
+        return outputs == expectations["expected_response"]
+
+    evaluate = make_eval_fn(lambda question: "Paris", [exact_match])
+    records = qa_dataset(["France", "Germany"])
+    assert [r.score for r in evaluate({}, records)] == [1.0, 0.0]
 
 
 def test_two_argument_aggregation_still_gets_numbers_then_results() -> None:
@@ -671,3 +685,48 @@ def test_train_data_as_an_mlflow_evaluation_dataset_and_a_dataframe(
             scorers=[exact_match],
         )
         assert (result.initial_eval_score, result.final_eval_score) == (0.0, 1.0)
+
+
+# -- 6. where we differ on purpose, the message says so ---------------------------------------
+
+
+def test_deliberate_differences_say_so(openai_server: FakeOpenAIServer) -> None:
+    from optimizers import (
+        MetaPromptOptimizer,
+        PromptOptimizationWarning,
+        optimize_prompts,
+        register_prompt,
+    )
+
+    prompt = register_prompt(name="qa", template="Answer the following question: {{question}}")
+
+    def ignores_the_prompt(question: str) -> str:
+        return "Paris"
+
+    def exact_match(outputs: str, expectations: dict[str, Any]) -> bool:
+        return outputs == expectations["expected_response"]
+
+    with pytest.raises(ConfigurationError, match="MLflow would run anyway; judgealign refuses"):
+        optimize_prompts(
+            predict_fn=ignores_the_prompt,
+            train_data=qa_dataset(["France"]),
+            prompt_uris=[prompt.uri],
+            optimizer=MetaPromptOptimizer(reflection_model="openai:/gpt-4o"),
+            scorers=[exact_match],
+        )
+
+    from optimizers import load_prompt
+
+    def perfect_already(question: str) -> str:
+        load_prompt("prompts:/qa/1").format(question=question)
+        return CAPITALS[_country(question) or ""]
+
+    with pytest.warns(PromptOptimizationWarning, match="unlike MLflow, judgealign registers"):
+        result = optimize_prompts(
+            predict_fn=perfect_already,
+            train_data=qa_dataset(["France", "Japan"]),
+            prompt_uris=[prompt.uri],
+            optimizer=MetaPromptOptimizer(reflection_model="openai:/gpt-4o"),
+            scorers=[exact_match],
+        )
+    assert not result.improved and result.optimized_prompts[0].version == 1
