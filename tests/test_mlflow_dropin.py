@@ -730,3 +730,52 @@ def test_deliberate_differences_say_so(openai_server: FakeOpenAIServer) -> None:
             scorers=[exact_match],
         )
     assert not result.improved and result.optimized_prompts[0].version == 1
+
+
+# -- 7. long real records (DeFacto): registered aligned judge comes back whole -----------------
+
+
+def defacto_models(request: ChatRequest) -> Any:
+    system = str(request.messages[0]["content"]) if request.messages else ""
+    if "calibrating" in system:
+        ids = re.findall(r'"id": "([^"]+)"', request.last_user)
+        return {"guidelines": [{"text": "Any unsupported claim fails.", "source_ids": ids[:2]}]}
+    return {"rationale": "checked", "result": "not" not in request.last_user[-200:]}
+
+
+def test_defacto_aligned_judge_registers_and_loads_whole(
+    mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memalign_support import DEFACTO, INSTRUCTIONS, defacto_records
+
+    if not DEFACTO.is_file():
+        pytest.skip(f"{DEFACTO} not found")
+    from judgealign import MemAlignOptimizer, make_judge
+    from judgealign.mlflow_integration import get_scorer
+
+    with FakeOpenAIServer(reply=defacto_models) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-defacto")
+        judge = make_judge(
+            name="consistent",
+            instructions=INSTRUCTIONS,
+            feedback_value_type=bool,
+            model="openai:/gpt-4o-mini",
+        )
+        longest = sorted(defacto_records(judge, 200), key=lambda r: -len(str(r.inputs)))
+        records = longest[:8]
+        assert min(len(str(r.inputs)) for r in records) > 3500  # long documents
+        optimizer = MemAlignOptimizer(
+            reflection_lm="openai:/gpt-4o-mini", embedding_model="hashing", embedding_dim=128
+        )
+        aligned = judge.align(traces=records, optimizer=optimizer)
+        aligned.register(name="consistent_aligned", experiment_id=mlflow_store.experiment_id)
+        loaded = get_scorer(name="consistent_aligned", experiment_id=mlflow_store.experiment_id)
+
+        assert loaded.record_ids == aligned.record_ids and len(loaded.record_ids) == 8
+        assert loaded.instructions == aligned.instructions
+        assert "Any unsupported claim fails." in loaded.instructions
+        assert loaded.embedder_id == aligned.embedder_id == "hashing:/char3-5+word@128"
+        probe = records[0]
+        kwargs = {"inputs": probe.inputs, "outputs": probe.outputs}
+        assert loaded(**kwargs).value == aligned(**kwargs).value
