@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from judgealign._errors import (
         ConfigurationError,
+        ContextLengthError,
         JudgeAlignError,
         MissingExtraError,
         ModelCallError,
@@ -83,6 +84,7 @@ _EXPORTS: dict[str, str] = {
     "default_embedder": "judgealign._embeddings",
     "resolve_embedder": "judgealign._embeddings",
     "ConfigurationError": "judgealign._errors",
+    "ContextLengthError": "judgealign._errors",
     "JudgeAlignError": "judgealign._errors",
     "MissingExtraError": "judgealign._errors",
     "ModelCallError": "judgealign._errors",
@@ -132,6 +134,7 @@ __all__ = [
     "ChatModel",
     "Completion",
     "ConfigurationError",
+    "ContextLengthError",
     "DuplicateRecord",
     "Embedder",
     "EvaluationResult",

@@ -61,7 +61,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from judgealign._errors import ConfigurationError, MissingExtraError, ModelOutputError
+from judgealign._errors import (
+    ConfigurationError,
+    MissingExtraError,
+    ModelCallError,
+    ModelOutputError,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -674,12 +679,7 @@ class LiteLLMEmbedder:
         rows: list[list[float]] = []
         for start in range(0, len(items), self._batch_size):
             chunk = items[start : start + self._batch_size]
-            reply = _call_litellm_embed(self._uri, chunk, **self._params)
-            if len(reply) != len(chunk):
-                raise ModelOutputError(
-                    f"{self._uri} returned {len(reply)} embeddings for {len(chunk)} texts."
-                )
-            rows.extend(reply)
+            rows.extend(self._embed_chunk(chunk))
         widths = {len(row) for row in rows}
         if len(widths) != 1 or 0 in widths:
             raise ModelOutputError(
@@ -691,10 +691,41 @@ class LiteLLMEmbedder:
                 self._dimension = width
             expected = self._dimension
         if width != expected:
+            requested = self._params.get("dimensions")
+            fix = (
+                f"the server did not honour dimensions={requested}; drop that parameter or "
+                "use a model that can shorten its vectors"
+                if requested
+                else f"pass dimension={width} (or leave it unset) for this model"
+            )
             raise ModelOutputError(
-                f"{self._uri} returned {width}-dimensional embeddings, expected {expected}."
+                f"{self._uri} returned {width}-dimensional embeddings, expected {expected}: {fix}."
             )
         return _l2_normalise(np.asarray(rows, dtype=np.float32))
+
+    def _embed_chunk(self, chunk: list[str]) -> list[list[float]]:
+        """One request for ``chunk``; one request per text when the server cannot embed
+        several texts at once (llama-cpp-python's server, for a model without pooling),
+        which is then remembered as this embedder's batch size, with a warning."""
+        try:
+            reply = _call_litellm_embed(self._uri, chunk, **self._params)
+        except ModelCallError as exc:
+            if exc.reason != "batch_refused" or len(chunk) == 1:
+                raise
+            with self._lock:
+                self._batch_size = 1
+            warnings.warn(
+                f"{self._uri} failed to embed {len(chunk)} texts in one request ({exc}); "
+                "judgealign now sends it one text per request.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return [row for text in chunk for row in self._embed_chunk([text])]
+        if len(reply) != len(chunk):
+            raise ModelOutputError(
+                f"{self._uri} returned {len(reply)} embeddings for {len(chunk)} texts."
+            )
+        return reply
 
     def __repr__(self) -> str:
         return f"LiteLLMEmbedder({self._uri!r}, dimension={self._dimension!r})"

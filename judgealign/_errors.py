@@ -8,6 +8,7 @@ Every exception the library raises on purpose derives from :class:`JudgeAlignErr
     └── ModelError                a model call failed at run time
         ├── NetworkForbiddenError a real network call was attempted while forbidden
         ├── ModelCallError        the provider answered with an error, or never answered
+        │   └── ContextLengthError the request does not fit the model's context window
         └── ModelOutputError      the reply could not be parsed into the declared type
 
 ``ConfigurationError`` also derives from :class:`ValueError` so that callers who guard
@@ -20,6 +21,7 @@ from judgealign._usage import Usage
 
 __all__ = [
     "ConfigurationError",
+    "ContextLengthError",
     "JudgeAlignError",
     "MissingExtraError",
     "ModelCallError",
@@ -75,6 +77,12 @@ class ModelCallError(ModelError):
             connection errors). When raised to the caller, the retries are exhausted.
         attempts: how many attempts were made before giving up.
         usage: see :class:`ModelError`.
+        reason: why the server refused the request by its content, when the reply says:
+            ``"context_length"`` (the prompt does not fit), ``"response_format"`` (the
+            server does not accept the structured-output request), ``"embeddings_off"``
+            (the server serves no embeddings) or ``"batch_refused"`` (it cannot embed
+            several texts in one request); ``None`` otherwise.
+            Such a refusal is never retried: the same request would be refused again.
     """
 
     def __init__(
@@ -85,12 +93,39 @@ class ModelCallError(ModelError):
         retryable: bool = False,
         attempts: int = 1,
         usage: Usage | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.usage = usage
         self.status = status
         self.retryable = retryable
         self.attempts = attempts
+        self.reason = reason
+
+
+class ContextLengthError(ModelCallError):
+    """The request does not fit the model's context window (whatever status code the
+    server used to say so).
+
+    Attributes:
+        window: the model's context window in tokens, when the server said it.
+        prompt_tokens: the size of the refused prompt in tokens, when the server said it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        window: int | None = None,
+        prompt_tokens: int | None = None,
+    ) -> None:
+        super().__init__(
+            message, status=status, retryable=False, attempts=attempts, reason="context_length"
+        )
+        self.window = window
+        self.prompt_tokens = prompt_tokens
 
 
 class ModelOutputError(ModelError):

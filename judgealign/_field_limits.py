@@ -38,10 +38,13 @@ def check_max_field_chars(value: object) -> int | None:
 
 
 def fit_fields(
-    fields: Mapping[str, Any], limit: int | None, *, judge: str
+    fields: Mapping[str, Any], limit: int | None, *, judge: str, window: str | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     """``fields`` with every field longer than ``limit`` cut from the middle, and the names
-    of the fields that were cut (each also announced with a warning)."""
+    of the fields that were cut (each also announced with a warning).
+
+    ``window`` names the model's context window when ``limit`` was sized to fit it (see
+    ``judgealign._context_fit``) rather than taken from ``max_field_chars``."""
     fitted = dict(fields)
     if limit is None:
         return fitted, []
@@ -52,10 +55,19 @@ def fit_fields(
             continue
         fitted[name], removed = _cut_middle(text, limit, name)
         cut.append(name)
+        target = (
+            f"the {window} ({limit:,} characters per field)"
+            if window
+            else f"max_field_chars={limit}"
+        )
+        fix = (
+            "Serve the model with a larger context to send more of it."
+            if window
+            else "Raise max_field_chars (or pass None) in make_judge to send it whole."
+        )
         warnings.warn(
             f"Judge {judge!r}: the record's {name} has {len(text):,} characters; "
-            f"{removed:,} were cut from its middle to fit max_field_chars={limit}. "
-            "Raise max_field_chars (or pass None) in make_judge to send it whole.",
+            f"{removed:,} were cut from its middle to fit {target}. {fix}",
             UserWarning,
             stacklevel=caller_stacklevel(),
         )

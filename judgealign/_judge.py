@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from judgealign._chat import ChatModel, Message
-from judgealign._errors import ConfigurationError, JudgeAlignError, ModelError
+from judgealign._context_fit import ContextWindows, field_sizes
+from judgealign._errors import ConfigurationError, ContextLengthError, JudgeAlignError, ModelError
 from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign._field_limits import DEFAULT_MAX_FIELD_CHARS, check_max_field_chars, fit_fields
 from judgealign._io import atomic_write_text
@@ -21,7 +22,7 @@ from judgealign._mlflow_hook import accept_judges_in_mlflow
 from judgealign._models import resolve_model
 from judgealign._redact import is_secret_name, redact, strip_url_credentials
 from judgealign._reply_limits import VERDICT_MAX_TOKENS, with_reply_limit
-from judgealign._structured import ReplyError, generate_structured
+from judgealign._structured import ReplyError, capability_key, generate_structured
 from judgealign._tracking_events import track_evaluation
 from judgealign._usage import ZERO_USAGE, Usage, UsageTotals
 from judgealign._values import ValueCoercionError, ValueSpec
@@ -32,6 +33,10 @@ TEMPLATE_VARIABLES = ("inputs", "outputs", "expectations", "trace", "conversatio
 _VARIABLE = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
 FORMAT = "judgealign/judge"
 FORMAT_VERSION = 1
+# Context windows servers reported, shared by every judge of the process.
+CONTEXT_WINDOWS = ContextWindows()
+# Requests per record when a server refuses a record for its size: the first, then refits.
+_FIT_ATTEMPTS = 3
 
 _PREAMBLE = (
     "You are an impartial evaluator. Apply the evaluation instructions below to the record "
@@ -229,7 +234,11 @@ class Judge:
         """
         items = batch_records(records, max_workers)
         result = run_batch(
-            self._judge_record, items, name=self.name, max_workers=max_workers, progress=progress
+            self._judge_record,
+            list(enumerate(items)),
+            name=self.name,
+            max_workers=max_workers,
+            progress=progress,
         )
         track_evaluation(self, items, result)
         return result
@@ -280,12 +289,46 @@ class Judge:
         the output format. The record goes to the user message as JSON data, each field
         cut to ``max_field_chars`` (with a warning).
         """
-        return self._messages(fields, sections)[0]
+        return self._fitted_messages(fields, sections, None)[0]
+
+    def _fitted_messages(
+        self, fields: Mapping[str, Any], sections: Sequence[tuple[str, str]], below: int | None
+    ) -> tuple[list[Message], list[str], int | None]:
+        """The messages with fields cut to ``max_field_chars`` and, when the server has
+        reported its context window, to what fits it (strictly under ``below`` when given,
+        so that each refit after a refusal sends less); also the cap that was applied."""
+        limit = self.max_field_chars
+        messages, cut = self._messages(fields, sections, limit)
+        if limit is None:
+            return messages, cut, None
+        key = capability_key(self.model)
+        sizes = field_sizes(fields, _field_text)
+        fitted = CONTEXT_WINDOWS.field_limit(key, messages, sizes, self._reply_tokens())
+        if below is not None:
+            fitted = min(fitted or below, int(below * 0.7))
+        if fitted is None or fitted >= min(limit, max(sizes.values(), default=0)):
+            return messages, cut, limit
+        window = f"{CONTEXT_WINDOWS.window(key) or 0:,}-token context window of {self.model.uri}"
+        messages, cut = self._messages(fields, sections, fitted, window=window)
+        return messages, cut, fitted
+
+    def _reply_tokens(self) -> int | None:
+        """The reply limit the verdict call runs with (room kept for it in the window)."""
+        for name in ("max_tokens", "max_completion_tokens"):
+            if name in self.inference_params:
+                value = self.inference_params[name]
+                valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
+                return value if valid else None
+        return VERDICT_MAX_TOKENS
 
     def _messages(
-        self, fields: Mapping[str, Any], sections: Sequence[tuple[str, str]]
+        self,
+        fields: Mapping[str, Any],
+        sections: Sequence[tuple[str, str]],
+        limit: int | None,
+        window: str | None = None,
     ) -> tuple[list[Message], list[str]]:
-        fitted, cut = fit_fields(fields, self.max_field_chars, judge=self.name)
+        fitted, cut = fit_fields(fields, limit, judge=self.name, window=window)
         parts = [_PREAMBLE, "## Evaluation instructions\n" + self.instructions]
         parts += [f"## {title}\n{body}" for title, body in sections]
         parts.append(_output_format(self.value_spec))
@@ -302,25 +345,53 @@ class Judge:
         *,
         sections: Sequence[tuple[str, str]] = (),
         metadata: Mapping[str, Any] | None = None,
+        record: str | None = None,
     ) -> Feedback:
-        """Judge already-checked fields; runtime failures come back as ``error``."""
-        messages, cut = self._messages(fields, sections)
-        if cut:
-            metadata = {**(metadata or {}), "truncated_fields": cut}
-        try:
-            reply = generate_structured(
-                self.model,
-                messages,
-                schema_name="Verdict",
-                schema=verdict_schema(self.value_spec),
-                parse=self._parse_verdict,
-                raise_limit="make_judge(..., inference_params={'max_tokens': {max_tokens}})",
-            )
-        except ModelError as exc:
-            spent = usage_of_error(exc)
-            self._usage.add(spent)
-            return self._error_feedback(str(exc), metadata, spent)
-        self._usage.add(reply.usage)
+        """Judge already-checked fields; runtime failures come back as ``error``.
+
+        ``record`` names the record in error messages (its id or batch position). A
+        record the server refuses for its size is cut to the context window the server
+        reported and sent again (see ``judgealign._context_fit``); when that is not
+        possible the error names the record, its size, the window and ``max_field_chars``.
+        """
+        below: int | None = None
+        refusal: ContextLengthError | None = None
+        sent = metadata
+        spent = ZERO_USAGE  # requests refused for their size cost a call each
+        for _ in range(_FIT_ATTEMPTS):
+            messages, cut, below = self._fitted_messages(fields, sections, below)
+            sent = {**(metadata or {}), "truncated_fields": cut} if cut else metadata
+            try:
+                reply = generate_structured(
+                    self.model,
+                    messages,
+                    schema_name="Verdict",
+                    schema=verdict_schema(self.value_spec),
+                    parse=self._parse_verdict,
+                    raise_limit="make_judge(..., inference_params={'max_tokens': {max_tokens}})",
+                )
+            except ContextLengthError as exc:
+                refusal = exc
+                spent = spent + usage_of_error(exc)
+                chars = sum(len(m["content"]) for m in messages)
+                key = capability_key(self.model)
+                if self.max_field_chars is None or not CONTEXT_WINDOWS.learn(key, exc, chars):
+                    break
+                continue
+            except ModelError as exc:
+                spent = spent + usage_of_error(exc)
+                self._usage.add(spent)
+                return self._error_feedback(str(exc), sent, spent)
+            return self._verdict_feedback(reply, sent, spent)
+        assert refusal is not None  # the loop returns unless the server refused the size
+        self._usage.add(spent)
+        return self._overflow_feedback(refusal, fields, record, sent, spent)
+
+    def _verdict_feedback(
+        self, reply: Any, metadata: Mapping[str, Any] | None, refused: Usage
+    ) -> Feedback:
+        usage: Usage = reply.usage + refused
+        self._usage.add(usage)
         value, rationale = reply.value
         return Feedback(
             name=self.name,
@@ -330,11 +401,43 @@ class Judge:
                 source_type=AssessmentSourceType.LLM_JUDGE, source_id=self.model.uri
             ),
             metadata={
-                **usage_metadata(self.model.uri, reply.usage),
+                **usage_metadata(self.model.uri, usage),
                 "repaired": reply.repaired,
                 **(metadata or {}),
             },
         )
+
+    def _overflow_feedback(
+        self,
+        exc: ContextLengthError,
+        fields: Mapping[str, Any],
+        record: str | None,
+        metadata: Mapping[str, Any] | None,
+        usage: Usage,
+    ) -> Feedback:
+        sizes = field_sizes(fields, _field_text)
+        size = ", ".join(f"{name} {chars:,}" for name, chars in sizes.items())
+        window = f"{exc.window:,}-token context window" if exc.window else "context window"
+        said = f" (the prompt had {exc.prompt_tokens:,} tokens)" if exc.prompt_tokens else ""
+        if self.max_field_chars is None:
+            fix = (
+                "max_field_chars=None sends fields whole; pass max_field_chars=<characters "
+                "per field> to make_judge so that long fields are cut to fit"
+            )
+        else:
+            why = (
+                "the server did not say its window, so the judge could not size the cut"
+                if exc.window is None
+                else f"cut to fit, the record was still refused after {_FIT_ATTEMPTS} requests"
+            )
+            fix = f"lower max_field_chars (now {self.max_field_chars:,}) in make_judge ({why})"
+        message = (
+            f"{(record or 'the record').capitalize()} does not fit the {window} of "
+            f"{self.model.uri}{said}; its fields have, in characters: {size}. Fix: {fix}, "
+            f"or serve the model with a larger context. The server said: {exc}"
+        )
+        meta = {**(metadata or {}), "error_kind": "context_length"}
+        return self._error_feedback(message, meta, usage)
 
     def normalize(self, value: Any) -> float | None:
         """Map a verdict to [0, 1] for use as an optimization objective.
@@ -499,12 +602,13 @@ class Judge:
         rationale = obj.get("rationale", "")
         return value, rationale if isinstance(rationale, str) else json.dumps(rationale)
 
-    def _judge_record(self, record: Any) -> Feedback:
+    def _judge_record(self, item: tuple[int, Any]) -> Feedback:
+        position, record = item
         try:
             fields = self.collect_fields(**record_fields(record))
         except JudgeAlignError as exc:
             return self._error_feedback(str(exc), None)
-        return self.score_fields(fields)
+        return self.score_fields(fields, record=record_label(record, position))
 
     def _error_feedback(
         self, message: str, metadata: Mapping[str, Any] | None, usage: Usage = ZERO_USAGE
@@ -581,6 +685,27 @@ def record_fields(record: Any) -> dict[str, Any]:
             f"{type(record).__name__}."
         )
     return {v: get(v) for v in TEMPLATE_VARIABLES}
+
+
+def record_label(record: Any, position: int) -> str:
+    """How error messages name a record: its position in the batch, and its id if any."""
+    ident: Any = (
+        cast(Mapping[str, Any], record).get("id")
+        if isinstance(record, Mapping)
+        else getattr(record, "id", None)
+    )
+    named = f" (id {ident!r})" if isinstance(ident, (str, int)) and ident != "" else ""
+    return f"record {position}{named}"
+
+
+def _field_text(value: Any) -> str | None:
+    """A field as the judge writes it out (a string as is, anything else as JSON)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return None
 
 
 def quote_record(fields: Mapping[str, Any]) -> str:

@@ -37,7 +37,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +46,11 @@ from judgealign._chat import Completion, Message
 from judgealign._errors import ConfigurationError, ModelOutputError
 from judgealign._network import check_endpoint
 from judgealign._redact import is_secret_name, redact, strip_url_credentials
+from judgealign._refusals import (
+    context_overflow,
+    embeddings_disabled,
+    refuses_response_format,
+)
 from judgealign._retry import CallFailure, RetryPolicy, get_default_retry_policy, run_with_retries
 from judgealign._usage import Usage
 
@@ -189,6 +194,13 @@ class LiteLLMModel:
     def uri(self) -> str:
         """The model URI in MLflow form."""
         return self._uri
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint root the model is reached at (``""`` for the provider's default);
+        what the structured-output layer remembers a server's capabilities by."""
+        base = self._api_base or _env_api_base(self._provider) or ""
+        return strip_url_credentials(base)
 
     @property
     def is_local(self) -> bool:
@@ -373,16 +385,31 @@ def classify_error(exc: BaseException, model_uri: str, secrets: Sequence[str]) -
         retryable = False
     if status in (400, 401, 403, 404, 422):
         retryable = False
-    detail = redact(str(exc), secrets)[:500]
+    text = str(exc)
+    detail = redact(text, secrets)[:500]
     hint = _HINTS.get(status or 0, "")
+    overflow = context_overflow(status, name, text)
+    reason = "context_length" if overflow is not None else None
+    if reason is None and refuses_response_format(status, name, text):
+        reason = "response_format"
+    if reason is None and embeddings_disabled(status, name, text):
+        reason, hint = "embeddings_off", _EMBEDDINGS_OFF_HINT
     return CallFailure(
         message=f"{model_uri}: {name}{f' (HTTP {status})' if status else ''}: {detail}{hint}",
-        retryable=retryable,
+        retryable=retryable and reason is None,
         status=status,
         retry_after_s=_retry_after(exc),
+        reason=reason,
+        window=overflow.window if overflow else None,
+        prompt_tokens=overflow.prompt_tokens if overflow else None,
     )
 
 
+_EMBEDDINGS_OFF_HINT = (
+    " -- this server does not serve embeddings: start llama-cpp-python's server with "
+    "--embedding true (llama.cpp's llama-server with --embeddings), or pick another "
+    "embedding_model (the default local one needs no server)."
+)
 _HINTS = {
     401: " -- check the provider's API key (e.g. OPENAI_API_KEY) or pass api_key.",
     403: " -- the key is not allowed to use this model.",
@@ -433,12 +460,12 @@ def litellm_embed(
     # 500 vectors of 384 dimensions took 18 ms of CPU instead of 56 ms here). A server that
     # answers with lists of numbers anyway still works.
     endpoint = None
-    if provider == "openai" and not params and _direct_http_allowed():
+    if provider == "openai" and set(params) <= {"dimensions"} and _direct_http_allowed():
         endpoint = _openai_endpoint(api_key, api_base)
 
     def attempt(timeout: float) -> Any:
         if endpoint is not None:
-            body = {"model": name, "input": list(texts), "encoding_format": "base64"}
+            body = {"model": name, "input": list(texts), "encoding_format": "base64", **params}
             url = endpoint[1] + EMBEDDINGS_PATH
             data = _post_json(url, body, endpoint[0], timeout).get("data")
             if not isinstance(data, list):
@@ -446,12 +473,24 @@ def litellm_embed(
             return cast(list[Any], data)
         return (
             _lib()
-            .embedding(model=f"{provider}/{name}", input=list(texts), timeout=timeout, **extra)
+            .embedding(
+                model=f"{provider}/{name}",
+                input=list(texts),
+                timeout=timeout,
+                num_retries=0,
+                **extra,
+            )
             .data
         )
 
     def classify(exc: BaseException) -> CallFailure:
-        return classify_error(exc, model_uri, [api_key or "", endpoint[0] if endpoint else ""])
+        failure = classify_error(exc, model_uri, [api_key or "", endpoint[0] if endpoint else ""])
+        if failure.reason == "context_length" and failure.window is None:
+            # llama-cpp-python's server fails to decode a batch of several texts for a
+            # model without pooling ("llama_decode returned -1"): not an overflow of the
+            # context, and the same batch would fail again. The embedder splits it.
+            return replace(failure, reason="batch_refused", window=None, prompt_tokens=None)
+        return failure
 
     data = run_with_retries(attempt, classify, get_default_retry_policy())
     rows: list[Any] = sorted(data, key=lambda item: _field(item, "index"))
@@ -459,24 +498,103 @@ def litellm_embed(
 
 
 def _vector(value: Any, model_uri: str) -> list[float]:
-    """One embedding from a reply: a list of numbers, or base64 of little-endian float32."""
+    """One embedding from a reply, in any of the shapes servers send.
+
+    * a list of numbers (one vector per input);
+    * base64 of little-endian float32 values (``encoding_format="base64"``);
+    * a list of per-token vectors: llama.cpp servers return these for a model without a
+      pooling layer (a chat model such as SmolLM2). They are mean-pooled into one vector,
+      what sentence-embedding models do with their token states and what llama.cpp's own
+      ``--pooling mean`` computes, so such a server still gives usable (if weak) vectors;
+      a warning says so once per model.
+
+    Raises:
+        ModelOutputError: any other shape, naming the model, the shape and the fix.
+    """
     if isinstance(value, str):
-        import base64
-        import binascii
+        return _base64_vector(value, model_uri)
+    if isinstance(value, list):
+        items = cast(list[Any], value)
+        if items and all(isinstance(row, list) for row in items):
+            return _pooled(items, model_uri)
+        if all(_is_number(x) for x in items):
+            return [float(x) for x in items]
+    raise ModelOutputError(_bad_shape(model_uri, value))
 
-        import numpy as np
 
-        try:
-            raw: bytes | None = base64.b64decode(value, validate=True)
-        except binascii.Error:
-            raw = None
-        if raw is None or len(raw) % 4:
-            raise ModelOutputError(
-                f"{model_uri} returned an embedding that is neither a list of numbers nor "
-                "base64 of float32 values."
-            )
-        return cast(list[float], np.frombuffer(raw, dtype="<f4").tolist())
-    return [float(x) for x in value]
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _base64_vector(value: str, model_uri: str) -> list[float]:
+    import base64
+    import binascii
+
+    import numpy as np
+
+    try:
+        raw: bytes | None = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raw = None
+    if raw is None or len(raw) % 4:
+        raise ModelOutputError(_bad_shape(model_uri, value))
+    return cast(list[float], np.frombuffer(raw, dtype="<f4").tolist())
+
+
+_pool_warned: set[str] = set()
+
+
+def _pooled(rows: list[Any], model_uri: str) -> list[float]:
+    """The mean of per-token vectors (all of one width), as one vector."""
+    import warnings
+
+    import numpy as np
+
+    widths = {len(cast(list[Any], row)) for row in rows}
+    numeric = all(_is_number(x) for row in rows for x in cast(list[Any], row))
+    if len(widths) != 1 or 0 in widths or not numeric:
+        raise ModelOutputError(_bad_shape(model_uri, rows))
+    if model_uri not in _pool_warned:
+        _pool_warned.add(model_uri)
+        warnings.warn(
+            f"{model_uri} returned one vector per token instead of one per text (a model "
+            "served without pooling); judgealign averages them. For better retrieval, "
+            "serve an embedding model, or start llama.cpp's server with --pooling mean.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return cast(list[float], np.asarray(rows, dtype=np.float64).mean(axis=0).tolist())
+
+
+def _bad_shape(model_uri: str, value: Any) -> str:
+    return (
+        f"{model_uri} returned an embedding judgealign cannot read: {describe_shape(value)}. "
+        "Expected per text a list of numbers, base64 of float32 values, or a list of "
+        "per-token vectors. Check that the model is an embedding model and that the server "
+        "implements OpenAI's /embeddings reply, or pick another embedding_model."
+    )
+
+
+def describe_shape(value: Any, depth: int = 0) -> str:
+    """A short description of a JSON value's shape, e.g. ``a list of 3 lists of 576
+    numbers``."""
+    if isinstance(value, list):
+        items = cast(list[Any], value)
+        if not items:
+            return "an empty list"
+        if depth >= 2:
+            return f"a list of {len(items)} items"
+        inner = describe_shape(items[0], depth + 1).removeprefix("a ").removeprefix("an ")
+        if all(_is_number(x) for x in items):
+            inner = "numbers"
+        elif inner.startswith("list"):
+            inner = inner.replace("list", "lists", 1)
+        return f"a list of {len(items)} {inner}"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters that is not base64 of float32 values"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
 
 
 def _field(item: Any, name: str) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from judgealign._errors import ModelCallError
+from judgealign._errors import ContextLengthError, ModelCallError
 from judgealign._redact import redact
 
 __all__ = [
@@ -58,12 +58,21 @@ class CallFailure:
         retryable: 429, 5xx, timeouts and connection errors are retryable.
         status: the HTTP status when known.
         retry_after_s: the server's ``Retry-After``, when it sent one.
+        reason: ``"context_length"``, ``"response_format"``, ``"embeddings_off"`` or
+            ``"batch_refused"`` (an embeddings batch the server cannot decode) when the
+            server refused the request by its content or configuration (see
+            :mod:`judgealign._refusals`); never retried.
+        window: the context window the server reported with a ``context_length`` refusal.
+        prompt_tokens: the prompt size it reported with it.
     """
 
     message: str
     retryable: bool
     status: int | None = None
     retry_after_s: float | None = None
+    reason: str | None = None
+    window: int | None = None
+    prompt_tokens: int | None = None
 
 
 _default_lock = threading.Lock()
@@ -109,7 +118,7 @@ def run_with_retries(
             wait = _backoff(policy, number, failure, clock.rng)
             remaining = policy.deadline_s - (clock.monotonic() - start)
             last = number == policy.max_attempts or wait >= remaining
-            if not failure.retryable or last:
+            if not failure.retryable or failure.reason is not None or last:
                 elapsed = clock.monotonic() - start
                 error = _as_error(failure, number, elapsed, policy, exhausted=failure.retryable)
                 if _holds_secret(exc):  # a traceback would print the provider's raw text
@@ -146,8 +155,16 @@ def _as_error(
     """The error raised after the last attempt. When retries ran out it tells the whole
     story (the message of one attempt, a timeout say, names only that attempt's limit):
     how many attempts over how long, why it stopped, and the policy that decides it."""
+    if failure.reason == "context_length":
+        return ContextLengthError(
+            failure.message,
+            status=failure.status,
+            attempts=attempts,
+            window=failure.window,
+            prompt_tokens=failure.prompt_tokens,
+        )
     suffix = ""
-    if exhausted:
+    if exhausted and not failure.reason:
         why = (
             "every attempt failed"
             if attempts == policy.max_attempts
@@ -162,6 +179,7 @@ def _as_error(
     return ModelCallError(
         failure.message + suffix,
         status=failure.status,
-        retryable=failure.retryable,
+        retryable=failure.retryable and failure.reason is None,
         attempts=attempts,
+        reason=failure.reason,
     )

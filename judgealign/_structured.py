@@ -1,9 +1,30 @@
 """Structured replies from any :class:`ChatModel`.
 
-The request carries a JSON-schema ``response_format``. A model that rejects it (HTTP 400)
-is remembered and asked again with the schema only described in the prompt. The reply is
-then extracted tolerantly (code fences, prose around the object) and parsed; a reply that
-still does not fit gets one repair message, then an explicit :class:`ModelOutputError`.
+How the schema is requested is negotiated per endpoint and model, from what the server
+actually answers. Three rungs, tried in this order:
+
+1. ``json_schema``: ``response_format={"type": "json_schema", "json_schema": {...}}``
+   (OpenAI's structured outputs; vLLM, SGLang, llama.cpp's ``llama-server``);
+2. ``json_object``: ``{"type": "json_object", "schema": {...}}``, the JSON mode with the
+   schema alongside, which llama-cpp-python's server turns into a grammar and servers
+   with a plain JSON mode accept;
+3. ``prompt``: no ``response_format``; the schema is described in the prompt and the reply
+   is parsed tolerantly.
+
+A server moves a request down one rung when it refuses the rung by its content (HTTP 400,
+422 or 500 whose reply names ``response_format`` or ``json_schema``, see
+:mod:`judgealign._refusals`; such a refusal is never retried), or when it ignores the
+schema: a reply and its repair whose texts hold no JSON object at all, before any reply
+of that endpoint on that rung did (one such reply is taken for the model's slip and
+repaired as usual; the repair is then asked again one rung down). The lower rung is
+remembered for that endpoint and model only once it has produced a reply, and a single
+warning names the rung in use. Any other failure (context overflow, rate limits, a bad
+parameter) leaves the rung where it is.
+
+The reply is then extracted tolerantly (code fences, prose around the object) and parsed;
+a reply that still does not fit gets one repair message, then an explicit
+:class:`ModelOutputError`. Every request paid for counts in the usage, replies that
+ignored the schema included.
 """
 
 from __future__ import annotations
@@ -18,17 +39,29 @@ from typing import Any, Generic, TypeVar
 from judgealign._chat import ChatModel, Completion, Message
 from judgealign._errors import ModelCallError, ModelError, ModelOutputError
 from judgealign._metering import MeteredModel
+from judgealign._refusals import refuses_response_format
 from judgealign._reply_limits import raise_limit_hint, truncation_note
 from judgealign._usage import ZERO_USAGE, Usage
 
-__all__ = ["StructuredReply", "extract_json_object", "generate_structured"]
+__all__ = [
+    "RUNGS",
+    "StructuredReply",
+    "complete_structured",
+    "extract_json_object",
+    "generate_structured",
+    "structured_rung",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("judgealign")
 
 _RAISE_LIMIT = "give the model a larger max_tokens in its parameters (e.g. {max_tokens})"
-_no_schema_support: set[str] = set()
-_support_lock = threading.Lock()
+RUNGS = ("json_schema", "json_object", "prompt")
+"""The structured-output rungs, from the most to the least constrained."""
+
+_rungs: dict[str, str] = {}
+_confirmed: set[str] = set()
+_rungs_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -91,7 +124,7 @@ def _generate(
     raise_limit: str,
 ) -> tuple[T, str, bool]:
     """The parsed value, the text it came from and whether a repair was needed."""
-    completion = _complete(model, messages, schema_name, schema, timeout)
+    completion = complete_structured(model, messages, schema_name, schema, timeout)
     try:
         return _parse(completion, parse), completion.text, False
     except ReplyError as first:
@@ -100,7 +133,12 @@ def _generate(
             Message(role="assistant", content=completion.text),
             Message(role="user", content=_repair_text(str(first), schema)),
         ]
-        second = _complete(model, repair, schema_name, schema, timeout)
+        # A first reply without any JSON: if the repair has none either, the server may
+        # be ignoring the schema, and the repair is asked again one rung down.
+        ignored = _ignored_schema(completion)
+        second = complete_structured(
+            model, repair, schema_name, schema, timeout, after_ignored=ignored
+        )
         try:
             return _parse(second, parse), second.text, True
         except ReplyError as again:
@@ -112,33 +150,132 @@ def _generate(
             ) from again
 
 
-def _complete(
+def capability_key(model: ChatModel) -> str:
+    """What a server's structured-output capability is remembered by: the model and the
+    endpoint it is reached at."""
+    inner: Any = model
+    for _ in range(8):  # wrappers (metering, the CLI's) keep the real model as ``inner``
+        if getattr(inner, "inner", None) is None:
+            break
+        inner = inner.inner
+    endpoint: Any = getattr(inner, "endpoint", "")
+    return f"{model.uri}@{endpoint}" if isinstance(endpoint, str) and endpoint else model.uri
+
+
+def structured_rung(model: ChatModel) -> str:
+    """The rung this process uses for ``model`` (``json_schema`` until a server refuses)."""
+    with _rungs_lock:
+        return _rungs.get(capability_key(model), RUNGS[0])
+
+
+def response_format_for(rung: str, schema_name: str, schema: dict[str, Any]) -> Any:
+    """The ``response_format`` a rung sends (``None`` for the prompt rung)."""
+    if rung == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": schema_name, "strict": True, "schema": schema},
+        }
+    if rung == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def complete_structured(
     model: ChatModel,
     messages: Sequence[Message],
     schema_name: str,
     schema: dict[str, Any],
-    timeout: float | None,
+    timeout: float | None = None,
+    *,
+    after_ignored: bool = False,
 ) -> Completion:
-    with _support_lock:
-        supported = model.uri not in _no_schema_support
-    if supported:
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name, "strict": True, "schema": schema},
-        }
+    """One reply asked for on the negotiated rung (pass a :class:`MeteredModel` to count
+    what every attempt cost).
+
+    ``after_ignored`` says that the previous reply of the same operation held no JSON at
+    all: a second such reply, from an endpoint that never sent JSON on its rung, reads as
+    the server ignoring the schema, and the request is sent again one rung down.
+
+    Raises:
+        ModelCallError: a failure that is not a refusal of the rung, or a refusal on the
+            last rung.
+    """
+    key = capability_key(model)
+    with _rungs_lock:
+        start = RUNGS.index(_rungs.get(key, RUNGS[0]))
+        # Once a rung has produced JSON for this endpoint, a reply without JSON is the
+        # model's slip (repaired by the caller), not the server ignoring the schema.
+        confirmed = key in _confirmed
+    for rung in RUNGS[start:]:
         try:
-            return model.complete(messages, response_format=response_format, timeout=timeout)
+            completion = model.complete(
+                messages,
+                response_format=response_format_for(rung, schema_name, schema),
+                timeout=timeout,
+            )
         except ModelCallError as exc:
-            if exc.status != 400:
+            if rung == RUNGS[-1] or not _refuses_rung(exc):
                 raise
-        # Remembered only once the same request succeeds without the schema: a 400 for
-        # another reason (context too long, a bad parameter) must not switch it off.
-        completion = model.complete(messages, response_format=None, timeout=timeout)
-        logger.info("%s rejected response_format; using instructed JSON", model.uri)
-        with _support_lock:
-            _no_schema_support.add(model.uri)
+            continue
+        ignored = _ignored_schema(completion)
+        if ignored and after_ignored and rung != RUNGS[-1] and not confirmed:
+            after_ignored = False  # one step down per operation
+            continue
+        if not ignored:
+            _remember(key, rung, announce=rung != RUNGS[start])
         return completion
-    return model.complete(messages, response_format=None, timeout=timeout)
+    raise AssertionError("unreachable: the last rung returns or raises")  # pragma: no cover
+
+
+def _refuses_rung(exc: ModelCallError) -> bool:
+    """Whether a failure is the server refusing the structured-output request itself."""
+    if exc.reason is not None:
+        return exc.reason == "response_format"
+    # Models outside judgealign's adapter raise ModelCallError without a reason.
+    return refuses_response_format(exc.status, type(exc).__name__, str(exc))
+
+
+def _ignored_schema(completion: Completion) -> bool:
+    """A reply with text but no JSON object, not cut by the token limit: the server did
+    not apply the schema."""
+    text = completion.text
+    return (
+        bool(text.strip())
+        and extract_json_object(text) is None
+        and truncation_note(completion) is None
+    )
+
+
+def forget_structured_rungs() -> None:
+    """Forget every negotiated rung (tests start each case from ``json_schema``)."""
+    with _rungs_lock:
+        _rungs.clear()
+        _confirmed.clear()
+
+
+def _remember(key: str, rung: str, *, announce: bool) -> None:
+    """Record that ``rung`` produced JSON for ``key``; a lower rung than the known one
+    is announced once."""
+    with _rungs_lock:
+        known = _rungs.get(key, RUNGS[0])
+        lower = RUNGS.index(rung) > RUNGS.index(known)
+        if lower:
+            _rungs[key] = rung
+        if rung == _rungs.get(key, RUNGS[0]):
+            _confirmed.add(key)
+    if not (announce and lower):
+        return
+    how = {
+        "json_object": 'response_format {"type": "json_object"} with the schema',
+        "prompt": "JSON described in the prompt, parsed tolerantly",
+    }[rung]
+    logger.warning(
+        "%s refused or ignored the higher structured-output rungs; using rung %r (%s) "
+        "for it from now on.",
+        key,
+        rung,
+        how,
+    )
 
 
 def _parse(completion: Completion, parse: Callable[[dict[str, Any]], T]) -> T:

@@ -28,7 +28,6 @@ from judgealign import (
     ChatModel,
     ConfigurationError,
     Message,
-    ModelCallError,
     ModelError,
     resolve_model,
 )
@@ -41,6 +40,7 @@ from judgealign._reply_limits import (
     truncation_note,
     with_reply_limit,
 )
+from judgealign._structured import complete_structured
 from optimizers._base import (
     BasePromptOptimizer,
     EvalFn,
@@ -206,7 +206,6 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         self.max_field_chars = max_field_chars
         self.target_model = target_model
         self.timeout = timeout
-        self._schema_rejected = False
         self._history: list[IterationRecord] = []
         self._run_info: dict[str, Any] = {}
         self._meter = MeteredModel(self.model)
@@ -411,16 +410,12 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         return _Proposal(candidate, diagnosis, note)
 
     def _complete(self, messages: Sequence[Message], prompts: dict[str, str]) -> Completion:
-        if not self._schema_rejected:
-            try:
-                return self._meter.complete(
-                    messages, response_format=reply_schema(prompts), timeout=self.timeout
-                )
-            except ModelCallError as exc:
-                if exc.status != 400:
-                    raise
-                self._schema_rejected = True  # fall back to the instructed JSON below
-        return self._meter.complete(messages, timeout=self.timeout)
+        # The structured-output rung is negotiated per endpoint (see judgealign._structured):
+        # a server that refuses the json_schema request is asked with a lower rung.
+        spec = reply_schema(prompts)["json_schema"]
+        return complete_structured(
+            self._meter, messages, spec["name"], spec["schema"], self.timeout
+        )
 
     # -- reporting ------------------------------------------------------------------------
 

@@ -89,3 +89,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         report = getattr(sys.modules.get(name), "REPORT", None)
         if report:
             terminalreporter.write_line(f"{name}: {json.dumps(report, default=str)}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_negotiation() -> Iterator[None]:
+    """Each test starts with no structured-output rung or context window remembered."""
+    from judgealign._judge import CONTEXT_WINDOWS
+    from judgealign._structured import forget_structured_rungs
+
+    forget_structured_rungs()
+    CONTEXT_WINDOWS.forget()
+    yield

@@ -85,12 +85,15 @@ def test_record_content_with_template_syntax_is_passed_as_data() -> None:
 
 
 def test_unparseable_reply_is_repaired_once_then_reported() -> None:
-    model = ScriptedModel(["no json here", "still nothing"])
+    model = ScriptedModel(["no json here", "still nothing", "nor here"])
     judge = make_judge(name="j", instructions=INSTRUCTIONS, model=model)
     fb = judge(inputs="q", outputs="a")
     assert fb.value is None and fb.error is not None and "after one repair" in fb.error
-    assert len(model.requests) == 2
     assert "could not be used" in model.requests[1].last_user
+    # Two replies without JSON in a row, before any with JSON, read as a server ignoring
+    # the schema: the repair request is sent again one rung down (json_object).
+    kinds = [(r.response_format or {}).get("type") for r in model.requests]
+    assert kinds == ["json_schema", "json_schema", "json_object"]
 
 
 def test_wrong_type_is_repaired() -> None:
@@ -116,8 +119,10 @@ def test_response_format_rejection_falls_back_to_instructed_json() -> None:
     judge = make_judge(name="j", instructions=INSTRUCTIONS, model=model)
     assert judge(inputs="q", outputs="a").value is False
     assert judge(inputs="q", outputs="b").value is False
-    # The rejection is remembered: the second record goes straight to instructed JSON.
-    assert [r.response_format is None for r in model.requests] == [False, True, True]
+    # Both rungs with a response_format are refused, then instructed JSON answers; it is
+    # remembered: the second record goes straight to instructed JSON.
+    kinds = [(r.response_format or {}).get("type") for r in model.requests]
+    assert kinds == ["json_schema", "json_object", None, None]
 
 
 def test_evaluate_preserves_order_and_isolates_failures() -> None:

@@ -43,18 +43,20 @@ def tokens(text: str) -> int:
 # -- judges ------------------------------------------------------------------------------
 
 
-def test_a_reply_that_fails_after_its_repair_counts_both_requests() -> None:
-    model = ScriptedModel([PROSE, PROSE])
+def test_a_reply_that_fails_after_its_repair_counts_every_request() -> None:
+    # Two replies without JSON in a row also read as a server ignoring the schema, so the
+    # repair is sent again one rung down (json_object): three requests, all counted.
+    model = ScriptedModel([PROSE, PROSE, PROSE])
     judge = make_judge(name="j", instructions=INSTRUCTIONS, model=model)
     result = judge.evaluate([{"inputs": "2+2?", "outputs": "4"}])
     (fb,) = result
     assert fb.error is not None and "after one repair" in fb.error
-    assert len(model.requests) == 2
-    assert fb.metadata["model_calls"] == 2
-    assert fb.metadata["prompt_tokens"] == 20  # 10 per scripted reply
-    assert fb.metadata["completion_tokens"] == 2 * tokens(PROSE)
-    assert judge.usage.calls == 2 and judge.usage.total_tokens == 20 + 2 * tokens(PROSE)
-    assert result.usage.calls == 2 and result.usage.prompt_tokens == 20
+    assert len(model.requests) == 3
+    assert fb.metadata["model_calls"] == 3
+    assert fb.metadata["prompt_tokens"] == 30  # 10 per scripted reply
+    assert fb.metadata["completion_tokens"] == 3 * tokens(PROSE)
+    assert judge.usage.calls == 3 and judge.usage.total_tokens == 30 + 3 * tokens(PROSE)
+    assert result.usage.calls == 3 and result.usage.prompt_tokens == 30
 
 
 def test_a_repair_whose_request_fails_still_counts_the_first_reply() -> None:
@@ -99,6 +101,8 @@ def test_unparseable_replies_from_a_real_endpoint_are_counted_with_their_tokens(
     with FakeOpenAIServer() as server, no_retry_waits():
         server.enqueue(Reply(content=PROSE, usage={"prompt_tokens": 700, "completion_tokens": 9}))
         server.enqueue(Reply(content=PROSE, usage={"prompt_tokens": 760, "completion_tokens": 9}))
+        # A reply and its repair without JSON: the repair is asked again one rung down.
+        server.enqueue(Reply(content=PROSE, usage={"prompt_tokens": 800, "completion_tokens": 9}))
         judge = make_judge(
             name="j",
             instructions=INSTRUCTIONS,
@@ -107,11 +111,11 @@ def test_unparseable_replies_from_a_real_endpoint_are_counted_with_their_tokens(
             inference_params={"api_key": "sk-fake-usage-0000"},
         )
         result = judge.evaluate([{"inputs": "2+2?", "outputs": "4"}])
-        assert server.stats["chat"] == 2
+        assert server.stats["chat"] == 3
     (fb,) = result
     assert fb.error is not None
-    assert (fb.metadata["prompt_tokens"], fb.metadata["completion_tokens"]) == (1460, 18)
-    assert result.usage.calls == 2 and result.usage.prompt_tokens == 1460
+    assert (fb.metadata["prompt_tokens"], fb.metadata["completion_tokens"]) == (2260, 27)
+    assert result.usage.calls == 3 and result.usage.prompt_tokens == 2260
 
 
 def records_of_length(count: int, chars: int) -> list[dict[str, Any]]:
@@ -147,13 +151,14 @@ def test_under_reply_faults_the_usage_counts_every_request_the_server_saw() -> N
 
 
 def test_a_failed_structured_call_carries_its_usage_on_the_exception() -> None:
-    model = ScriptedModel([PROSE, PROSE])
+    # The reply, its repair, and the repair again one rung down (see _structured).
+    model = ScriptedModel([PROSE, PROSE, PROSE])
     with pytest.raises(ModelOutputError) as caught:
         generate_structured(
             model, [{"role": "user", "content": "x"}], schema_name="S", schema={}, parse=dict
         )
     usage = caught.value.usage
-    assert usage is not None and usage.calls == 2 and usage.prompt_tokens == 20
+    assert usage is not None and usage.calls == 3 and usage.prompt_tokens == 30
 
 
 def test_a_request_refused_before_it_was_sent_costs_nothing() -> None:
@@ -197,7 +202,7 @@ def test_a_failed_distillation_batch_records_every_request_it_sent() -> None:
     result = aligned.last_alignment
     assert result is not None and len(result.failed_batches) == 1
     sent = len(reflection.requests)
-    assert sent == 4  # two attempts, each with one repair
+    assert sent == 6  # two attempts: a reply, its repair, the repair one rung down
     assert result.usage.calls == sent
     assert result.usage.prompt_tokens == 10 * sent
 

@@ -23,6 +23,7 @@ from judgealign.testing._server import (
     FaultPlan,
     RecordedRequest,
     Reply,
+    ServerQuirks,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "ScriptedModel",
+    "ServerQuirks",
     "no_retry_waits",
 ]
 

@@ -55,12 +55,15 @@ from judgealign.testing._decoding import Decoding
 __all__ = [
     "FAULT_KINDS",
     "ChatRequest",
+    "EmbeddingShape",
     "FakeOpenAIServer",
     "FaultKind",
     "FaultPlan",
     "RecordedRequest",
     "Reply",
     "ReplyLike",
+    "ServerQuirks",
+    "JsonSchemaSupport",
     "fake_embedding",
 ]
 
@@ -204,8 +207,12 @@ class ChatRequest:
 
     @property
     def json_schema(self) -> dict[str, Any] | None:
-        """The JSON schema of a ``json_schema`` response format, or ``None``."""
+        """The JSON schema of a ``json_schema`` response format, or of a ``json_object``
+        one that carries a ``schema`` (as llama-cpp-python's server accepts), or ``None``."""
         rf = self.response_format
+        if rf is not None and rf.get("type") == "json_object":
+            schema_field = rf.get("schema")
+            return cast("dict[str, Any]", schema_field) if isinstance(schema_field, dict) else None
         if rf is None or rf.get("type") != "json_schema":
             return None
         spec = rf.get("json_schema")
@@ -300,6 +307,93 @@ class FaultPlan:
 # ---------------------------------------------------------------------------------------
 # Helpers: content, schemas, embeddings
 # ---------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------
+# Incompatibilities of real OpenAI-compatible servers (mimicked on demand)
+# ---------------------------------------------------------------------------------------
+
+JsonSchemaSupport: TypeAlias = Literal["accept", "refuse_500", "refuse_400", "ignore"]
+EmbeddingShape: TypeAlias = Literal["flat", "per_token", "refuse"]
+
+# llama-cpp-python 0.3.16's server, word for word where it matters.
+_JSON_SCHEMA_REFUSAL = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+)
+_EMBEDDINGS_OFF = "Llama model must be created with embedding=True to call this method"
+_DECODE_FAILED = "llama_decode returned -1"
+
+
+@dataclass(frozen=True)
+class ServerQuirks:
+    """Behaviours of real OpenAI-compatible servers that differ from OpenAI's, for testing
+    the fallbacks (all off by default).
+
+    Attributes:
+        json_schema: how ``response_format: {"type": "json_schema"}`` is met: ``"accept"``
+            (OpenAI, vLLM); ``"refuse_500"`` (llama-cpp-python's server: HTTP 500 with a
+            validation message naming ``response_format``); ``"refuse_400"`` (a 400 naming
+            it); ``"ignore"`` (the field is dropped: the reply is plain text).
+        json_object: whether ``{"type": "json_object"}`` is accepted (with a ``schema``
+            field honoured, as llama-cpp-python does); ``False`` refuses it like
+            ``json_schema="refuse_400"``.
+        embeddings: the ``/embeddings`` reply: ``"flat"`` (one vector per input, float or
+            base64); ``"per_token"`` (llama-cpp-python with ``--embedding`` on a model
+            without pooling: a list of per-token vectors per input, floats whatever the
+            ``encoding_format``, and HTTP 500 "llama_decode returned -1" for a request
+            with more than one input); ``"refuse"`` (its default configuration: HTTP 500).
+        context_window: prompts estimated above this many tokens are refused.
+        overflow_status: how: 400 with OpenAI's "maximum context length is N tokens"
+            message (llama-cpp-python's prompt check), or 500 with "llama_decode returned
+            -1" (its decode path, which does not say the window).
+    """
+
+    json_schema: JsonSchemaSupport = "accept"
+    json_object: bool = True
+    embeddings: EmbeddingShape = "flat"
+    context_window: int | None = None
+    overflow_status: Literal[400, 500] = 400
+
+
+def _quirk_refusal(quirks: ServerQuirks, request: ChatRequest) -> Reply | None:
+    """The error a quirky server answers a chat request with, or ``None``."""
+    rf_type = (request.response_format or {}).get("type")
+    if rf_type == "json_schema" and quirks.json_schema == "refuse_500":
+        return Reply(status=500, error_message=_JSON_SCHEMA_REFUSAL)
+    if rf_type == "json_schema" and quirks.json_schema == "refuse_400":
+        return Reply(status=400, error_message="response_format type json_schema is unsupported")
+    if rf_type == "json_object" and not quirks.json_object:
+        return Reply(status=400, error_message="response_format type json_object is unsupported")
+    window = quirks.context_window
+    prompt = _tokens(request.text)
+    if window is None or prompt <= window:
+        return None
+    if quirks.overflow_status == 500:
+        return Reply(status=500, error_message=_DECODE_FAILED)
+    return Reply(
+        status=400,
+        error_message=(
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt} tokens ({prompt} in the messages, None in the completion). Please "
+            "reduce the length of the messages or completion."
+        ),
+    )
+
+
+def _quirk_request(quirks: ServerQuirks, request: ChatRequest) -> ChatRequest:
+    """The request as a server that ignores ``json_schema`` sees it."""
+    rf_type = (request.response_format or {}).get("type")
+    if quirks.json_schema != "ignore" or rf_type != "json_schema":
+        return request
+    body = {k: v for k, v in request.body.items() if k != "response_format"}
+    return ChatRequest(request.model, request.messages, None, request.tools, body)
+
+
+def _per_token_vectors(text: str, dim: int) -> list[list[float]]:
+    """One vector per (whitespace) token, as a server without pooling returns."""
+    return [fake_embedding(token, dim) for token in (text.split() or [text])]
 
 
 def _content_text(content: Any) -> str:
@@ -558,7 +652,9 @@ class _State:
         faults: FaultPlan | None,
         reply: Callable[[ChatRequest], ReplyLike | None] | None,
         embedding_dim: int,
+        quirks: ServerQuirks | None = None,
     ) -> None:
+        self.quirks = quirks or ServerQuirks()
         self.latency_s = latency_s
         self.faults = faults
         self.reply = reply
@@ -731,11 +827,19 @@ class _State:
         if encoding not in ("float", "base64"):
             return bad("'encoding_format' must be 'float' or 'base64'")
 
+        if self.quirks.embeddings == "refuse" or (
+            self.quirks.embeddings == "per_token" and len(texts) > 1
+        ):
+            message = _EMBEDDINGS_OFF if self.quirks.embeddings == "refuse" else _DECODE_FAILED
+            self.record("POST", path, body, headers, "quirk", 500)
+            return _json_response(500, _error_object(500, message))
         data: list[dict[str, Any]] = []
         for index, text in enumerate(texts):
             vector = fake_embedding(text, dim)
             embedding: Any = vector
-            if encoding == "base64":
+            if self.quirks.embeddings == "per_token":
+                embedding = _per_token_vectors(text, dim)
+            elif encoding == "base64":
                 packed = struct.pack(f"<{dim}f", *vector)
                 embedding = base64.b64encode(packed).decode("ascii")
             data.append({"object": "embedding", "index": index, "embedding": embedding})
@@ -785,6 +889,13 @@ class _State:
             dropped("auto")
             return None
         self.bump("chat")
+
+        refusal = _quirk_refusal(self.quirks, request)
+        if refusal is not None:
+            response, sent = self.render(request, refusal)
+            self.record("POST", path, body, headers, "quirk", response.status, sent)
+            return response
+        request = _quirk_request(self.quirks, request)
 
         fault = self.draw_fault()
         answered_by: str
@@ -1159,7 +1270,8 @@ class FakeOpenAIServer:
       (boolean → ``true``, integer → ``minimum`` or 1, number → ``minimum`` or 0.5,
       string → ``"fake <field name>"``, enum → first value, anyOf → first non-null
       branch, object → every property, array → one item);
-    * a ``json_object`` response format gets ``{"result": true, "rationale": ...}``;
+    * a ``json_object`` response format with a ``schema`` gets an instance of it, one
+      without gets ``{"result": true, "rationale": ...}``;
     * a forced ``tool_choice`` gets a tool call with generated arguments;
     * anything else gets ``"fake reply"``.
 
@@ -1177,6 +1289,8 @@ class FakeOpenAIServer:
         decoding: how replies imitate a real server's decoding (:class:`Decoding`):
             schema bounds ignored as by a grammar, replies that run on unless
             ``max_tokens`` cuts them. The default is an ideal server.
+        quirks: incompatibilities of real servers to mimic (see :class:`ServerQuirks`);
+            a refusal they cause is answered before any fault, queued reply or callable.
 
     Example::
 
@@ -1193,6 +1307,7 @@ class FakeOpenAIServer:
         reply: Callable[[ChatRequest], ReplyLike | None] | None = None,
         embedding_dim: int = 384,
         decoding: Decoding | None = None,
+        quirks: ServerQuirks | None = None,
     ) -> None:
         """Configure the server; it starts on :meth:`start` or ``with``.
 
@@ -1204,7 +1319,11 @@ class FakeOpenAIServer:
         if embedding_dim <= 0:
             raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
         self._state = _State(
-            latency_s=latency_s, faults=faults, reply=reply, embedding_dim=embedding_dim
+            latency_s=latency_s,
+            faults=faults,
+            reply=reply,
+            embedding_dim=embedding_dim,
+            quirks=quirks,
         )
         self._state.decoding = decoding or Decoding()
         self._httpd: _HTTPServer | None = None
