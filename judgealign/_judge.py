@@ -56,19 +56,25 @@ def template_variables(instructions: str) -> list[str]:
 
 
 def make_judge(
-    *,
     name: str,
     instructions: str,
     model: str | ChatModel | None = None,
-    feedback_value_type: Any = bool,
     description: str | None = None,
+    feedback_value_type: Any = bool,
     inference_params: Mapping[str, Any] | None = None,
+    base_url: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    include_timing_in_conversation: bool = False,
+    generate_rationale_first: bool = False,
+    model_api: str = "default",
+    *,
     value_range: tuple[float, float] | None = None,
     label_scores: Mapping[str, float] | None = None,
-    base_url: str | None = None,
     max_field_chars: int | None = DEFAULT_MAX_FIELD_CHARS,
 ) -> Judge:
     """Create an LLM judge from written instructions.
+
+    The arguments before ``value_range`` are MLflow's ``make_judge``'s, in its order.
 
     Args:
         name: the judge's name; it names every :class:`Feedback` it returns.
@@ -78,18 +84,25 @@ def make_judge(
         model: a model URI (``openai:/gpt-4o-mini``, ``openai/gpt-4o-mini``,
             ``local:/smollm2``), a :class:`ChatModel` object, or ``None`` for the
             ``JUDGEALIGN_MODEL`` environment variable.
-        feedback_value_type: ``bool``, ``int``, ``float``, ``str`` or ``Literal[...]`` of
-            strings.
         description: a human description of the judge.
+        feedback_value_type: ``bool`` (the default; MLflow's default is ``str``),
+            ``int``, ``float``, ``str`` or ``Literal[...]`` of strings; ``None`` means
+            ``str``, as in MLflow.
         inference_params: extra model parameters (``temperature``, ``max_tokens``, ...).
             Verdict calls send ``max_tokens=512`` unless these set ``max_tokens`` or
             ``max_completion_tokens`` (``max_tokens=None`` sends no limit).
-        value_range: an inclusive ``(low, high)`` range for int or float judges.
-        label_scores: for ``Literal`` judges, a score in [0, 1] per label, used when the
-            judge is an optimizer's objective (e.g. ``{"good": 1, "fair": 0.5, "poor": 0}``).
         base_url: the provider endpoint, as MLflow takes it: the full chat-completions URL
             ``http://localhost:8000/v1/chat/completions`` is posted to as is; a root such
             as ``http://localhost:8000/v1`` gets ``/chat/completions`` appended.
+        extra_headers: HTTP headers sent with every verdict request.
+        include_timing_in_conversation: MLflow's option for turn timings in
+            ``{{ conversation }}``; only ``False`` is supported (timings are not rendered).
+        generate_rationale_first: accepted for MLflow compatibility; judgealign's judges
+            always write the rationale before the verdict.
+        model_api: only ``"default"`` (chat completions through litellm) is supported.
+        value_range: an inclusive ``(low, high)`` range for int or float judges.
+        label_scores: for ``Literal`` judges, a score in [0, 1] per label, used when the
+            judge is an optimizer's objective (e.g. ``{"good": 1, "fair": 0.5, "poor": 0}``).
         max_field_chars: each record field sent to the model is cut to this many
             characters, from the middle, with a visible marker and a warning naming the
             field (see ``judgealign._field_limits``); ``None`` sends fields whole.
@@ -98,17 +111,49 @@ def make_judge(
         ConfigurationError: on an empty name, unknown or missing template variables, an
             unsupported value type, a bad range or a malformed model URI.
     """
+    del generate_rationale_first  # the rationale always comes first here
+    _check_mlflow_only_options(include_timing_in_conversation, model_api)
     return Judge(
         name=name,
         instructions=instructions,
         model=model,
-        value_spec=ValueSpec.from_type(feedback_value_type, value_range),
+        value_spec=ValueSpec.from_type(
+            str if feedback_value_type is None else feedback_value_type, value_range
+        ),
         description=description,
         label_scores=label_scores,
-        inference_params=inference_params,
+        inference_params=_with_headers(inference_params, extra_headers),
         base_url=base_url,
         max_field_chars=max_field_chars,
     )
+
+
+def _check_mlflow_only_options(include_timing_in_conversation: bool, model_api: str) -> None:
+    if include_timing_in_conversation:
+        raise ConfigurationError(
+            "include_timing_in_conversation=True is not supported: judgealign renders "
+            "{{ conversation }} without turn timings. Remove the argument."
+        )
+    if str(getattr(model_api, "value", model_api)).lower() != "default":
+        raise ConfigurationError(
+            f"model_api={model_api!r} is not supported: judgealign's judges use chat "
+            "completions through litellm. Remove the argument (or pass 'default')."
+        )
+
+
+def _with_headers(
+    params: Mapping[str, Any] | None, extra_headers: Mapping[str, str] | None
+) -> Mapping[str, Any] | None:
+    if not extra_headers:
+        return params
+    bad = [k for k, v in extra_headers.items() if not isinstance(k, str) or not isinstance(v, str)]  # pyright: ignore[reportUnnecessaryIsInstance]
+    if bad:
+        raise ConfigurationError(f"extra_headers must map strings to strings; fix {bad!r}.")
+    if params and "extra_headers" in params:
+        raise ConfigurationError(
+            "extra_headers was given both as an argument and in inference_params; give it once."
+        )
+    return {**(params or {}), "extra_headers": dict(extra_headers)}
 
 
 @dataclass(frozen=True)

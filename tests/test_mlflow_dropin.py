@@ -779,3 +779,36 @@ def test_defacto_aligned_judge_registers_and_loads_whole(
         probe = records[0]
         kwargs = {"inputs": probe.inputs, "outputs": probe.outputs}
         assert loaded(**kwargs).value == aligned(**kwargs).value
+
+
+# -- 8. make_judge with MLflow's arguments ------------------------------------------------
+
+
+def test_make_judge_takes_mlflows_arguments(openai_server: FakeOpenAIServer) -> None:
+    from typing import Literal
+
+    from judgealign import make_judge
+
+    judge = make_judge(
+        "tone",
+        "Is the tone of {{ outputs }} appropriate for {{ inputs }}?",
+        "openai:/gpt-4o-mini",
+        description="Tone check",
+        feedback_value_type=Literal["good", "bad"],
+        inference_params={"temperature": 0.0},
+        extra_headers={"X-Team": "support"},
+        generate_rationale_first=True,
+    )
+    assert judge.description == "Tone check"
+    feedback = judge(inputs={"question": "Where is Paris?"}, outputs="In France.")
+    assert feedback.value in ("good", "bad")
+    chats = [r for r in openai_server.requests if "chat" in r.path]
+    assert chats and all(r.headers.get("X-Team") == "support" for r in chats)
+    assert all(r.body["temperature"] == 0.0 for r in chats)
+
+    text_judge = make_judge("x", "{{ outputs }}?", "openai:/x", feedback_value_type=None)
+    assert text_judge.value_spec.kind == "str"  # None means str, as in MLflow
+    with pytest.raises(ConfigurationError, match="include_timing_in_conversation=True"):
+        make_judge("x", "{{ conversation }}?", "openai:/x", include_timing_in_conversation=True)
+    with pytest.raises(ConfigurationError, match="model_api='decisions' is not supported"):
+        make_judge("x", "{{ outputs }}?", "openai:/x", model_api="decisions")
