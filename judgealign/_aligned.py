@@ -396,7 +396,12 @@ class AlignedJudge:
         track_alignment(self, result)
         return self
 
-    def unalign(self, ids: str | Iterable[str | LabeledRecord | Mapping[str, Any]]) -> AlignedJudge:
+    def unalign(
+        self,
+        ids: str | Iterable[str | LabeledRecord | Mapping[str, Any]] | None = None,
+        *,
+        traces: Iterable[Any] | None = None,
+    ) -> AlignedJudge:
         """Forget expert records, in place; returns this judge.
 
         The records are no longer retrieved, and every guideline whose sources were all
@@ -404,8 +409,11 @@ class AlignedJudge:
         sources are kept). Unknown ids are reported with a warning.
 
         Args:
-            ids: record ids, or the records themselves (objects or dicts with an ``id``).
+            ids: record ids, or the records themselves (objects or dicts with an ``id``,
+                MLflow traces).
+            traces: MLflow's keyword (``unalign(traces=...)``) for the same argument.
         """
+        ids = cast("str | Iterable[Any]", records_or_traces(ids, traces, "unalign"))
         items = [ids] if isinstance(ids, str) else list(ids)
         wanted = list(dict.fromkeys(_record_id(item) for item in items))
         with self._lock:

@@ -978,20 +978,25 @@ def read_json_file(path: str | Path) -> dict[str, Any]:
     return data  # pyright: ignore[reportUnknownVariableType]
 
 
-def records_or_traces(records: Iterable[Any] | None, traces: Iterable[Any] | None) -> Any:
+def records_or_traces(records: Any, traces: Iterable[Any] | None, call: str = "align") -> Any:
     """``records``, or ``traces`` (MLflow's keyword for the same argument); exactly one.
+
+    Args:
+        records: what was passed positionally (or as ``records=``/``ids=``).
+        traces: what was passed as ``traces=``.
+        call: the method's name, for the error messages.
 
     Raises:
         ConfigurationError: both or neither given.
     """
     if records is not None and traces is not None:
         raise ConfigurationError(
-            "Pass the expert feedback once: align(records) or align(traces=...), not both."
+            f"Pass the expert feedback once: {call}(records) or {call}(traces=...), not both."
         )
     if records is None and traces is None:
         raise ConfigurationError(
-            "records must be a list of records or MLflow traces (align(records) or "
-            "align(traces=...)), got NoneType."
+            f"records must be a list of records or MLflow traces ({call}(records) or "
+            f"{call}(traces=...)), got NoneType."
         )
     return records if records is not None else traces
 

@@ -603,6 +603,12 @@ def _cookbook() -> None:
     assert judge(**hedged).value is True
     assert loaded(**hedged).value is False
 
+    # Forgetting and re-learning one expert's feedback, by trace.
+    forgotten = aligned_judge.unalign(traces=traces[:1])
+    assert traces[0].info.trace_id not in forgotten.record_ids
+    aligned_judge = forgotten.align(traces=traces[:1])
+    assert traces[0].info.trace_id in aligned_judge.record_ids
+
     # 5. The held-out baseline, with the aligned judge.
     held_data = [{"inputs": {"question": f"What is the capital of {c}?"}} for c in held_out]
     before = mlflow.genai.evaluate(data=held_data, predict_fn=predict_fn, scorers=[aligned_judge])
