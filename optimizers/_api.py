@@ -480,7 +480,16 @@ def _publish(
             published.append(prompt)
             continue
         note = f"Optimized by {optimizer_name} from {prompt.uri}."
-        published.append(register_prompt(prompt.name, chosen[prompt.name], commit_message=note))
+        # The new version keeps the settings registered with the original, as in MLflow.
+        published.append(
+            register_prompt(
+                prompt.name,
+                chosen[prompt.name],
+                commit_message=note,
+                response_format=getattr(prompt, "response_format", None),
+                model_config=getattr(prompt, "model_config", None),
+            )
+        )
     return published
 
 
