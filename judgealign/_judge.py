@@ -708,6 +708,7 @@ def batch_records(records: object, max_workers: object) -> list[Any]:
     """
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise ConfigurationError(f"max_workers={max_workers!r} must be an integer >= 1.")
+    records = table_rows(records)
     kind = type(records).__name__
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
         raise ConfigurationError(
@@ -715,6 +716,21 @@ def batch_records(records: object, max_workers: object) -> list[Any]:
             f"got {kind}; wrap a single record in a list."
         )
     return list(cast(Iterable[Any], records))
+
+
+def table_rows(records: object) -> object:
+    """An MLflow ``EvaluationDataset`` or a pandas DataFrame as a list of row dicts (its
+    ``inputs``/``outputs``/``expectations`` columns); anything else as it is.
+
+    Iterating a DataFrame would give its column names, not its rows.
+    """
+    to_df = getattr(records, "to_df", None)
+    if callable(to_df):  # MLflow's EvaluationDataset
+        records = to_df()
+    to_dict = getattr(records, "to_dict", None)
+    if callable(to_dict) and hasattr(records, "columns"):  # a pandas DataFrame
+        return cast("list[Any]", to_dict(orient="records"))
+    return records
 
 
 def record_fields(record: Any) -> dict[str, Any]:

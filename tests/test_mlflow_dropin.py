@@ -49,6 +49,10 @@ def world(request: ChatRequest) -> Any:
     schema = request.json_schema or {}
     if "You are refining one prompt" in text:  # GEPA's reflection
         return f"```\n{BETTER}\n```"
+    if "result" in (schema.get("properties") or {}):  # a judge: is Paris the answer?
+        labels = schema["properties"]["result"].get("enum")
+        verdict = "Paris" in request.last_user
+        return {"rationale": "checked", "result": labels[0] if labels else verdict}
     if "prompts" in (schema.get("properties") or {}):  # the metaprompt's reflection
         names = list(schema["properties"]["prompts"]["properties"])
         return {"diagnosis": "answers are sentences", "prompts": {n: BETTER for n in names}}
@@ -214,6 +218,7 @@ def test_gepa_workflow_from_mlflow_docs(openai_server: FakeOpenAIServer) -> None
     prompt = register_prompt(
         name="qa",
         template="Answer the following question: {{question}}",
+        model_config={"model_name": "gpt-4o-mini", "temperature": 0.0},
     )
 
     def predict_fn(question: str) -> str:
@@ -243,7 +248,9 @@ def test_gepa_workflow_from_mlflow_docs(openai_server: FakeOpenAIServer) -> None
     assert result.optimized_prompts[0].template == BETTER
     assert result.initial_eval_score == 0.0
     assert result.final_eval_score == 1.0
-    assert load_prompt(result.optimized_prompts[0].uri).template == BETTER
+    optimized = load_prompt(result.optimized_prompts[0].uri)
+    assert optimized.template == BETTER
+    assert optimized.model_config == {"model_name": "gpt-4o-mini", "temperature": 0.0}
 
 
 def test_gepa_kwargs_are_mapped_and_unknown_keys_refused_by_name() -> None:
@@ -691,6 +698,30 @@ def test_train_data_as_an_mlflow_evaluation_dataset_and_a_dataframe(
             scorers=[exact_match],
         )
         assert (result.initial_eval_score, result.final_eval_score) == (0.0, 1.0)
+
+
+def test_judge_evaluate_takes_a_dataframe_and_an_mlflow_evaluation_dataset(
+    mlflow_store: Store, openai_server: FakeOpenAIServer
+) -> None:
+    import pandas as pd
+    from mlflow.genai.datasets import create_dataset
+
+    from judgealign import make_judge
+
+    judge = make_judge(
+        name="paris",
+        instructions="Is {{ outputs }} the right answer to {{ inputs }}?",
+        feedback_value_type=bool,
+        model="openai:/gpt-4o-mini",
+    )
+    rows = [
+        {"inputs": {"question": "Capital of France?"}, "outputs": "Paris"},
+        {"inputs": {"question": "Capital of Japan?"}, "outputs": "Kyoto"},
+    ]
+    assert judge.evaluate(pd.DataFrame(rows)).values == [True, False]
+    dataset = create_dataset(name="answers")
+    dataset.merge_records(rows)
+    assert sorted(judge.evaluate(dataset).values) == [False, True]
 
 
 # -- 6. where we differ on purpose, the message says so ---------------------------------------
