@@ -23,7 +23,7 @@ labels; ``float`` a ``number``, with ``minimum``/``maximum`` for a range; ``int`
 ``integer``, and for a range ``minimum``/``maximum`` plus, when the range holds at most
 :data:`MAX_INT_ENUM` integers, an ``enum`` of them. Grammar-based servers (llama.cpp and
 the servers built on it) enforce ``enum`` but ignore ``minimum``/``maximum``, so bounds
-alone let a small model answer 13 for a 1-5 score. Wider ranges keep the bounds only, so
+alone let a small model answer 52 for a 1-5 score. Wider ranges keep the bounds only, so
 that the schema stays small.
 """
 
