@@ -8,6 +8,7 @@ Sub-commands (each in its own ``_cli_*`` module)::
     judgealign align         expert labels -> an aligned judge file and a report
     judgealign guidelines    list, add, edit, pin, remove an aligned judge's guidelines
     judgealign optimize      improve a prompt file against a judge
+    judgealign ui            MLflow's UI on the store the other commands write to
 
 Importing this module imports click and nothing heavy; each command imports what it
 needs when it runs, so ``judgealign --help`` answers at once.
@@ -32,6 +33,7 @@ from judgealign._cli_guidelines import guidelines_group
 from judgealign._cli_judge import judge_command, report_command
 from judgealign._cli_optimize import optimize_command
 from judgealign._cli_output import readable_warnings
+from judgealign._cli_ui import ui_command
 
 __all__ = ["ERROR_EXIT_CODE", "CommandFailed", "cli", "describe_failure", "main"]
 
@@ -101,6 +103,7 @@ cli.add_command(report_command)
 cli.add_command(align_command)
 cli.add_command(guidelines_group)
 cli.add_command(optimize_command)
+cli.add_command(ui_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,280 @@
+"""``judgealign ui``: MLflow's UI on the project's tracking store, started so that it works.
+
+``mlflow ui`` started by hand hangs offline: its job runner imports litellm, whose
+model-cost-map download thread deadlocks with MLflow's import hooks when there is no
+network. judgealign sets ``LITELLM_LOCAL_MODEL_COST_MAP`` only inside its own process, so
+this command starts MLflow's server as a child process with that variable (and MLflow's
+telemetry off), waits until it answers, prints the URL and stops the whole process group
+on Ctrl-C or SIGTERM.
+
+The store is the one every other command writes to (``MLFLOW_TRACKING_URI``, else
+``mlflow.db`` in the working directory); the server's own log goes to a temporary file and
+is shown only when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from judgealign._cli_output import echo
+from judgealign._errors import ConfigurationError
+
+__all__ = ["UiServer", "server_environment", "store_path", "ui_command"]
+
+# Forced (not defaulted): the cost-map download is what hangs MLflow's server offline.
+_FORCED_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+# Defaulted: a user who wants MLflow's telemetry can still say so.
+_DEFAULT_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+_STOP_GRACE_S = 20.0
+_LOG_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class UiServer:
+    """How to start MLflow's server: the store, the address and the worker count."""
+
+    store_uri: str
+    host: str
+    port: int
+    workers: int
+
+    @property
+    def url(self) -> str:
+        """The address to open in a browser (loopback when listening on every interface)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def command(self) -> list[str]:
+        """``python -m mlflow server ...`` with this interpreter (the one judgealign runs in)."""
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.store_uri,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
+
+
+@click.command("ui")
+@click.option(
+    "--backend-store-uri",
+    "store_uri",
+    metavar="URI",
+    help="The tracking store to browse (default: $MLFLOW_TRACKING_URI, else mlflow.db in "
+    "the working directory, where judgealign demo writes).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes (one is plenty for one person).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for the server to answer before giving up.",
+)
+def ui_command(store_uri: str | None, host: str, port: int, workers: int, timeout: float) -> None:
+    """Open MLflow's UI on the runs, traces, judges and prompts judgealign logged.
+
+    Starts MLflow's tracking server on the store the other commands write to, prints its
+    URL, and runs until Ctrl-C (or SIGTERM), which stops the server and its workers.
+    """
+    server = UiServer(resolve_store(store_uri), host, port, workers)
+    _ensure_port_free(server)
+    with tempfile.TemporaryDirectory(prefix="judgealign-ui-") as folder:
+        log_path = Path(folder) / "mlflow-server.log"
+        with _running(server, log_path) as process:
+            _wait_until_ready(server, process, log_path, timeout)
+            echo(f"MLflow UI: {server.url}")
+            echo(f"  store   {server.store_uri}", indent=0)
+            echo("  Ctrl-C stops it.")
+            sys.stdout.flush()
+            _serve_until_stopped(process, log_path)
+    echo("MLflow UI stopped.")
+
+
+def resolve_store(store_uri: str | None) -> str:
+    """The store to browse: ``store_uri``, else the tracking URI the library writes to.
+
+    Raises:
+        ConfigurationError: the store is a server already (nothing to start), or a sqlite
+            store that does not exist (the UI would show an empty, new database).
+    """
+    uri = store_uri or os.environ.get("MLFLOW_TRACKING_URI") or _library_tracking_uri()
+    if uri.startswith(("http://", "https://", "databricks")):
+        raise ConfigurationError(
+            f"The tracking store {uri} is a server already: open it in a browser, or pass "
+            "--backend-store-uri sqlite:///path/to/mlflow.db to browse a local store."
+        )
+    path = store_path(uri)
+    if path is not None and not path.exists():
+        raise ConfigurationError(
+            f"No MLflow store at {path}: run `judgealign demo` first, run `judgealign ui` in "
+            "the folder where you ran it, or name the store with --backend-store-uri "
+            "sqlite:///path/to/mlflow.db."
+        )
+    return uri
+
+
+def store_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store (relative paths from the working directory)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return Path(uri[len(prefix) :]).expanduser()
+
+
+def server_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` plus what MLflow's server needs to start offline and stay quiet."""
+    env = {**_DEFAULT_ENV, **base, **_FORCED_ENV}
+    return env
+
+
+def _library_tracking_uri() -> str:
+    from judgealign._mlflow import current_tracking_uri
+
+    return current_tracking_uri()
+
+
+def _ensure_port_free(server: UiServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((server.host if server.host != "::" else "0.0.0.0", server.port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot listen on {server.host}:{server.port} ({exc.strerror}): another "
+                "server uses it; pass --port with a free port."
+            ) from None
+
+
+@contextmanager
+def _running(server: UiServer, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the server in its own process group; stop that whole group on the way out."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            server.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_environment(os.environ),
+            # Its own group: the server forks uvicorn workers and a job runner, and a
+            # terminal's Ctrl-C must reach us first so that we stop all of them in order.
+            start_new_session=True,
+        )
+    try:
+        with _stop_signals():
+            yield process
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_group(process)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) stop the UI the way Ctrl-C does."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    handled = [signal.SIGTERM, signal.SIGHUP]
+    previous = {sig: signal.signal(sig, interrupt) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, then SIGKILL what is left after a grace."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + _STOP_GRACE_S
+        while time.monotonic() < deadline and _group_alive(process):
+            time.sleep(0.2)
+        if not _group_alive(process):
+            break
+    process.wait()
+
+
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    process.poll()  # reap the leader, so that a zombie does not count as alive
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a member we cannot signal still exists
+        return True
+    return True
+
+
+def _wait_until_ready(
+    server: UiServer, process: subprocess.Popen[bytes], log_path: Path, timeout: float
+) -> None:
+    echo(f"Starting MLflow's UI on {server.store_uri} ...")
+    sys.stdout.flush()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigurationError(_failure("MLflow's server exited", process, log_path))
+        if _answers(server.url + "/health"):
+            return
+        time.sleep(0.5)
+    raise ConfigurationError(
+        _failure(f"MLflow's server did not answer within {timeout:.0f} s", process, log_path)
+        + "\nRaise --timeout on a busy machine."
+    )
+
+
+def _serve_until_stopped(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    while process.poll() is None:
+        time.sleep(0.5)
+    raise ConfigurationError(_failure("MLflow's server stopped by itself", process, log_path))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _failure(what: str, process: subprocess.Popen[bytes], log_path: Path) -> str:
+    code = process.poll()
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    tail = "\n".join(lines[-_LOG_TAIL_LINES:]) or "(no output)"
+    status = "" if code is None else f" (exit code {code})"
+    return f"{what}{status}. Its last output:\n{tail}"

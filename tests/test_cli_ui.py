@@ -1,0 +1,107 @@
+"""``judgealign ui``: MLflow's UI on the project's store, started offline, stopped cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import ui_support
+from click.testing import CliRunner
+
+from judgealign._cli import cli
+from judgealign._cli_ui import UiServer, resolve_store, server_environment
+from judgealign._errors import ConfigurationError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_store(folder: Path) -> str:
+    from judgealign._mlflow import StoreClient
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    StoreClient(uri).experiment_id("judgealign-ui-test")
+    return uri
+
+
+def test_the_server_gets_the_local_cost_map_even_when_the_user_did_not_set_it() -> None:
+    env = server_environment({"PATH": "/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "False"})
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] == "true"
+    assert server_environment({"DO_NOT_TRACK": "false"})["DO_NOT_TRACK"] == "false"
+
+
+def test_the_server_runs_with_this_interpreter_on_the_given_store() -> None:
+    server = UiServer("sqlite:////data/mlflow.db", "0.0.0.0", 5123, 1)
+    assert server.command()[:4] == [sys.executable, "-m", "mlflow", "server"]
+    assert "sqlite:////data/mlflow.db" in server.command()
+    assert server.url == "http://127.0.0.1:5123"
+
+
+def test_a_missing_store_is_an_error_not_a_new_empty_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(cli, ["ui"], standalone_mode=True)
+    assert result.exit_code == 2
+    assert "No MLflow store at" in result.output and "judgealign demo" in result.output
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_server_uri_is_not_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    with pytest.raises(ConfigurationError, match="is a server already"):
+        resolve_store(None)
+
+
+def test_a_busy_port_is_named(tmp_path: Path) -> None:
+    uri = make_store(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, ["ui", "--backend-store-uri", uri, "--port", str(port)], standalone_mode=True
+        )
+    assert result.exit_code == 2
+    assert "--port" in result.output and str(port) in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_ui_starts_answers_http_and_stops_with_its_workers(
+    tmp_path: Path, stop_signal: int
+) -> None:
+    uri = make_store(tmp_path)
+    # The user's environment, without the variable that keeps MLflow's server from hanging
+    # offline: the command must provide it.
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    env["PYTHONPATH"] = str(REPO)
+    port = free_port()
+    started = ui_support.start(
+        [sys.executable, "-m", "judgealign", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        assert started.url == f"http://127.0.0.1:{port}", started.text()
+        with urllib.request.urlopen(started.url, timeout=30) as page:
+            assert page.status == 200
+            assert b"<html" in page.read(2000).lower()
+        assert uri.removeprefix("sqlite:///") in started.text()
+    finally:
+        code = ui_support.stop(started, stop_signal)
+    assert code == 0, started.text()
+    assert "MLflow UI stopped." in started.text()
+    assert ui_support.wait_gone(f"--port {port}") == [], "the server outlived judgealign ui"
