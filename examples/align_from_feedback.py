@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,13 +150,26 @@ def write_sample(path: Path) -> Path:
     return path
 
 
+def sample_folder(out: Path | None) -> Path:
+    """``out`` (created if missing), else a new temporary folder: never the working folder,
+    which is often a clone of this repository."""
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix="judgealign-example-"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--data",
         type=Path,
-        help="a JSONL of labelled records "
-        f"(default: write {SAMPLE_FILE} in the current folder and use it)",
+        help=f"a JSONL of labelled records (default: write {SAMPLE_FILE} to --out and use it)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the built-in sample file (default: a new temporary folder)",
     )
     parser.add_argument("--limit", type=int, help="use only the first N records of --data")
     parser.add_argument(
@@ -185,7 +199,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None, *, model: ChatModel | None = None) -> int:
     """Align a judge on the train split and print base vs aligned held-out agreement."""
     args = parse_args(argv)
-    data = args.data or write_sample(Path.cwd() / SAMPLE_FILE)
+    data = args.data or write_sample(sample_folder(args.out) / SAMPLE_FILE)
     instructions = args.instructions or (
         SAMPLE_INSTRUCTIONS if args.data is None else GENERIC_INSTRUCTIONS
     )

@@ -5,10 +5,11 @@ expert verdicts (MemAlign), then hands that aligned judge to a prompt optimizer 
 metaprompting) as the score to climb, and finally checks the optimized prompt on records
 the optimizer never saw.
 
-1. **Task.** By default the script writes ``support_tickets.jsonl`` to the current folder:
-   24 customer messages, each labelled ``billing``, ``technical`` or ``other``. With
-   ``--data`` it reads any JSONL in the same shape (``inputs.question``, ``label`` = the
-   expected answer, optional ``inputs.task``), such as the BIG-Bench-Hard extract in
+1. **Task.** By default the script writes ``support_tickets.jsonl`` to ``--out`` (a new
+   temporary folder unless you name one): 24 customer messages, each labelled
+   ``billing``, ``technical`` or ``other``. With ``--data`` it reads any JSONL in the
+   same shape (``inputs.question``, ``label`` = the expected answer, optional
+   ``inputs.task``), such as the BIG-Bench-Hard extract in
    ``../shared/data/bbh/``; ``--task`` keeps one task, ``--limit`` the first N records.
    The records are split (seeded) into a part to optimize on and a held-out part.
 2. **Objective.** A boolean judge asks whether a reply gives the expected answer. It is
@@ -47,6 +48,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +235,15 @@ class Example:
 # -- data ---------------------------------------------------------------------------------
 
 
+def sample_folder(out: Path | None) -> Path:
+    """``out`` (created if missing), else a new temporary folder: never the working folder,
+    which is often a clone of this repository."""
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix="judgealign-example-"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def write_sample(folder: Path) -> tuple[Path, Path]:
     """Write the built-in task and expert feedback files; return their paths."""
     task_lines = [
@@ -405,7 +416,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--data",
         type=Path,
         help=f"a JSONL of questions with expected answers (default: write {TASK_FILE} "
-        "in the current folder and use it)",
+        "to --out and use it)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the built-in sample files (default: a new temporary folder)",
     )
     parser.add_argument("--task", help="keep only the records whose inputs.task is this")
     parser.add_argument("--limit", type=int, help="keep only the first N records (after --task)")
@@ -510,7 +526,7 @@ def align_objective(
 def run(args: argparse.Namespace, model: ChatModel | None) -> int:
     """Everything but the error handling of :func:`main`."""
     if args.data is None:
-        data, sample_feedback = write_sample(Path.cwd())
+        data, sample_feedback = write_sample(sample_folder(args.out))
         feedback_file: Path | None = args.feedback or sample_feedback
     else:
         data, feedback_file = args.data, args.feedback

@@ -86,7 +86,9 @@ def test_example_aligns_and_reports(
         code = example.main(["--embedding-model", "hashing", "--save", str(saved)], model=model)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert (tmp_path / "capital_feedback.jsonl").is_file() and saved.is_file()
+    # The sample goes to a temporary folder, never the working folder (often the clone).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aligned.json"]
+    assert "capital_feedback.jsonl" in out and saved.is_file()
     assert "32 records" in out and "22 to align, 10 held out" in out
     assert RULE in out
     assert "Base vs aligned judge" in out
@@ -103,3 +105,17 @@ def test_example_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     missing = tmp_path / "missing.jsonl"
     assert example.main(["--data", str(missing)], model=FunctionModel(answer)) == 2
     assert "Cannot read records" in capsys.readouterr().err
+
+
+def test_example_writes_its_sample_to_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = load_example()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        argv = ["--embedding-model", "hashing", "--out", "sample"]
+        code = example.main(argv, model=FunctionModel(answer))
+    assert code == 0, capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample"]
+    assert (tmp_path / "sample" / "capital_feedback.jsonl").is_file()

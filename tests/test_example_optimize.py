@@ -131,8 +131,8 @@ def sample_answers() -> dict[str, str]:
 def test_builtin_task_improves_on_held_out(run: Run, tmp_path: Path, optimizer: str) -> None:
     code, out, err = run(["--optimizer", optimizer], sample_answers())
     assert code == 0, out + err
-    assert (tmp_path / "support_tickets.jsonl").is_file()
-    assert (tmp_path / "support_feedback.jsonl").is_file()
+    assert "support_tickets.jsonl" in out
+    assert list(tmp_path.iterdir()) == []  # the sample went to a temporary folder
     assert "24 records" in out and "16 to optimize on, 8 held out" in out
     assert "Looking at this, I would say" in out  # the sample reply to the weak prompt
     assert "aligned on 12 expert verdicts" in out and RULE in out
@@ -170,3 +170,11 @@ def test_errors_are_one_line_on_stderr(run: Run, tmp_path: Path) -> None:
     assert err.startswith("error: Cannot read records") and err.count("\n") == 1
     code, _, err = run(["--prompt", "Classify this."], sample_answers())
     assert code == 2 and "{{ question }}" in err
+
+
+def test_sample_files_go_to_the_named_out_folder(run: Run, tmp_path: Path) -> None:
+    code, out, err = run(["--optimizer", "metaprompt", "--out", "sample"], sample_answers())
+    assert code == 0, out + err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample"]
+    written = sorted(p.name for p in (tmp_path / "sample").iterdir())
+    assert written == ["support_feedback.jsonl", "support_tickets.jsonl"]
