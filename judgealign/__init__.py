@@ -8,7 +8,14 @@ model, a tracker or an index is first needed.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# litellm downloads its model cost map when it is imported unless this is set, and prints
+# "fetch attempt failed" warnings offline. It is imported lazily, by judgealign or by
+# MLflow (mlflow.genai.evaluate imports it too), so set it here, before either can: a
+# user's explicit value wins.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 if TYPE_CHECKING:
     from judgealign._agreement import (

@@ -21,6 +21,7 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,6 +96,10 @@ def cli() -> None:
     ships with judgealign. Models are litellm URIs (openai:/gpt-4o-mini, ...) or
     local:/smollm2, the embedded offline model; JUDGEALIGN_MODEL sets the default.
     """
+    # MLflow logs at INFO by default (database creation, evaluation banners) into the
+    # middle of the command's output; its warnings and errors still show. A user's
+    # explicit MLFLOW_LOGGING_LEVEL wins.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 cli.add_command(demo_command)

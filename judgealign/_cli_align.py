@@ -25,7 +25,7 @@ from judgealign._cli_common import (
     workers_option,
     write_json,
 )
-from judgealign._cli_output import echo, shorten
+from judgealign._cli_output import echo, plural, shorten
 
 if TYPE_CHECKING:
     from judgealign._aligned import AlignedJudge
@@ -285,7 +285,7 @@ def align_command(
     aligned = run.aligned
     if aligned.last_alignment is not None:
         echo(aligned.last_alignment.format(), indent=2)
-    echo(f"\n{len(aligned.guidelines)} guidelines:")
+    echo(f"\n{plural(len(aligned.guidelines), 'guideline')}:")
     echo_guidelines(aligned)
     if run.comparison is not None:
         echo()

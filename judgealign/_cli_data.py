@@ -176,9 +176,20 @@ def load_labelled(
     """
     from judgealign._errors import ConfigurationError
     from judgealign._loaders import read_records
+    from judgealign._records import FIELD_NAMES
 
-    rows = apply_columns(read_rows(path, limit=limit), columns or {})
+    raw = read_rows(path, limit=limit)
+    rows = apply_columns(raw, columns or {})
     keep = [{k: v for k, v in row.items() if k in _MAPPABLE} for row in rows]
+    if raw and not any(k in FIELD_NAMES for row in keep for k in row):
+        # Said here, in the command's words: the library's loader would say columns=.
+        found = sorted({str(k) for row in raw for k in row})
+        raise ConfigurationError(
+            f"{str(path)!r} has none of the fields a judge reads "
+            f"({', '.join(FIELD_NAMES)}); its "
+            f"columns are {', '.join(found) or '(none)'}. Name them with --map, e.g. "
+            "--map inputs=question --map outputs=answer --map label=verdict."
+        )
     result = read_records(keep, judge=judge)
     if not len(result):
         first = f" The first problem: {result.problems[0]}." if result.problems else ""

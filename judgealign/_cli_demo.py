@@ -25,7 +25,7 @@ import click
 
 from judgealign import _cli_models
 from judgealign._cli_common import Session
-from judgealign._cli_output import echo, step
+from judgealign._cli_output import echo, plural, step
 
 if TYPE_CHECKING:
     from judgealign._aligned import AlignedJudge
@@ -295,7 +295,7 @@ def _echo_alignment(aligned: AlignedJudge) -> None:
     if result is not None:
         echo(result.format(), indent=2)
     echo(
-        f"{len(aligned.guidelines)} guidelines distilled from the expert's rationales:",
+        f"{plural(len(aligned.guidelines), 'guideline')} distilled from the expert's rationales:",
         indent=2,
     )
     echo_guidelines(aligned, indent=4)

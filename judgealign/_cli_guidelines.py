@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from judgealign._cli_output import echo
+from judgealign._cli_output import echo, plural
 
 if TYPE_CHECKING:
     from judgealign._aligned import AlignedJudge
@@ -41,7 +41,7 @@ def _edit(path: Path, change: Callable[[AlignedJudge], Any], done: str) -> None:
     guideline = change(aligned)
     aligned.save(path)
     echo(f"{done} {guideline.id}: {guideline.text}")
-    echo(f"{path} now has {len(aligned.guidelines)} guidelines")
+    echo(f"{path} now has {plural(len(aligned.guidelines), 'guideline')}")
 
 
 @click.group("guidelines")

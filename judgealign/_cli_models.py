@@ -91,10 +91,13 @@ def check_model_ready(uri: str, *, base_url: str | None = None) -> None:
         return
     names = _KEY_ENV.get(provider, ())
     if names and not any(os.environ.get(v) for v in names):
+        # The server hint names the variable, which every command reads (not every
+        # command has --base-url: demo does not).
+        bases = _BASE_ENV.get(provider, ())
+        server = f"; for an OpenAI-compatible server set {bases[0]} instead" if bases else ""
         raise ConfigurationError(
-            f"Model {uri!r} needs an API key: set {names[0]} (export {names[0]}=...), or "
-            "pass --base-url for an OpenAI-compatible server; for offline use pass "
-            f"--model {DEFAULT_MODEL}."
+            f"Model {uri!r} needs an API key: set {names[0]} (export {names[0]}=...)"
+            f"{server}; for offline use pass --model {DEFAULT_MODEL}."
         )
 
 

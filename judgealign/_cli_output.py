@@ -22,6 +22,7 @@ __all__ = [
     "Progress",
     "echo",
     "echo_table",
+    "plural",
     "readable_warnings",
     "shorten",
     "step",
@@ -32,6 +33,11 @@ def echo(text: str = "", *, indent: int = 0) -> None:
     """Print ``text`` to stdout, every line indented by ``indent`` spaces."""
     pad = " " * indent
     click.echo("\n".join(pad + line if line else line for line in text.split("\n")))
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 guideline``, ``2 guidelines``, ``0 guidelines`` (nouns that take an -s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def step(number: int, total: int, title: str) -> None:

@@ -100,8 +100,27 @@ def _yaml(text: str, target: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigurationError(
-            f"The judge file {str(target)!r} is not valid YAML: {exc}"
+            f"The judge file {str(target)!r} is not valid YAML: {_yaml_problem(exc)}."
         ) from None
+
+
+def _yaml_problem(exc: Any) -> str:
+    """One line from a PyYAML error (its own text spans several lines with a caret)."""
+    problem = str(getattr(exc, "problem", None) or "").strip()
+    if not problem:
+        return " ".join(str(exc).split())
+    where = _yaml_mark(getattr(exc, "problem_mark", None))
+    context = str(getattr(exc, "context", None) or "").strip()
+    if context:
+        since = _yaml_mark(getattr(exc, "context_mark", None))
+        context = f" ({context}{', which starts' + since if since else ''})"
+    return f"{problem}{where}{context}"
+
+
+def _yaml_mark(mark: Any) -> str:
+    if mark is None:
+        return ""
+    return f" at line {int(mark.line) + 1}, column {int(mark.column) + 1}"
 
 
 def value_type(value: object) -> Any:

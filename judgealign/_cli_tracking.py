@@ -90,7 +90,14 @@ def records_from_experiment(name: str, *, judge: Any, limit: int | None = None) 
             "export the records to JSONL and pass the file instead."
         ) from None
     store = mlflow_api.StoreClient(mlflow_api.current_tracking_uri())
-    experiment_id = store.experiment_id(name)
+    experiment_id = store.find_experiment(name)
+    if experiment_id is None:  # never create it: reading must not write to the store
+        known = ", ".join(repr(n) for n in sorted(store.experiment_names())) or "none"
+        raise ConfigurationError(
+            f"There is no MLflow experiment {name!r} at {store.tracking_uri} (experiments "
+            f"there: {known}); check the name, or set MLFLOW_TRACKING_URI to the store "
+            "that holds it."
+        )
     traces = mlflow_api.search_traces(
         experiment_ids=[experiment_id], run_id=None, filter_string=None, max_results=limit or 5000
     )

@@ -120,6 +120,17 @@ class StoreClient:
             return str(found.experiment_id)
         return str(self._client.create_experiment(name))
 
+    def find_experiment(self, name: str) -> str | None:
+        """The id of the active experiment ``name``, or ``None`` (never creates one)."""
+        found = self._client.get_experiment_by_name(name)
+        if found is None or str(found.lifecycle_stage) != "active":
+            return None
+        return str(found.experiment_id)
+
+    def experiment_names(self) -> list[str]:
+        """Every active experiment's name."""
+        return [str(e.name) for e in self._client.search_experiments()]
+
     def experiment_ids(self) -> list[str]:
         """Every active experiment's id."""
         return [str(e.experiment_id) for e in self._client.search_experiments()]

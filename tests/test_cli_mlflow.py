@@ -93,8 +93,20 @@ def test_align_from_an_experiment_without_traces(
 ) -> None:
     spec = tmp_path / "judge.json"
     spec.write_text(json.dumps({"name": "q", "instructions": "Is {{ outputs }} ok?"}))
+    mlflow.create_experiment("empty")
     result = click.testing.CliRunner().invoke(cli, ["align", str(spec), "--experiment", "empty"])
     assert result.exit_code == 2
-    assert (
-        "error: The MLflow experiment 'empty'" in result.stderr and "Traceback" not in result.output
-    )
+    assert "error: The MLflow experiment 'empty'" in result.stderr
+    assert "has no traces" in result.stderr and "Traceback" not in result.output
+
+
+def test_align_from_a_missing_experiment_names_it_and_creates_nothing(
+    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path
+) -> None:
+    spec = tmp_path / "judge.json"
+    spec.write_text(json.dumps({"name": "q", "instructions": "Is {{ outputs }} ok?"}))
+    result = click.testing.CliRunner().invoke(cli, ["align", str(spec), "--experiment", "typo"])
+    assert result.exit_code == 2
+    assert "error: There is no MLflow experiment 'typo'" in result.stderr
+    assert "Traceback" not in result.output
+    assert mlflow.get_experiment_by_name("typo") is None

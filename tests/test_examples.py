@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +33,9 @@ def test_quickstart_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert quickstart.main([], model=FunctionModel(answer)) == 0
     out = capsys.readouterr().out
     assert "5 records, 0 errors, 5 model calls" in out
+    # The wall time is printed; the per-call figure is named as a latency, not a rate.
+    assert re.search(r"5 model calls, \d+\+\d+ tokens in \d+\.\d s\n", out), out
+    assert "mean latency per call" in out and "ms per call" not in out
     assert out.count(": True") == 1 and out.count(": False") == 4
 
 
