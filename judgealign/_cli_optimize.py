@@ -25,7 +25,7 @@ from judgealign._cli_common import (
     workers_option,
     write_json,
 )
-from judgealign._cli_output import echo, echo_table
+from judgealign._cli_output import echo, echo_table, shorten
 
 if TYPE_CHECKING:
     from judgealign._chat import ChatModel
@@ -170,10 +170,9 @@ def run_optimization(
 
 
 def optimization_summary(result: PromptOptimizationResult, original: str) -> dict[str, Any]:
-    """A JSON-ready account of a run."""
-    from judgealign._tracking_events import optimization_curve
+    """A JSON-ready account of a run; ``curve`` lists every proposal, scored or not."""
+    from judgealign._optimization_view import proposals
 
-    steps, scores, best = optimization_curve(result)
     prompt = result.optimized_prompts[0]
     return {
         "optimizer": result.optimizer_name,
@@ -183,26 +182,24 @@ def optimization_summary(result: PromptOptimizationResult, original: str) -> dic
         "prompt_uri": prompt.uri,
         "original_prompt": original,
         "optimized_prompt": prompt.stored_template,
-        "curve": [
-            {"step": s, "score": v, "best": b} for s, v, b in zip(steps, scores, best, strict=True)
-        ],
+        "curve": [p.to_dict() for p in proposals(result)],
         "metric_calls": result.details.get("metric_calls"),
     }
 
 
 def echo_optimization(summary: Mapping[str, Any], *, records: int) -> None:
-    """Print the score change, the per-step table and the resulting prompt."""
+    """Print the score change, one row per proposal (why it was not kept, when it was
+    not) and the resulting prompt."""
     initial, final = summary["initial_score"], summary["final_score"]
     change = "improved" if summary["improved"] else "no better prompt found; kept the original"
     if initial is not None and final is not None:
         echo(f"score on {records} records: {initial:.3f} -> {final:.3f} ({change})", indent=2)
-    rows = [["step", "score", "best so far"]]
-    curve = summary["curve"]
-    for n, point in enumerate(curve):
-        if point["score"] is None and n != len(curve) - 1:
-            continue  # a step with nothing scored (a rejected proposal)
+    rows = [["step", "score", "best so far", "outcome"]]
+    for point in summary["curve"]:
         score = "-" if point["score"] is None else f"{point['score']:.3f}"
-        rows.append([str(point["step"]), score, f"{point['best']:.3f}"])
+        best = "-" if point["best"] is None else f"{point['best']:.3f}"
+        outcome = point["outcome"] + (f": {point['reason']}" if point["reason"] else "")
+        rows.append([str(point["step"]), score, best, shorten(outcome, 90)])
     if len(rows) > 1:
         echo_table(rows, indent=4)
     echo(f"prompt ({summary['prompt_uri']}):", indent=2)

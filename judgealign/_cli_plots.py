@@ -9,20 +9,26 @@ is imported only when a figure is built, through its object API with the Agg can
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from judgealign._optimization_view import Proposal
 
 __all__ = [
     "comparison_figure",
     "confusion_factory",
     "curve_factory",
+    "proposals_figure",
     "save_png",
 ]
 
 FigureFactory = Callable[[], Any]
 _BASE_COLOR = "#9aa5b1"
 _ALIGNED_COLOR = "#2f6fba"
+_REJECTED_COLOR = "#c0392b"
+_FLOOR = -0.1  # where proposals that were never scored are drawn
 
 
 def save_png(factory: FigureFactory, path: Path) -> Path:
@@ -62,25 +68,94 @@ def confusion_factory(report: Any, title: str) -> FigureFactory:
 
 
 def curve_factory(result: Any, title: str) -> FigureFactory | None:
-    """A factory of the score-per-iteration curve of an optimization, or ``None`` when
-    the optimizer reported no scores."""
-    from judgealign._tracking_events import optimization_curve
+    """A factory of the optimization figure: every proposal per step (scored ones at their
+    score, rejected ones as crosses on the floor with their reason) and the best so far;
+    ``None`` when there is nothing to draw."""
+    from judgealign._optimization_view import proposals
 
-    steps, scores, best = optimization_curve(result)
-    if not steps:
+    rows = proposals(result)
+    if len(rows) <= 1 and rows[0].score is None:
         return None
+    return lambda: proposals_figure(rows, title=title)
 
-    def build() -> Any:
-        from judgealign._plots import curve_figure
 
-        figure = curve_figure(steps, scores, best, title=title)
-        axes = figure.axes[0]
-        axes.set_ylim(-0.05, 1.05)
-        axes.set_xticks(steps)
-        axes.set_xlim(min(steps) - 0.4, max(steps) + 0.4)
-        return figure
+def proposals_figure(rows: Sequence[Proposal], *, title: str) -> Any:
+    """The figure of :func:`curve_factory` for ``rows``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return build
+    figure = Figure(figsize=(6.4, 3.8))
+    FigureCanvasAgg(figure)
+    axes: Any = figure.add_subplot()
+    placed = list(zip(_spread([row.step for row in rows]), rows, strict=True))
+    best = [(x, row.best) for x, row in placed if row.best is not None]
+    if best:
+        axes.step([x for x, _ in best], [b for _, b in best], where="post", label="best so far")
+    kept = [(x, row.score) for x, row in placed if row.score is not None and _kept(row)]
+    beaten = [(x, row.score) for x, row in placed if row.score is not None and not _kept(row)]
+    for shown, color, label in (
+        (kept, _ALIGNED_COLOR, "original / new best"),
+        (beaten, _BASE_COLOR, "scored, not better"),
+    ):
+        if shown:
+            axes.scatter(
+                [x for x, _ in shown], [y for _, y in shown], color=color, zorder=3, label=label
+            )
+    unscored = [(x, row) for x, row in placed if row.score is None and row.step > 0]
+    if unscored:
+        axes.scatter(
+            [x for x, _ in unscored],
+            [_FLOOR] * len(unscored),
+            marker="x",
+            color=_REJECTED_COLOR,
+            zorder=3,
+            label="not scored",
+        )
+    for x, row in unscored:
+        axes.annotate(
+            _short(row.reason or row.outcome),
+            (x, _FLOOR),
+            xytext=(0, 6),
+            textcoords="offset points",
+            rotation=60,
+            fontsize=6.5,
+            color=_REJECTED_COLOR,
+        )
+    steps = sorted({row.step for row in rows})
+    axes.set_xticks(steps)
+    axes.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+    axes.set_ylim(_FLOOR - 0.05, 1.05)
+    axes.set_xlabel("step (0: the original prompt)")
+    axes.set_ylabel("score")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def _kept(row: Proposal) -> bool:
+    from judgealign._optimization_view import NEW_BEST, ORIGINAL
+
+    return row.outcome in (NEW_BEST, ORIGINAL)
+
+
+def _spread(steps: Sequence[int]) -> list[float]:
+    """x positions: proposals of the same step side by side around the step."""
+    counts: dict[int, int] = {}
+    for step in steps:
+        counts[step] = counts.get(step, 0) + 1
+    seen: dict[int, int] = {}
+    xs: list[float] = []
+    for step in steps:
+        n, i = counts[step], seen.get(step, 0)
+        seen[step] = i + 1
+        xs.append(step + (i - (n - 1) / 2) * min(0.25, 0.8 / n))
+    return xs
+
+
+def _short(text: str, width: int = 34) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def comparison_figure(comparison: Any, *, title: str) -> Any:

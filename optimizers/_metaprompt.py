@@ -63,7 +63,7 @@ from optimizers._metaprompt_text import (
     reply_schema,
     scores_block,
 )
-from optimizers._templates import repair_template
+from optimizers._templates import repair_template, template_variables
 from optimizers._unit_score import check_unit_scores
 
 __all__ = ["IterationRecord", "MetaPromptOptimizer"]
@@ -406,7 +406,7 @@ class MetaPromptOptimizer(BasePromptOptimizer):
         except ReplyProblem as problem:
             return _Proposal(None, note=f"unusable reply: {problem}")
         candidate, rejected = _safe(current, proposed)
-        note = f"rejected (template variables changed): {', '.join(rejected)}" if rejected else ""
+        note = f"template variables changed: {'; '.join(rejected)}" if rejected else ""
         return _Proposal(candidate, diagnosis, note)
 
     def _complete(self, messages: Sequence[Message], prompts: dict[str, str]) -> Completion:
@@ -535,13 +535,26 @@ _RAISE_LIMIT = (
 
 
 def _safe(current: dict[str, str], proposed: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Repair each proposed template's variables to match; keep the current one if not."""
+    """Repair each proposed template's variables to match; keep the current one if not.
+
+    Returns the candidate and, per rejected template, what changed (``'task' lost
+    {{ letter }}``), so that the history says why a proposal was never scored."""
     candidate = dict(current)
     rejected: list[str] = []
     for name, template in proposed.items():
         repaired = repair_template(current[name], template)
         if repaired is None:
-            rejected.append(name)
+            rejected.append(f"{name!r} {_variable_change(current[name], template)}")
         else:
             candidate[name] = repaired
     return candidate, rejected
+
+
+def _variable_change(original: str, proposed: str) -> str:
+    want, got = template_variables(original), template_variables(proposed)
+    parts = [
+        f"{verb} {', '.join('{{ ' + v + ' }}' for v in sorted(names))}"
+        for verb, names in (("lost", want - got), ("added", got - want))
+        if names
+    ]
+    return " and ".join(parts) or "its variables could not be matched"
