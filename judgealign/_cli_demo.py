@@ -25,7 +25,7 @@ import click
 
 from judgealign import _cli_models
 from judgealign._cli_common import Session
-from judgealign._cli_output import echo, plural, step
+from judgealign._cli_output import echo, invoked_as, plural, step
 
 if TYPE_CHECKING:
     from judgealign._aligned import AlignedJudge
@@ -176,7 +176,7 @@ def run_demo(settings: DemoSettings, out: Path) -> dict[str, Any]:
         echo(f"{name:<{width}}  {what}", indent=2)
     echo(f"MLflow: {target.where}")
     echo(f"\nDone: {session.summary()}.")
-    echo("Next: judgealign guidelines list " + str(out / "aligned_judge.json"))
+    echo(f"Next: {invoked_as()} guidelines list {out / 'aligned_judge.json'}")
     return report
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "Progress",
     "echo",
     "echo_table",
+    "invoked_as",
     "plural",
     "readable_warnings",
     "shorten",
@@ -33,6 +34,25 @@ def echo(text: str = "", *, indent: int = 0) -> None:
     """Print ``text`` to stdout, every line indented by ``indent`` spaces."""
     pad = " " * indent
     click.echo("\n".join(pad + line if line else line for line in text.split("\n")))
+
+
+def invoked_as(argv0: str | None = None) -> str:
+    """How to run ``judgealign`` again the way the user just did, for "Next:" hints.
+
+    ``judgealign`` when that name on ``PATH`` is the program running; otherwise the path
+    the user typed (``.venv/bin/judgealign`` without the venv activated), or
+    ``python -m judgealign``.
+    """
+    import os
+    import shutil
+
+    typed = argv0 if argv0 is not None else sys.argv[0]
+    if typed.endswith("__main__.py"):
+        return "python -m judgealign"
+    on_path = shutil.which("judgealign")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(shutil.which(typed) or typed):
+        return "judgealign"
+    return typed if os.sep in typed else "judgealign"
 
 
 def plural(count: int, noun: str) -> str:

@@ -136,3 +136,32 @@ def test_demo_output_has_no_mlflow_info_lines(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "mlflow.db").is_file()  # a fresh store was created ...
     assert " INFO " not in done.stdout + done.stderr  # ... without MLflow's INFO lines
+
+
+def test_the_next_hint_repeats_the_command_as_the_user_typed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from judgealign._cli_output import invoked_as
+
+    program = tmp_path / "venv" / "bin" / "judgealign"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv is not activated
+    assert invoked_as("venv/bin/judgealign") == "venv/bin/judgealign"
+    assert invoked_as("/x/judgealign/__main__.py") == "python -m judgealign"
+    monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin:/bin")  # activated
+    assert invoked_as(str(program)) == "judgealign"
+    assert invoked_as("judgealign") == "judgealign"
+
+
+def test_demo_next_hint_uses_invoked_as(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = demo_model()
+    monkeypatch.setattr(_cli_models, "make_model", lambda uri, **_: model)
+    monkeypatch.setattr(sys, "argv", ["venv/bin/judgealign"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    out = tmp_path / "d"
+    result = run("demo", "--fast", "--no-mlflow", "--out", out, "--embedding-model", "hashing")
+    assert result.exit_code == 0, result.output
+    assert f"Next: venv/bin/judgealign guidelines list {out}/aligned_judge.json" in result.stdout
