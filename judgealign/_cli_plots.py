@@ -153,8 +153,10 @@ def _spread(steps: Sequence[int]) -> list[float]:
     return xs
 
 
-def _short(text: str, width: int = 34) -> str:
+def _short(text: str, width: int = 40) -> str:
+    """The specific part of a reason (after ``kind: ``), on one line, cut to ``width``."""
     flat = " ".join(text.split())
+    flat = flat.split(": ", 1)[1] if ": " in flat else flat
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
