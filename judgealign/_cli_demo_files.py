@@ -37,6 +37,7 @@ __all__ = [
     "Artifacts",
     "copy_inputs",
     "log_demo_run",
+    "record_trace",
     "write_artifacts",
 ]
 
@@ -52,7 +53,7 @@ _DESCRIPTIONS = {
     "confusion_base.png": "base judge vs the expert",
     "confusion_aligned.png": "aligned judge vs the expert",
     "agreement.png": "accuracy and kappa, base vs aligned",
-    "optimization.png": "prompt score per optimization step",
+    "optimization.png": "each proposal: its score, or why it was rejected",
     "optimized_prompt.txt": "the prompt after optimization",
     "inputs/": "the demo's data, for the other commands",
 }
@@ -67,6 +68,7 @@ class Artifacts:
     out: Path
     files: list[str] = field(default_factory=lambda: [])
     figures: dict[str, FigureFactory] = field(default_factory=lambda: {})
+    judged: list[dict[str, Any]] = field(default_factory=lambda: [])  # the verdict rows
 
     def lines(self) -> list[tuple[str, str]]:
         """``(file name, what it is)`` per written file."""
@@ -100,7 +102,8 @@ def write_artifacts(
     artifacts = Artifacts(out)
     aligned.save(out / "aligned_judge.json")
     write_json(out / "report.json", report)
-    write_jsonl(out / "held_out_verdicts.jsonl", _verdict_rows(held_out, *verdicts))
+    artifacts.judged = _verdict_rows(held_out, *verdicts)
+    write_jsonl(out / "held_out_verdicts.jsonl", artifacts.judged)
     artifacts.files += ["aligned_judge.json", "report.json", "held_out_verdicts.jsonl"]
     n = comparison.base.n_failed + comparison.base.n
     artifacts.figures = {
@@ -152,6 +155,47 @@ def log_demo_run(
     tracker.log_text(guidelines or "(no guidelines)", "guidelines.txt")
     for name, factory in artifacts.figures.items():
         tracker.log_figure(factory, name)
+    log_traces = getattr(tracker, "log_record_trace", None)
+    if callable(log_traces):
+        for row in artifacts.judged:
+            log_traces(**record_trace(aligned.name, row))
+
+
+def record_trace(judge_name: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A held-out record as an MLflow trace: the expert's label as ``HUMAN`` feedback named
+    like the judge (so ``judgealign align --experiment`` reads it back) and both judges'
+    verdicts as ``LLM_JUDGE`` feedback, ``<judge>_base`` and ``<judge>_aligned``."""
+
+    def verdict(role: str) -> dict[str, Any]:
+        error = row[f"{role}_error"]
+        return {
+            "name": f"{judge_name}_{role}",
+            "value": row[role],
+            "rationale": None if error else row[f"{role}_rationale"],
+            "source_type": "LLM_JUDGE",
+            "source_id": f"judgealign {role} judge",
+            "metadata": {"judge": judge_name, "role": role},
+            "error": error,
+        }
+
+    expert: dict[str, Any] = {
+        "name": judge_name,
+        "value": row["expert"],
+        "rationale": row["expert_rationale"],
+        "source_type": "HUMAN",
+        "source_id": row.get("annotator") or "expert",
+        "metadata": {},
+        "error": None,
+    }
+    return {
+        "name": judge_name,
+        "inputs": row["inputs"]
+        if isinstance(row["inputs"], Mapping)
+        else {"inputs": row["inputs"]},
+        "outputs": row["outputs"],
+        "tags": {"judgealign.record_id": str(row["id"]), "judgealign.split": "held_out"},
+        "assessments": [expert, verdict("base"), verdict("aligned")],
+    }
 
 
 def _verdict_rows(
@@ -166,10 +210,13 @@ def _verdict_rows(
                 "outputs": record.outputs,
                 "expert": record.label,
                 "expert_rationale": record.rationale,
+                "annotator": record.annotator,
                 "base": before.value,
                 "base_rationale": before.rationale or before.error,
+                "base_error": before.error,
                 "aligned": after.value,
                 "aligned_rationale": after.rationale or after.error,
+                "aligned_error": after.error,
                 "retrieved_example_ids": after.metadata.get("retrieved_example_ids"),
             }
         )

@@ -131,6 +131,30 @@ class StoreClient:
         """Every active experiment's name."""
         return [str(e.name) for e in self._client.search_experiments()]
 
+    def record_trace(
+        self,
+        experiment_id: str,
+        *,
+        name: str,
+        inputs: Any,
+        outputs: Any,
+        tags: Mapping[str, str],
+        run_id: str | None,
+    ) -> str:
+        """Record a finished trace (one root span with ``inputs`` and ``outputs``) of an
+        exchange that happened elsewhere, such as a labelled record; returns its id."""
+        span = self._client.start_trace(
+            name,
+            span_type="CHAIN",
+            inputs=inputs,
+            tags=dict(tags),
+            experiment_id=experiment_id,
+            run_id=run_id,
+        )
+        trace_id = str(span.trace_id)
+        self._client.end_trace(trace_id, outputs=outputs)
+        return trace_id
+
     def experiment_ids(self) -> list[str]:
         """Every active experiment's id."""
         return [str(e.experiment_id) for e in self._client.search_experiments()]

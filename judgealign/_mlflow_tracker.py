@@ -153,6 +153,28 @@ class MlflowTracker:
         """Queue a feedback assessment on a trace (see ``log_verdicts``)."""
         self.writer.submit(WriteOp("assessment", None, {"trace_id": trace_id, **fields}))
 
+    def log_record_trace(
+        self,
+        *,
+        name: str,
+        inputs: Any,
+        outputs: Any,
+        tags: Mapping[str, str],
+        assessments: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Queue a trace of one judged record, in the current run's experiment and linked
+        to that run, with ``assessments`` (``log_feedback`` fields: the expert's label as
+        ``HUMAN``, each judge's verdict as ``LLM_JUDGE``) on it, so that MLflow's trace
+        and review pages show judge and expert side by side."""
+        payload = {
+            "name": name,
+            "inputs": inputs,
+            "outputs": outputs,
+            "tags": dict(tags),
+            "assessments": [dict(a) for a in assessments],
+        }
+        self.writer.submit(WriteOp("trace", self._current(), payload))
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until everything queued is written; warns about new failures.
 
@@ -229,9 +251,46 @@ class MlflowTracker:
             if op.kind in ("params", "metrics"):
                 grouped.setdefault(id(op.target), []).append(op)
         failures = self._each([op for op in batch if op.kind == "create_run"])
+        failures += self._record_traces([op for op in batch if op.kind == "trace"])
         failures += self._flush_groups(grouped)
         failures += self._each([op for op in batch if op.kind in _ARTIFACT_KINDS])
         return failures + self._each([op for op in batch if op.kind == "end_run"])
+
+    def _record_traces(self, ops: Sequence[WriteOp]) -> list[Failure]:
+        """Create the traces, export them once, then attach their assessments (feedback
+        on a trace that is not exported yet would fail)."""
+        if not ops:
+            return []
+        failures: list[Failure] = []
+        made: list[tuple[WriteOp, str]] = []
+        for op in ops:
+            if "trace_id" in op.payload:  # a retried batch: the trace exists already
+                made.append((op, op.payload["trace_id"]))
+                continue
+            try:
+                handle, payload = op.target, op.payload
+                trace_id = self._store().record_trace(
+                    handle.experiment_id or self._resolve_experiment(),
+                    name=payload["name"],
+                    inputs=payload["inputs"],
+                    outputs=payload["outputs"],
+                    tags=payload["tags"],
+                    run_id=handle.run_id,
+                )
+                op.payload["trace_id"] = trace_id
+                made.append((op, trace_id))
+            except Exception as exc:
+                failures.append(Failure(op, exc))
+        if made:
+            _mlflow.flush_traces()
+        for op, trace_id in made:
+            try:
+                for assessment in op.payload["assessments"][op.payload.get("logged", 0) :]:
+                    _mlflow.log_feedback(trace_id, **assessment)
+                    op.payload["logged"] = op.payload.get("logged", 0) + 1
+            except Exception as exc:
+                failures.append(Failure(op, exc))
+        return failures
 
     def _each(self, ops: Sequence[WriteOp]) -> list[Failure]:
         failures: list[Failure] = []

@@ -110,3 +110,50 @@ def test_align_from_a_missing_experiment_names_it_and_creates_nothing(
     assert "error: There is no MLflow experiment 'typo'" in result.stderr
     assert "Traceback" not in result.output
     assert mlflow.get_experiment_by_name("typo") is None
+
+
+def test_demo_logs_each_held_out_record_as_a_trace_with_judge_and_expert(
+    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path
+) -> None:
+    result = run("demo", "--fast", "--out", tmp_path / "d", "--embedding-model", "hashing")
+    assert result.exit_code == 0, result.output
+    experiment = mlflow.get_experiment_by_name("judgealign-demo")
+    assert experiment is not None
+    traces = mlflow.search_traces(
+        locations=[experiment.experiment_id], return_type="list", max_results=100
+    )
+    rows = [json.loads(line) for line in (tmp_path / "d" / "held_out_verdicts.jsonl").open()]
+    assert len(traces) == len(rows) == 8
+    demo_run = next(
+        r
+        for r in mlflow.search_runs([experiment.experiment_id], output_format="list")
+        if r.info.run_name == "judgealign-demo"
+    )
+    by_id = {t.info.tags["judgealign.record_id"]: t for t in traces}
+    for row in rows:
+        trace = by_id[row["id"]]
+        assert trace.info.request_metadata.get("mlflow.sourceRun") == demo_run.info.run_id
+        found = {
+            (a.name, str(a.source.source_type)): a.feedback.value for a in trace.info.assessments
+        }
+        assert found == {
+            ("support_quality", "HUMAN"): row["expert"],
+            ("support_quality_base", "LLM_JUDGE"): row["base"],
+            ("support_quality_aligned", "LLM_JUDGE"): row["aligned"],
+        }
+    # The expert's labels on the traces are records the other commands can read back.
+    spec = tmp_path / "d" / "inputs" / "judge.json"
+    again = run(
+        "align",
+        spec,
+        "--experiment",
+        "judgealign-demo",
+        "-o",
+        tmp_path / "a.json",
+        "--test-size",
+        "0",
+        "--embedding-model",
+        "hashing",
+    )
+    assert again.exit_code == 0, again.output
+    assert "8 labelled records" in again.stdout
