@@ -119,8 +119,10 @@ def align_and_compare(
         base_result = session.evaluate(base, held_out, label="base judge", workers=workers)
         if on_base is not None:
             on_base(base_result)
+    # Recorded under the filters in effect, never a process-wide "always": worker threads
+    # (the local model's loader among them) enter and leave catch_warnings too, and one
+    # leaving after this block would reinstate "always" for good (ResourceWarnings at exit).
     with session.progress.phase("aligning"), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
         aligned = optimizer.align(judge, train)
     reported = set(aligned.last_alignment.warnings if aligned.last_alignment else ())
     for warning in caught:  # the alignment's own warnings are printed with its result

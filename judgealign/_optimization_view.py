@@ -25,6 +25,7 @@ REJECTED = "rejected"
 _GEPA_REASONS = {
     "skipped_perfect": "the parent already scored perfectly on the minibatch",
     "not_better": "did not beat its parent on the minibatch",
+    "merge_not_better": "the merge did not beat its parents",
     "template_variables": "changed the template variables",
     "unchanged": "same text as its parent",
     "duplicate": "same as an earlier candidate",
@@ -90,7 +91,7 @@ def _judge(entry: Mapping[str, Any], rejected: list[str]) -> tuple[float | None,
         if outcome == "accepted":
             return _number(entry.get("child_val")), NEW_BEST, ""
         reason = rejected.pop(0) if rejected else _GEPA_REASONS.get(outcome, outcome)
-        kind = NOT_BETTER if outcome == "not_better" else REJECTED
+        kind = NOT_BETTER if outcome in ("not_better", "merge_not_better") else REJECTED
         return None, kind, reason
     score = _number(entry.get("score"))
     note = str(entry.get("note") or "")

@@ -165,3 +165,61 @@ def test_demo_next_hint_uses_invoked_as(tmp_path: Path, monkeypatch: pytest.Monk
     result = run("demo", "--fast", "--no-mlflow", "--out", out, "--embedding-model", "hashing")
     assert result.exit_code == 0, result.output
     assert f"Next: venv/bin/judgealign guidelines list {out}/aligned_judge.json" in result.stdout
+
+
+def test_align_leaves_the_warning_filters_as_it_found_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker thread inside catch_warnings while align records warnings, and leaving it
+    # after align's own block ends, restores what it saw on entry: it must not be a
+    # process-wide "always" (that printed ResourceWarnings at exit after every align).
+    import threading
+    import warnings
+
+    model = demo_model()
+    workers: list[threading.Thread] = []
+
+    finished = threading.Event()
+
+    def linger() -> None:
+        with warnings.catch_warnings():
+            finished.wait(60)  # leaves the block only after align has left its own
+
+    def make(uri: str, **_: object) -> object:
+        return model
+
+    original = model.complete
+
+    def complete(*args: object, **kwargs: object) -> object:
+        if not workers:
+            workers.append(threading.Thread(target=linger))
+            workers[0].start()
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model, "complete", complete)
+    monkeypatch.setattr(_cli_models, "make_model", make)
+    spec = tmp_path / "judge.json"
+    spec.write_text(json.dumps(SPEC), encoding="utf-8")
+    data = REPO / "judgealign" / "resources" / "demo" / "support_feedback.jsonl"
+    before = list(warnings.filters)
+    result = run(
+        "align",
+        spec,
+        data,
+        "--limit",
+        "6",
+        "--test-size",
+        "0",
+        "-o",
+        tmp_path / "a.json",
+        "--embedding-model",
+        "hashing",
+    )
+    finished.set()
+    for worker in workers:
+        worker.join()
+    after = list(warnings.filters)
+    warnings.filters[:] = before  # never leak into other tests, whatever happened
+    assert result.exit_code == 0, result.output
+    assert workers, "the scripted model was never called during align"
+    assert not any(f[0] == "always" and f[2] is Warning for f in after), after[:3]
