@@ -34,12 +34,21 @@ import click
 from judgealign._cli_output import echo
 from judgealign._errors import ConfigurationError
 
-__all__ = ["UiServer", "server_environment", "store_path", "ui_command"]
+__all__ = [
+    "DEFAULT_PORT",
+    "UiServer",
+    "choose_port",
+    "server_environment",
+    "store_path",
+    "ui_command",
+]
 
 # Forced (not defaulted): the cost-map download is what hangs MLflow's server offline.
 _FORCED_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 # Defaulted: a user who wants MLflow's telemetry can still say so.
 _DEFAULT_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+DEFAULT_PORT = 5000  # MLflow's own default
+_PORTS_TRIED = 20
 _STOP_GRACE_S = 20.0
 _LOG_TAIL_LINES = 15
 
@@ -86,7 +95,11 @@ class UiServer:
     "the working directory, where judgealign demo writes).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help=f"Port to listen on (default: {DEFAULT_PORT}, or the next free one when it is taken).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -101,14 +114,15 @@ class UiServer:
     show_default=True,
     help="Seconds to wait for the server to answer before giving up.",
 )
-def ui_command(store_uri: str | None, host: str, port: int, workers: int, timeout: float) -> None:
+def ui_command(
+    store_uri: str | None, host: str, port: int | None, workers: int, timeout: float
+) -> None:
     """Open MLflow's UI on the runs, traces, judges and prompts judgealign logged.
 
     Starts MLflow's tracking server on the store the other commands write to, prints its
     URL, and runs until Ctrl-C (or SIGTERM), which stops the server and its workers.
     """
-    server = UiServer(resolve_store(store_uri), host, port, workers)
-    _ensure_port_free(server)
+    server = UiServer(resolve_store(store_uri), host, choose_port(host, port), workers)
     with tempfile.TemporaryDirectory(prefix="judgealign-ui-") as folder:
         log_path = Path(folder) / "mlflow-server.log"
         with _running(server, log_path) as process:
@@ -164,15 +178,40 @@ def _library_tracking_uri() -> str:
     return current_tracking_uri()
 
 
-def _ensure_port_free(server: UiServer) -> None:
+def choose_port(host: str, port: int | None) -> int:
+    """``port`` if it is free; with none given, :data:`DEFAULT_PORT` or the next free port
+    after it (5000 is often taken, by another server or by the OS).
+
+    Raises:
+        ConfigurationError: the port asked for is taken, or no port near the default is free.
+    """
+    if port is not None:
+        problem = _bind_problem(host, port)
+        if problem:
+            raise ConfigurationError(
+                f"Cannot listen on {host}:{port} ({problem}): another server uses it; pass "
+                "--port with a free port, or leave --port out to take the next free one."
+            )
+        return port
+    for candidate in range(DEFAULT_PORT, DEFAULT_PORT + _PORTS_TRIED):
+        if not _bind_problem(host, candidate):
+            if candidate != DEFAULT_PORT:
+                echo(f"Port {DEFAULT_PORT} is in use; using {candidate}.")
+            return candidate
+    raise ConfigurationError(
+        f"Ports {DEFAULT_PORT}-{DEFAULT_PORT + _PORTS_TRIED - 1} on {host} are all in use; "
+        "pass --port with a free port."
+    )
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on, or ``""`` when it can."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind((server.host if server.host != "::" else "0.0.0.0", server.port))
+            probe.bind((host if host != "::" else "0.0.0.0", port))
         except OSError as exc:
-            raise ConfigurationError(
-                f"Cannot listen on {server.host}:{server.port} ({exc.strerror}): another "
-                "server uses it; pass --port with a free port."
-            ) from None
+            return exc.strerror or str(exc)
+    return ""
 
 
 @contextmanager

@@ -13,8 +13,9 @@ import pytest
 import ui_support
 from click.testing import CliRunner
 
+from judgealign import _cli_ui
 from judgealign._cli import cli
-from judgealign._cli_ui import UiServer, resolve_store, server_environment
+from judgealign._cli_ui import UiServer, choose_port, resolve_store, server_environment
 from judgealign._errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +77,19 @@ def test_a_busy_port_is_named(tmp_path: Path) -> None:
         )
     assert result.exit_code == 2
     assert "--port" in result.output and str(port) in result.output
+
+
+def test_a_taken_default_port_moves_to_the_next_free_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = int(busy.getsockname()[1])
+        monkeypatch.setattr(_cli_ui, "DEFAULT_PORT", taken)
+        chosen = choose_port("127.0.0.1", None)
+    assert taken < chosen < taken + 20
+    assert f"Port {taken} is in use; using {chosen}." in capsys.readouterr().out
 
 
 @pytest.mark.slow
