@@ -239,12 +239,16 @@ def _running(server: UiServer, log_path: Path) -> Iterator[subprocess.Popen[byte
 
 @contextmanager
 def _stop_signals() -> Iterator[None]:
-    """SIGTERM (and SIGHUP) stop the UI the way Ctrl-C does."""
+    """SIGINT, SIGTERM and SIGHUP stop the UI.
+
+    SIGINT is handled explicitly too: a job started with ``&`` by a non-interactive shell
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for it.
+    """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    handled = [signal.SIGTERM, signal.SIGHUP]
+    handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     previous = {sig: signal.signal(sig, interrupt) for sig in handled}
     try:
         yield

@@ -93,9 +93,13 @@ def test_a_taken_default_port_moves_to_the_next_free_one(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+@pytest.mark.parametrize(
+    ("stop_signal", "background"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["ctrl-c", "term", "sigint-to-a-background-job"],
+)
 def test_ui_starts_answers_http_and_stops_with_its_workers(
-    tmp_path: Path, stop_signal: int
+    tmp_path: Path, stop_signal: int, background: bool
 ) -> None:
     uri = make_store(tmp_path)
     # The user's environment, without the variable that keeps MLflow's server from hanging
@@ -107,6 +111,7 @@ def test_ui_starts_answers_http_and_stops_with_its_workers(
         [sys.executable, "-m", "judgealign", "ui", "--port", str(port)],
         cwd=tmp_path,
         env=env,
+        ignore_sigint=background,
     )
     try:
         assert started.url == f"http://127.0.0.1:{port}", started.text()
@@ -116,6 +121,7 @@ def test_ui_starts_answers_http_and_stops_with_its_workers(
         assert uri.removeprefix("sqlite:///") in started.text()
     finally:
         code = ui_support.stop(started, stop_signal)
+        left = ui_support.wait_gone(f"--port {port}")  # and killed, whatever failed
     assert code == 0, started.text()
     assert "MLflow UI stopped." in started.text()
-    assert ui_support.wait_gone(f"--port {port}") == [], "the server outlived judgealign ui"
+    assert left == [], "the server outlived judgealign ui"

@@ -39,8 +39,12 @@ def start(
     env: Mapping[str, str],
     timeout: float = 240.0,
     shell: bool = False,
+    ignore_sigint: bool = False,
 ) -> Started:
-    """Start ``args`` and wait until it prints ``MLflow UI: <url>`` (or exits)."""
+    """Start ``args`` and wait until it prints ``MLflow UI: <url>`` (or exits).
+
+    ``ignore_sigint`` starts it the way a non-interactive shell starts a ``&`` job: with
+    SIGINT ignored."""
     process = subprocess.Popen(
         args,
         cwd=cwd,
@@ -52,6 +56,7 @@ def start(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_ignore_sigint if ignore_sigint else None,
     )
     started = Started(process)
     ready = threading.Event()
@@ -69,6 +74,10 @@ def start(
     threading.Thread(target=read, daemon=True).start()
     ready.wait(timeout)
     return started
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def stop(started: Started, sig: int = signal.SIGINT, timeout: float = 60.0) -> int | None:
@@ -101,11 +110,16 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def wait_gone(text: str, timeout: float = 30.0) -> list[int]:
-    """Wait until no process mentions ``text``; the ones still there after ``timeout``."""
+    """Wait until no process mentions ``text``; the ones still there after ``timeout``
+    are returned, and killed so that no server outlives the test."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         left = processes_mentioning(text)
         if not left:
             return []
         time.sleep(0.3)
-    return processes_mentioning(text)
+    left = processes_mentioning(text)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
