@@ -154,6 +154,11 @@ def run_demo(settings: DemoSettings, out: Path) -> dict[str, Any]:
     """Run the demo and write its artifacts; returns the report."""
     from judgealign._cli_tracking import TrackingTarget, make_tracker, tracking
 
+    # A model that cannot run (no key, no local extra) fails here, before an MLflow run
+    # (and a new mlflow.db in the user's folder) is created for a demo that never starts.
+    for uri in (settings.model, settings.reflection_model):
+        if uri is not None:
+            _cli_models.check_model_ready(uri)
     session = Session()
     target = (
         make_tracker("judgealign-demo")

@@ -50,6 +50,7 @@ def test_missing_key_hint_names_only_what_the_command_accepts(
 ) -> None:
     for key in KEYS:
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "d.jsonl"
     data.write_text('{"outputs": "hi", "label": "yes"}\n')
     args = {"demo": ["--out", tmp_path / "o"], "judge": [spec, data]}[command]
@@ -61,6 +62,8 @@ def test_missing_key_hint_names_only_what_the_command_accepts(
     accepted = options_of(group.commands[command])
     named = set(re.findall(r"(--[a-z][a-z-]+)", line))
     assert named <= accepted, f"{command} has no {named - accepted}: {line}"
+    # Nothing was started: no MLflow store appeared in the working folder.
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
 
 def test_a_csv_without_map_is_told_about_map_not_columns(spec: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -49,15 +50,30 @@ def test_the_server_runs_with_this_interpreter_on_the_given_store() -> None:
     assert server.url == "http://127.0.0.1:5123"
 
 
-def test_a_missing_store_is_an_error_not_a_new_empty_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = CliRunner().invoke(cli, ["ui"], standalone_mode=True)
-    assert result.exit_code == 2
-    assert "No MLflow store at" in result.output and "judgealign demo" in result.output
-    assert not (tmp_path / "mlflow.db").exists()
+def newcomer_env() -> dict[str, str]:
+    """This process's environment without what other tests may have set for MLflow (a
+    tracking URI, an experiment), and without the variable ``ui`` must provide itself."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MLFLOW_") and k != "LITELLM_LOCAL_MODEL_COST_MAP"
+    }
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def test_a_missing_store_is_an_error_not_a_new_empty_database(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "judgealign", "ui"],
+        cwd=tmp_path,
+        env=newcomer_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: No MLflow store at") and "judgealign demo" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_server_uri_is_not_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,8 +120,7 @@ def test_ui_starts_answers_http_and_stops_with_its_workers(
     uri = make_store(tmp_path)
     # The user's environment, without the variable that keeps MLflow's server from hanging
     # offline: the command must provide it.
-    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
-    env["PYTHONPATH"] = str(REPO)
+    env = newcomer_env()
     port = free_port()
     started = ui_support.start(
         [sys.executable, "-m", "judgealign", "ui", "--port", str(port)],
