@@ -155,28 +155,10 @@ def log_demo_run(
     tracker.log_text(guidelines or "(no guidelines)", "guidelines.txt")
     for name, factory in artifacts.figures.items():
         tracker.log_figure(factory, name)
-    register = getattr(tracker, "register_prompt", None)
-    if callable(register) and optimization.get("optimized_prompt"):
-        _register_prompts(register, optimization)
     log_traces = getattr(tracker, "log_record_trace", None)
     if callable(log_traces):
         for row in artifacts.judged:
             log_traces(**record_trace(aligned.name, row))
-
-
-def _register_prompts(register: Callable[..., Any], optimization: Mapping[str, Any]) -> None:
-    """The original prompt and, when it improved, the optimized one, in MLflow's prompt
-    registry under the prompt file's name."""
-    uri = str(optimization.get("prompt_uri") or "")
-    name = uri.removeprefix("prompts:/").split("/")[0] or "support_prompt"
-    tags = {"judgealign.source": "judgealign demo"}
-    register(name, optimization["original_prompt"], commit_message="the original", tags=tags)
-    if optimization.get("improved"):
-        score = optimization.get("final_score")
-        note = "optimized with the aligned judge" + (
-            f" (score {score:.3f})" if isinstance(score, float) else ""
-        )
-        register(name, optimization["optimized_prompt"], commit_message=note, tags=tags)
 
 
 def record_trace(judge_name: str, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ __all__ = ["MlflowTracker", "RunHandle"]
 
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
-_ARTIFACT_KINDS = ("text", "dict", "figure", "assessment", "prompt")
+_ARTIFACT_KINDS = ("text", "dict", "figure", "assessment")
 
 
 class RunHandle:
@@ -174,19 +174,6 @@ class MlflowTracker:
             "assessments": [dict(a) for a in assessments],
         }
         self.writer.submit(WriteOp("trace", self._current(), payload))
-
-    def register_prompt(
-        self, name: str, template: str, *, commit_message: str, tags: Mapping[str, str]
-    ) -> None:
-        """Queue ``template`` as the next version of the prompt ``name`` in MLflow's prompt
-        registry (the UI's Prompts page)."""
-        payload = {
-            "name": name,
-            "template": template,
-            "commit_message": commit_message,
-            "tags": dict(tags),
-        }
-        self.writer.submit(WriteOp("prompt", None, payload))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until everything queued is written; warns about new failures.
@@ -354,13 +341,6 @@ class MlflowTracker:
             store.log_figure(_run_id(op.target), figure, payload["path"])
         elif op.kind == "assessment":
             _mlflow.log_feedback(**payload)
-        elif op.kind == "prompt":
-            _mlflow.register_prompt(
-                payload["name"],
-                payload["template"],
-                commit_message=payload["commit_message"],
-                tags=payload["tags"],
-            )
         else:  # pragma: no cover - every kind above is produced by this class
             raise ValueError(f"unknown tracking operation {op.kind!r}")
 

@@ -141,9 +141,12 @@ def test_demo_logs_each_held_out_record_as_a_trace_with_judge_and_expert(
             ("support_quality_base", "LLM_JUDGE"): row["base"],
             ("support_quality_aligned", "LLM_JUDGE"): row["aligned"],
         }
-    # The original and the optimized prompt are on MLflow's Prompts page.
+    # The original and the optimized prompt are on MLflow's Prompts page (the default
+    # prompt store registers there when MLflow is configured, as the demo's store is).
     optimized = (tmp_path / "d" / "optimized_prompt.txt").read_text().strip()
     assert mlflow.genai.load_prompt("prompts:/support_prompt/2").template == optimized
+    versions = list(mlflow.MlflowClient().search_prompt_versions("support_prompt"))
+    assert len(versions) == 2  # registered once each, not once per writer
     original = mlflow.genai.load_prompt("prompts:/support_prompt/1").template
     assert original == (tmp_path / "d" / "inputs" / "support_prompt.txt").read_text().strip()
     # The expert's labels on the traces are records the other commands can read back.
