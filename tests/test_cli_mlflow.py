@@ -113,8 +113,14 @@ def test_align_from_a_missing_experiment_names_it_and_creates_nothing(
 
 
 def test_demo_logs_each_held_out_record_as_a_trace_with_judge_and_expert(
-    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path
+    scripted: FunctionModel, mlflow_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from optimizers._prompt_auto import AutoPromptStore
+    from optimizers._prompts import InMemoryPromptStore
+
+    # The automatic prompt store of a new process (earlier tests registered the demo's
+    # prompt in this one, which would keep it here).
+    monkeypatch.setattr("optimizers._prompts._store", AutoPromptStore(InMemoryPromptStore()))
     result = run("demo", "--fast", "--out", tmp_path / "d", "--embedding-model", "hashing")
     assert result.exit_code == 0, result.output
     experiment = mlflow.get_experiment_by_name("judgealign-demo")
