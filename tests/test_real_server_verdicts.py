@@ -1,0 +1,68 @@
+"""Verdicts a real grammar-based server keeps: an int 1-5 judge on llama-cpp-python's server.
+
+llama.cpp builds a grammar from the JSON schema that enforces an ``enum`` but not
+``minimum``/``maximum``; the judge sends a small integer range as an enum (see
+``judgealign._values``), so every verdict SmolLM2 gives is in range. The server comes
+from ``realserver_support`` (default configuration); every test skips when it is not
+installed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from judgealign import make_judge
+
+if TYPE_CHECKING:
+    from realserver_support import LlamaServer
+
+pytest_plugins = ("realserver_support",)
+
+INSTRUCTIONS = (
+    "Rate from 1 (wrong) to 5 (fully correct) how well {{ outputs }} answers {{ inputs }}."
+)
+SHORT_RECORDS = [
+    {"inputs": "What is the capital of France?", "outputs": "Paris"},
+    {"inputs": "What is 2 + 2?", "outputs": "5"},
+    {"inputs": "Who wrote Hamlet?", "outputs": "William Shakespeare"},
+    {"inputs": "What colour is a clear daytime sky?", "outputs": "Green"},
+    {"inputs": "How many legs does a spider have?", "outputs": "Eight"},
+    {"inputs": "What is the boiling point of water at sea level?", "outputs": "100 degrees C"},
+    {"inputs": "Which planet is closest to the Sun?", "outputs": "Jupiter"},
+    {"inputs": "What is the chemical symbol for gold?", "outputs": "Au"},
+    {"inputs": "How many days are in a leap year?", "outputs": "366"},
+    {"inputs": "What language is spoken in Brazil?", "outputs": "Spanish"},
+]
+
+
+def _defacto(shared_data: Any) -> list[dict[str, Any]]:
+    path = shared_data / "defacto" / "defacto.jsonl"
+    with path.open(encoding="utf-8") as lines:
+        rows = [json.loads(line) for line, _ in zip(lines, range(10), strict=False)]
+    return [{"inputs": row["inputs"], "outputs": row["outputs"]} for row in rows]
+
+
+@pytest.mark.parametrize("source", ["short", "defacto"])
+def test_an_int_1_to_5_judge_gets_10_of_10_verdicts_in_range(
+    llama_server: LlamaServer, server_key: None, request: pytest.FixtureRequest, source: str
+) -> None:
+    records = (
+        SHORT_RECORDS if source == "short" else _defacto(request.getfixturevalue("shared_data"))
+    )
+    judge = make_judge(
+        name="score",
+        instructions=INSTRUCTIONS,
+        model=llama_server.model,
+        base_url=llama_server.base_url,
+        feedback_value_type=int,
+        value_range=(1, 5),
+        max_field_chars=1500,  # a DeFacto article fits the server's default 2048-token context
+    )
+
+    result = judge.evaluate(records, max_workers=2)
+
+    assert [fb.error for fb in result] == [None] * 10
+    assert all(isinstance(v, int) and 1 <= v <= 5 for v in result.values), result.values
