@@ -60,6 +60,8 @@ def test_an_int_1_to_5_judge_gets_10_of_10_verdicts_in_range(
         feedback_value_type=int,
         value_range=(1, 5),
         max_field_chars=1500,  # a DeFacto article fits the server's default 2048-token context
+        # Greedy decoding: the run is repeatable; the enum, not luck, keeps values in range.
+        inference_params={"temperature": 0, "seed": 0},
     )
 
     result = judge.evaluate(records, max_workers=2)
