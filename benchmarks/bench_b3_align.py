@@ -59,7 +59,7 @@ def timed_align(server: ServerProcess, align: Any) -> dict[str, Any]:
 
 def run_judgealign(server: ServerProcess) -> list[dict[str, Any]]:
     from judgealign import LiteLLMEmbedder, make_judge
-    from judgealign._alignment import MemAlignOptimizer
+    from judgealign.memalign._optimizer import MemAlignOptimizer
 
     records = load_defacto(FIRST + MORE)
     judge = make_judge(name="consistent", instructions=INSTRUCTIONS, model="openai:/fake")

@@ -9,7 +9,7 @@ uniform data every approximate index degrades to a full scan.)
 
 What is timed, one query per call as an aligned judge retrieves:
 
-* ``shipped``: judgealign's episodic-memory index, ``judgealign._memory.VectorIndex``, as
+* ``shipped``: judgealign's episodic-memory index, ``judgealign.memalign._memory.VectorIndex``, as
   it ships, through its ``search`` method (one query on the calling thread): exact up to
   ``EXACT_MAX`` (16,000) vectors, an ``IndexIVFFlat`` with ``nlist = 4 * sqrt(n)`` and
   ``nprobe = 96`` above (``judgealign/_vector_index.py`` says how these were chosen, on
@@ -98,7 +98,7 @@ def tune(index: Any, queries: np.ndarray, truth: np.ndarray, knob: str) -> tuple
 
 def vector_index(data: np.ndarray, *, exact: bool) -> tuple[Any, float]:
     """A ``VectorIndex`` of ``data`` (forced exact, or as shipped) and its build time."""
-    import judgealign._vector_index as module
+    import judgealign.memalign._index as module
 
     shipped_max = module.EXACT_MAX
     if exact:

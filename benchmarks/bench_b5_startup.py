@@ -5,7 +5,7 @@ Each measurement runs in a fresh interpreter, ``--runs`` times (median):
 * the import, timed inside the interpreter (``time.perf_counter`` around the import);
 * ``judgealign --help``, timed from outside (process start to exit). Without an installed
   console script, the equivalent of the script setuptools generates is run
-  (``from judgealign._cli import main; sys.exit(main(["--help"]))``).
+  (``from judgealign.cli._main import main; sys.exit(main(["--help"]))``).
 
 Peers: ``import mlflow.genai`` and ``mlflow --help``. The output also lists the
 ``-X importtime`` breakdown of the judgealign import (cumulative microseconds of the
@@ -34,7 +34,7 @@ FIRST_USE = (
     "judgealign.make_judge; judgealign.AlignedJudge; optimizers.optimize_prompts; "
     "print(time.perf_counter() - t)"
 )
-CLI = "import sys; from judgealign._cli import main; sys.exit(main(['--help']))"
+CLI = "import sys; from judgealign.cli._main import main; sys.exit(main(['--help']))"
 
 
 def _env(root: Path = ROOT) -> dict[str, str]:

@@ -89,7 +89,7 @@ class CachingEmbedder:
 
 
 def view_vectors(view: str, fields: Sequence[Mapping[str, Any]], embedder: Any) -> np.ndarray:
-    from judgealign._embed_view import cut_middle, embed_view, field_sections
+    from judgealign.memalign._view import cut_middle, embed_view, field_sections
 
     if view == "outputs-first":
         texts = ["\n\n".join(_outputs_first(field_sections(f))) for f in fields]
@@ -184,7 +184,7 @@ def sensitivity(
 
 def outputs_past_window(records: Sequence[Mapping[str, Any]], embedder: Any) -> dict[str, int]:
     """Records whose output starts past the window in the legacy JSON view (all records)."""
-    from judgealign._records import canonical_json
+    from judgealign.judges._records import canonical_json
 
     prefixes = []
     for r in records:
@@ -260,8 +260,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     apply_env()
-    from judgealign._embed_view import DEFAULT_VIEW
-    from judgealign._embeddings import MiniLMEmbedder
+    from judgealign.embeddings._embedders import MiniLMEmbedder
+    from judgealign.memalign._view import DEFAULT_VIEW
 
     embedder = CachingEmbedder(MiniLMEmbedder())
     started = {**now()}

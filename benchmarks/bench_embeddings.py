@@ -106,7 +106,7 @@ def main() -> int:
     if len(sentences) < N_SENTENCES:
         print(f"note: only {len(sentences)} distinct sentences in {path}")
 
-    from judgealign._embeddings import (
+    from judgealign.embeddings._embedders import (
         HashingEmbedder,
         MiniLMEmbedder,
         _missing_local_packages,  # pyright: ignore[reportPrivateUsage]

@@ -2,7 +2,7 @@
 
 Loads SmolLM2 once, then sends 20 judge requests (the judge's real system prompt, a
 different record each time, the boolean verdict schema) through
-:func:`judgealign._local.local_chat_completion` and prints the median and p90 wall time,
+:func:`judgealign.models._local.local_chat_completion` and prints the median and p90 wall time,
 the load time, and the machine it ran on.
 
 Run: ``python benchmarks/bench_local_judge.py [--calls N] [--max-tokens N]``
@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from judgealign import _local, make_judge
+from judgealign import make_judge
+from judgealign.models import _local
 
 QUESTIONS = [
     ("What is the capital of France?", "Paris is the capital of France."),

@@ -353,7 +353,7 @@ def _pct(value: float) -> str:
 def _shipped_default_view() -> str:
     # Runs that predate the "default_view" field: the default as this checkout ships it.
     sys.path.insert(0, str(ROOT))
-    from judgealign._embed_view import DEFAULT_VIEW
+    from judgealign.memalign._view import DEFAULT_VIEW
 
     return DEFAULT_VIEW
 

@@ -18,28 +18,7 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 if TYPE_CHECKING:
-    from judgealign._agreement import (
-        AgreementReport,
-        JudgeComparison,
-        LabelMetrics,
-        agreement,
-        compare_judges,
-        split_records,
-    )
-    from judgealign._aligned import AlignedJudge
-    from judgealign._alignment import AlignmentResult, MemAlignOptimizer
-    from judgealign._cache import ResponseCache
-    from judgealign._chat import ChatModel, Completion, Message
-    from judgealign._distill import FailedBatch
-    from judgealign._embeddings import (
-        Embedder,
-        HashingEmbedder,
-        LiteLLMEmbedder,
-        MiniLMEmbedder,
-        default_embedder,
-        resolve_embedder,
-    )
-    from judgealign._errors import (
+    from judgealign.core._errors import (
         ConfigurationError,
         ContextLengthError,
         JudgeAlignError,
@@ -49,16 +28,42 @@ if TYPE_CHECKING:
         ModelOutputError,
         NetworkForbiddenError,
     )
-    from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
-    from judgealign._judge import TEMPLATE_VARIABLES, EvaluationResult, Judge, make_judge
-    from judgealign._litellm import LiteLLMModel
-    from judgealign._loaders import load_dataframe, load_jsonl, load_records
-    from judgealign._memory import Guideline
-    from judgealign._models import resolve_model
-    from judgealign._network import forbid_network, network_allowed, set_network_allowed
-    from judgealign._records import DuplicateRecord, LabeledRecord, LoadResult, RecordProblem
-    from judgealign._retry import RetryPolicy, get_default_retry_policy, set_default_retry_policy
-    from judgealign._tracking import (
+    from judgealign.core._usage import Usage
+    from judgealign.embeddings._embedders import (
+        Embedder,
+        HashingEmbedder,
+        LiteLLMEmbedder,
+        MiniLMEmbedder,
+        default_embedder,
+        resolve_embedder,
+    )
+    from judgealign.evaluation._api import (
+        AgreementReport,
+        JudgeComparison,
+        LabelMetrics,
+        agreement,
+        compare_judges,
+        split_records,
+    )
+    from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
+    from judgealign.judges._judge import TEMPLATE_VARIABLES, EvaluationResult, Judge, make_judge
+    from judgealign.judges._loaders import load_dataframe, load_jsonl, load_records
+    from judgealign.judges._records import DuplicateRecord, LabeledRecord, LoadResult, RecordProblem
+    from judgealign.memalign._aligned import AlignedJudge
+    from judgealign.memalign._distill import FailedBatch
+    from judgealign.memalign._memory import Guideline
+    from judgealign.memalign._optimizer import AlignmentResult, MemAlignOptimizer
+    from judgealign.models._cache import ResponseCache
+    from judgealign.models._chat import ChatModel, Completion, Message
+    from judgealign.models._litellm import LiteLLMModel
+    from judgealign.models._network import forbid_network, network_allowed, set_network_allowed
+    from judgealign.models._resolve import resolve_model
+    from judgealign.models._retry import (
+        RetryPolicy,
+        get_default_retry_policy,
+        set_default_retry_policy,
+    )
+    from judgealign.tracking._tracker import (
         NoOpTracker,
         Tracker,
         TrackingWarning,
@@ -66,68 +71,67 @@ if TYPE_CHECKING:
         set_tracker,
         use_tracker,
     )
-    from judgealign._usage import Usage
 
 # Each public name and the private module that defines it; imported on first access.
 _EXPORTS: dict[str, str] = {
-    "AgreementReport": "judgealign._agreement",
-    "JudgeComparison": "judgealign._agreement",
-    "LabelMetrics": "judgealign._agreement",
-    "agreement": "judgealign._agreement",
-    "compare_judges": "judgealign._agreement",
-    "split_records": "judgealign._agreement",
-    "AlignedJudge": "judgealign._aligned",
-    "AlignmentResult": "judgealign._alignment",
-    "MemAlignOptimizer": "judgealign._alignment",
-    "ResponseCache": "judgealign._cache",
-    "ChatModel": "judgealign._chat",
-    "Completion": "judgealign._chat",
-    "Message": "judgealign._chat",
-    "FailedBatch": "judgealign._distill",
-    "Embedder": "judgealign._embeddings",
-    "HashingEmbedder": "judgealign._embeddings",
-    "LiteLLMEmbedder": "judgealign._embeddings",
-    "MiniLMEmbedder": "judgealign._embeddings",
-    "default_embedder": "judgealign._embeddings",
-    "resolve_embedder": "judgealign._embeddings",
-    "ConfigurationError": "judgealign._errors",
-    "ContextLengthError": "judgealign._errors",
-    "JudgeAlignError": "judgealign._errors",
-    "MissingExtraError": "judgealign._errors",
-    "ModelCallError": "judgealign._errors",
-    "ModelError": "judgealign._errors",
-    "ModelOutputError": "judgealign._errors",
-    "NetworkForbiddenError": "judgealign._errors",
-    "AssessmentSource": "judgealign._feedback",
-    "AssessmentSourceType": "judgealign._feedback",
-    "Feedback": "judgealign._feedback",
-    "TEMPLATE_VARIABLES": "judgealign._judge",
-    "EvaluationResult": "judgealign._judge",
-    "Judge": "judgealign._judge",
-    "make_judge": "judgealign._judge",
-    "LiteLLMModel": "judgealign._litellm",
-    "load_dataframe": "judgealign._loaders",
-    "load_jsonl": "judgealign._loaders",
-    "load_records": "judgealign._loaders",
-    "Guideline": "judgealign._memory",
-    "resolve_model": "judgealign._models",
-    "forbid_network": "judgealign._network",
-    "network_allowed": "judgealign._network",
-    "set_network_allowed": "judgealign._network",
-    "DuplicateRecord": "judgealign._records",
-    "LabeledRecord": "judgealign._records",
-    "LoadResult": "judgealign._records",
-    "RecordProblem": "judgealign._records",
-    "RetryPolicy": "judgealign._retry",
-    "get_default_retry_policy": "judgealign._retry",
-    "set_default_retry_policy": "judgealign._retry",
-    "Usage": "judgealign._usage",
-    "NoOpTracker": "judgealign._tracking",
-    "Tracker": "judgealign._tracking",
-    "TrackingWarning": "judgealign._tracking",
-    "get_tracker": "judgealign._tracking",
-    "set_tracker": "judgealign._tracking",
-    "use_tracker": "judgealign._tracking",
+    "AgreementReport": "judgealign.evaluation._api",
+    "JudgeComparison": "judgealign.evaluation._api",
+    "LabelMetrics": "judgealign.evaluation._api",
+    "agreement": "judgealign.evaluation._api",
+    "compare_judges": "judgealign.evaluation._api",
+    "split_records": "judgealign.evaluation._api",
+    "AlignedJudge": "judgealign.memalign._aligned",
+    "AlignmentResult": "judgealign.memalign._optimizer",
+    "MemAlignOptimizer": "judgealign.memalign._optimizer",
+    "ResponseCache": "judgealign.models._cache",
+    "ChatModel": "judgealign.models._chat",
+    "Completion": "judgealign.models._chat",
+    "Message": "judgealign.models._chat",
+    "FailedBatch": "judgealign.memalign._distill",
+    "Embedder": "judgealign.embeddings._embedders",
+    "HashingEmbedder": "judgealign.embeddings._embedders",
+    "LiteLLMEmbedder": "judgealign.embeddings._embedders",
+    "MiniLMEmbedder": "judgealign.embeddings._embedders",
+    "default_embedder": "judgealign.embeddings._embedders",
+    "resolve_embedder": "judgealign.embeddings._embedders",
+    "ConfigurationError": "judgealign.core._errors",
+    "ContextLengthError": "judgealign.core._errors",
+    "JudgeAlignError": "judgealign.core._errors",
+    "MissingExtraError": "judgealign.core._errors",
+    "ModelCallError": "judgealign.core._errors",
+    "ModelError": "judgealign.core._errors",
+    "ModelOutputError": "judgealign.core._errors",
+    "NetworkForbiddenError": "judgealign.core._errors",
+    "AssessmentSource": "judgealign.judges._feedback",
+    "AssessmentSourceType": "judgealign.judges._feedback",
+    "Feedback": "judgealign.judges._feedback",
+    "TEMPLATE_VARIABLES": "judgealign.judges._judge",
+    "EvaluationResult": "judgealign.judges._judge",
+    "Judge": "judgealign.judges._judge",
+    "make_judge": "judgealign.judges._judge",
+    "LiteLLMModel": "judgealign.models._litellm",
+    "load_dataframe": "judgealign.judges._loaders",
+    "load_jsonl": "judgealign.judges._loaders",
+    "load_records": "judgealign.judges._loaders",
+    "Guideline": "judgealign.memalign._memory",
+    "resolve_model": "judgealign.models._resolve",
+    "forbid_network": "judgealign.models._network",
+    "network_allowed": "judgealign.models._network",
+    "set_network_allowed": "judgealign.models._network",
+    "DuplicateRecord": "judgealign.judges._records",
+    "LabeledRecord": "judgealign.judges._records",
+    "LoadResult": "judgealign.judges._records",
+    "RecordProblem": "judgealign.judges._records",
+    "RetryPolicy": "judgealign.models._retry",
+    "get_default_retry_policy": "judgealign.models._retry",
+    "set_default_retry_policy": "judgealign.models._retry",
+    "Usage": "judgealign.core._usage",
+    "NoOpTracker": "judgealign.tracking._tracker",
+    "Tracker": "judgealign.tracking._tracker",
+    "TrackingWarning": "judgealign.tracking._tracker",
+    "get_tracker": "judgealign.tracking._tracker",
+    "set_tracker": "judgealign.tracking._tracker",
+    "use_tracker": "judgealign.tracking._tracker",
 }
 
 __version__ = "0.1.0"

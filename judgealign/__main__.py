@@ -1,5 +1,5 @@
 """``python -m judgealign`` runs the command-line interface."""
 
-from judgealign._cli import main
+from judgealign.cli._main import main
 
 raise SystemExit(main())

@@ -35,28 +35,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from judgealign._mlflow_feedback import (
+from judgealign.integrations.mlflow._feedback import (
     as_scorer,
     evaluate,
     log_verdicts,
     records_from_traces,
     score_traces,
 )
-from judgealign._mlflow_judges import (
+from judgealign.integrations.mlflow._judges import (
     LoggedJudge,
     get_scorer,
     list_judge_versions,
     load_judge,
     log_judge,
 )
-from judgealign._mlflow_prompts import (
+from judgealign.integrations.mlflow._prompts import (
     MlflowPromptStore,
     Promotion,
     RegistryPrompt,
     promote_if_improved,
 )
-from judgealign._mlflow_tracker import MlflowTracker, RunHandle
-from judgealign._tracking import use_tracker
+from judgealign.integrations.mlflow._tracker import MlflowTracker, RunHandle
+from judgealign.tracking._tracker import use_tracker
 
 __all__ = [
     "LoggedJudge",

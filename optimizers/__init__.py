@@ -25,9 +25,10 @@ if TYPE_CHECKING:
         EvaluationResultRecord,
         PromptOptimizerOutput,
     )
-    from optimizers._gepa import GEPA, GepaPromptOptimizer
-    from optimizers._metaprompt import IterationRecord, MetaPromptOptimizer
-    from optimizers._prompts import (
+    from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer, make_eval_fn
+    from optimizers.gepa._optimizer import GEPA, GepaPromptOptimizer
+    from optimizers.metaprompt._optimizer import IterationRecord, MetaPromptOptimizer
+    from optimizers.prompts._registry import (
         InMemoryPromptStore,
         PromptStore,
         PromptTemplate,
@@ -39,8 +40,7 @@ if TYPE_CHECKING:
         set_prompt_alias,
         set_prompt_store,
     )
-    from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer, make_eval_fn
-    from optimizers._templates import template_variables
+    from optimizers.prompts._templates import template_variables
 
 # Each public name and the private module that defines it; imported on first access.
 _EXPORTS: dict[str, str] = {
@@ -51,26 +51,26 @@ _EXPORTS: dict[str, str] = {
     "EvalFn": "optimizers._base",
     "EvaluationResultRecord": "optimizers._base",
     "PromptOptimizerOutput": "optimizers._base",
-    "GEPA": "optimizers._gepa",
-    "GepaPromptOptimizer": "optimizers._gepa",
-    "IterationRecord": "optimizers._metaprompt",
-    "MetaPromptOptimizer": "optimizers._metaprompt",
-    "InMemoryPromptStore": "optimizers._prompts",
-    "PromptStore": "optimizers._prompts",
-    "PromptTemplate": "optimizers._prompts",
-    "PromptUsage": "optimizers._prompts",
-    "candidate_prompts": "optimizers._prompts",
-    "get_prompt_store": "optimizers._prompts",
-    "load_prompt": "optimizers._prompts",
-    "register_prompt": "optimizers._prompts",
-    "set_prompt_alias": "optimizers._prompts",
-    "set_prompt_store": "optimizers._prompts",
+    "GEPA": "optimizers.gepa._optimizer",
+    "GepaPromptOptimizer": "optimizers.gepa._optimizer",
+    "IterationRecord": "optimizers.metaprompt._optimizer",
+    "MetaPromptOptimizer": "optimizers.metaprompt._optimizer",
+    "InMemoryPromptStore": "optimizers.prompts._registry",
+    "PromptStore": "optimizers.prompts._registry",
+    "PromptTemplate": "optimizers.prompts._registry",
+    "PromptUsage": "optimizers.prompts._registry",
+    "candidate_prompts": "optimizers.prompts._registry",
+    "get_prompt_store": "optimizers.prompts._registry",
+    "load_prompt": "optimizers.prompts._registry",
+    "register_prompt": "optimizers.prompts._registry",
+    "set_prompt_alias": "optimizers.prompts._registry",
+    "set_prompt_store": "optimizers.prompts._registry",
     "AggregationFn": "optimizers._scoring",
     "Evaluator": "optimizers._scoring",
     "PredictFn": "optimizers._scoring",
     "Scorer": "optimizers._scoring",
     "make_eval_fn": "optimizers._scoring",
-    "template_variables": "optimizers._templates",
+    "template_variables": "optimizers.prompts._templates",
 }
 
 __all__ = [

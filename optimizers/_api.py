@@ -29,18 +29,18 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign import ConfigurationError
-from judgealign._prompt_hooks import add_prompt_override
-from judgealign._tracking_events import track_optimization
+from judgealign.prompts._overrides import add_prompt_override
+from judgealign.tracking._events import track_optimization
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
-from optimizers._prompts import (
+from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
+from optimizers.prompts._registry import (
     PromptTemplate,
     get_prompt_store,
     load_prompt,
     register_prompt,
 )
-from optimizers._prompts import _swapped_text as swapped_text  # pyright: ignore[reportPrivateUsage]
-from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
-from optimizers._templates import repair_template
+from optimizers.prompts._registry import _swapped_text as swapped_text  # pyright: ignore[reportPrivateUsage]
+from optimizers.prompts._templates import repair_template
 
 __all__ = ["PromptOptimizationResult", "PromptOptimizationWarning", "optimize_prompts"]
 

@@ -94,8 +94,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_negotiation() -> Iterator[None]:
     """Each test starts with no structured-output rung or context window remembered."""
-    from judgealign._judge import CONTEXT_WINDOWS
-    from judgealign._structured import forget_structured_rungs
+    from judgealign.judges._judge import CONTEXT_WINDOWS
+    from judgealign.models._structured import forget_structured_rungs
 
     forget_structured_rungs()
     CONTEXT_WINDOWS.forget()

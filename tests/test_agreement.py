@@ -1,4 +1,4 @@
-"""Tests for judgealign._agreement: agreement metrics, the seeded split, judge comparison.
+"""Tests for judgealign.evaluation._api: agreement metrics, the seeded split, judge comparison.
 
 Every metric is checked against scikit-learn, and the 2x2 case also against the formulas
 worked by hand.
@@ -20,14 +20,14 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from judgealign import ConfigurationError, Feedback
-from judgealign._agreement import (
+from judgealign.evaluation._api import (
     AgreementReport,
     agreement,
     compare_judges,
     split_records,
 )
-from judgealign._bootstrap import _kappa_from_confusion, _weights
-from judgealign._values import ValueSpec
+from judgealign.evaluation._bootstrap import _kappa_from_confusion, _weights
+from judgealign.judges._values import ValueSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXPERTQA = SHARED_DATA / "expertqa" / "expertqa.jsonl"

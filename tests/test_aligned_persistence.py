@@ -11,8 +11,8 @@ import pytest
 from memalign_support import Brain, CountingEmbedder, fixture_records, judge_for, record_view
 
 from judgealign import ConfigurationError
-from judgealign._aligned import AlignedJudge
-from judgealign._alignment import MemAlignOptimizer
+from judgealign.memalign._aligned import AlignedJudge
+from judgealign.memalign._optimizer import MemAlignOptimizer
 
 
 def verdict_by_outputs(request: Any) -> dict[str, Any]:
@@ -184,7 +184,7 @@ def test_a_bad_vector_is_reported(tmp_path: Path):
 
     def break_vector(data: dict[str, Any]) -> None:
         data["content"]["records"][0]["vector"] = "AAAAAA=="
-        from judgealign._aligned_file import _checksum  # keep the checksum valid
+        from judgealign.memalign._file import _checksum  # keep the checksum valid
 
         data["checksum"] = _checksum(data["content"])
 

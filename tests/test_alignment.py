@@ -24,10 +24,10 @@ from memalign_support import (
 )
 
 from judgealign import ConfigurationError
-from judgealign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE, AlignedJudge
-from judgealign._alignment import MemAlignOptimizer, render_view
-from judgealign._distill import estimate_tokens
-from judgealign._records import LabeledRecord
+from judgealign.judges._records import LabeledRecord
+from judgealign.memalign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE, AlignedJudge
+from judgealign.memalign._distill import estimate_tokens
+from judgealign.memalign._optimizer import MemAlignOptimizer, render_view
 
 
 def setup(count: int = 20, **options: Any):

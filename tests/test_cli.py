@@ -1,6 +1,6 @@
 """The ``judgealign`` command: judge, report, align, guidelines, optimize (scripted models).
 
-Every command builds its models through ``judgealign._cli_models.make_model``; the
+Every command builds its models through ``judgealign.cli._models.make_model``; the
 ``scripted`` fixture replaces it with the demo's scripted model (``cli_support``).
 """
 
@@ -16,8 +16,9 @@ import click.testing
 import pytest
 from cli_support import PATH_RULE, RULES, demo_model, demo_rows
 
-from judgealign import AlignedJudge, _cli_models
-from judgealign._cli import cli, main
+from judgealign import AlignedJudge
+from judgealign.cli import _models as _cli_models
+from judgealign.cli._main import cli, main
 from judgealign.testing import FunctionModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +72,9 @@ def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 def test_help_imports_nothing_heavy() -> None:
     # --help's speed is measured in benchmarks (B5); here, what makes it slow must not load.
     code = (
-        "import sys; from judgealign._cli import main; code = main(['--help']); "
+        "import sys; from judgealign.cli._main import main; code = main(['--help']); "
         "heavy = [m for m in ('litellm', 'mlflow', 'matplotlib', 'numpy', 'tqdm', 'yaml', "
-        "'pydantic', 'judgealign._aligned') if m in sys.modules]; print('HEAVY', heavy)"
+        "'pydantic', 'judgealign.memalign._aligned') if m in sys.modules]; print('HEAVY', heavy)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT

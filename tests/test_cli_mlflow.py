@@ -12,8 +12,9 @@ from cli_support import demo_model, demo_rows
 from mlflow.entities import AssessmentSource, AssessmentSourceType
 from mlflow_support import Store, artifact_names, mlflow_store
 
-from judgealign import AlignedJudge, _cli_models
-from judgealign._cli import cli
+from judgealign import AlignedJudge
+from judgealign.cli import _models as _cli_models
+from judgealign.cli._main import cli
 from judgealign.testing import FunctionModel
 
 __all__ = ["mlflow_store"]
@@ -115,12 +116,14 @@ def test_align_from_a_missing_experiment_names_it_and_creates_nothing(
 def test_demo_logs_each_held_out_record_as_a_trace_with_judge_and_expert(
     scripted: FunctionModel, mlflow_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optimizers._prompt_auto import AutoPromptStore
-    from optimizers._prompts import InMemoryPromptStore
+    from optimizers.prompts._auto import AutoPromptStore
+    from optimizers.prompts._registry import InMemoryPromptStore
 
     # The automatic prompt store of a new process (earlier tests registered the demo's
     # prompt in this one, which would keep it here).
-    monkeypatch.setattr("optimizers._prompts._store", AutoPromptStore(InMemoryPromptStore()))
+    monkeypatch.setattr(
+        "optimizers.prompts._registry._store", AutoPromptStore(InMemoryPromptStore())
+    )
     result = run("demo", "--fast", "--out", tmp_path / "d", "--embedding-model", "hashing")
     assert result.exit_code == 0, result.output
     experiment = mlflow.get_experiment_by_name("judgealign-demo")

@@ -14,8 +14,8 @@ import click.testing
 import pytest
 from cli_support import demo_model
 
-from judgealign import _cli_models
-from judgealign._cli import cli
+from judgealign.cli import _models as _cli_models
+from judgealign.cli._main import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = {"name": "ok", "instructions": "Is {{ outputs }} fine?"}
@@ -129,10 +129,10 @@ def test_importing_judgealign_keeps_litellm_offline_for_mlflow_too(tmp_path: Pat
 def test_demo_output_has_no_mlflow_info_lines(tmp_path: Path) -> None:
     code = """
         from cli_support import demo_model
-        from judgealign import _cli_models
+        from judgealign.cli import _models as _cli_models
         model = demo_model()
         _cli_models.make_model = lambda uri, **_: model
-        from judgealign._cli import main
+        from judgealign.cli._main import main
         raise SystemExit(main(["demo", "--fast", "--embedding-model", "hashing"]))
     """
     done = _fresh_python(code, tmp_path, {"MLFLOW_DISABLE_TELEMETRY": "true"})
@@ -144,7 +144,7 @@ def test_demo_output_has_no_mlflow_info_lines(tmp_path: Path) -> None:
 def test_the_next_hint_repeats_the_command_as_the_user_typed_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from judgealign._cli_output import invoked_as
+    from judgealign.cli._output import invoked_as
 
     program = tmp_path / "venv" / "bin" / "judgealign"
     program.parent.mkdir(parents=True)

@@ -14,10 +14,10 @@ import pytest
 import ui_support
 from click.testing import CliRunner
 
-from judgealign import _cli_ui
-from judgealign._cli import cli
-from judgealign._cli_ui import UiServer, choose_port, resolve_store, server_environment
-from judgealign._errors import ConfigurationError
+from judgealign.cli import _ui as _cli_ui
+from judgealign.cli._main import cli
+from judgealign.cli._ui import UiServer, choose_port, resolve_store, server_environment
+from judgealign.core._errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 def make_store(folder: Path) -> str:
-    from judgealign._mlflow import StoreClient
+    from judgealign.integrations.mlflow._client import StoreClient
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     StoreClient(uri).experiment_id("judgealign-ui-test")

@@ -17,9 +17,16 @@ import numpy as np
 import pytest
 
 from judgealign import ConfigurationError, make_judge
-from judgealign._aligned import AlignedJudge
-from judgealign._alignment import MemAlignOptimizer
-from judgealign._embed_view import (
+from judgealign.embeddings._embedders import (
+    ESTIMATED_WINDOW,
+    HashingEmbedder,
+    LiteLLMEmbedder,
+    token_window,
+)
+from judgealign.judges._records import canonical_json
+from judgealign.memalign._aligned import AlignedJudge
+from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign.memalign._view import (
     DEFAULT_VIEW,
     _fair_shares,  # pyright: ignore[reportPrivateUsage]
     cut_middle,
@@ -28,13 +35,6 @@ from judgealign._embed_view import (
     render_view,
     view_texts,
 )
-from judgealign._embeddings import (
-    ESTIMATED_WINDOW,
-    HashingEmbedder,
-    LiteLLMEmbedder,
-    token_window,
-)
-from judgealign._records import canonical_json
 from judgealign.testing import FunctionModel, ModelRequest
 
 DEFACTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"
@@ -303,8 +303,8 @@ def test_a_remote_text_is_cut_to_its_estimated_window():
 
 
 def _minilm() -> Any:
-    from judgealign._embeddings import MiniLMEmbedder
-    from judgealign._errors import MissingExtraError
+    from judgealign.core._errors import MissingExtraError
+    from judgealign.embeddings._embedders import MiniLMEmbedder
 
     try:
         return MiniLMEmbedder()

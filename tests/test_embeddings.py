@@ -1,4 +1,4 @@
-"""Tests for judgealign._embeddings: MiniLM (ONNX), hashing, litellm and resolution."""
+"""Tests for judgealign.embeddings._embedders: MiniLM (ONNX), hashing, litellm and resolution."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import judgealign._embeddings as emb
-from judgealign._embeddings import (
+import judgealign.embeddings._embedders as emb
+from judgealign.core._errors import ConfigurationError, MissingExtraError, ModelOutputError
+from judgealign.embeddings._embedders import (
     Embedder,
     HashingEmbedder,
     LiteLLMEmbedder,
@@ -26,7 +27,6 @@ from judgealign._embeddings import (
     default_embedder,
     resolve_embedder,
 )
-from judgealign._errors import ConfigurationError, MissingExtraError, ModelOutputError
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +232,7 @@ def test_minilm_without_packages_raises_missing_extra(monkeypatch: pytest.Monkey
 
 def test_import_does_not_load_heavy_modules() -> None:
     code = (
-        "import sys, judgealign._embeddings\n"
+        "import sys, judgealign.embeddings._embedders\n"
         "heavy = [m for m in ('onnxruntime', 'tokenizers', 'sklearn') if m in sys.modules]\n"
         "print(heavy)\n"
     )
@@ -281,7 +281,7 @@ def test_hashing_is_deterministic_across_processes() -> None:
     np.testing.assert_array_equal(here, again)
     code = (
         "import json, sys\n"
-        "from judgealign._embeddings import HashingEmbedder\n"
+        "from judgealign.embeddings._embedders import HashingEmbedder\n"
         "texts = json.loads(sys.argv[1])\n"
         "print(json.dumps(HashingEmbedder(128).embed(texts).tolist()))\n"
     )
@@ -314,7 +314,7 @@ def test_embed_rejects_bad_input(bad: Any) -> None:
 
 
 class FakeLiteLLM:
-    """Stands in for judgealign._litellm.litellm_embed through the module's seam."""
+    """Stands in for judgealign.models._litellm.litellm_embed through the module's seam."""
 
     def __init__(self, dimension: int = 3) -> None:
         self.dimension = dimension

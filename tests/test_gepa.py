@@ -21,8 +21,8 @@ from judgealign import ConfigurationError, ModelCallError
 from judgealign.testing import FunctionModel, ModelRequest, ScriptedModel
 from optimizers._api import PromptOptimizationWarning
 from optimizers._base import EvaluationResultRecord
-from optimizers._gepa import GEPA, GepaPromptOptimizer, split_data
-from optimizers._gepa_reflect import parse_proposal
+from optimizers.gepa._optimizer import GEPA, GepaPromptOptimizer, split_data
+from optimizers.gepa._reflect import parse_proposal
 
 SEED_PROMPT = "Answer the question {{question}}."
 _CURRENT = re.compile(r"Its current text:\n\n```\n(.*?)\n```", re.DOTALL)

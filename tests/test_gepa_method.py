@@ -27,11 +27,16 @@ from judgealign import make_judge
 from judgealign.testing import FunctionModel, ModelRequest
 from optimizers._api import optimize_prompts
 from optimizers._base import EvaluationResultRecord
-from optimizers._gepa import GepaPromptOptimizer
-from optimizers._gepa_checkpoint import STATE_FILE
-from optimizers._gepa_pareto import plan_merge
-from optimizers._gepa_state import Candidate
-from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
+from optimizers.gepa._checkpoint import STATE_FILE
+from optimizers.gepa._optimizer import GepaPromptOptimizer
+from optimizers.gepa._pareto import plan_merge
+from optimizers.gepa._state import Candidate
+from optimizers.prompts._registry import (
+    InMemoryPromptStore,
+    load_prompt,
+    register_prompt,
+    set_prompt_store,
+)
 
 _CURRENT = re.compile(r"Its current text:\n\n```\n(.*?)\n```", re.DOTALL)
 _NAMED = re.compile(r'The prompt to improve is named "([^"]+)"')

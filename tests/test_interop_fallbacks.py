@@ -21,9 +21,9 @@ from judgealign import (
     ModelOutputError,
     make_judge,
 )
-from judgealign._litellm import _vector  # pyright: ignore[reportPrivateUsage]
-from judgealign._refusals import context_overflow, refuses_response_format
-from judgealign._structured import structured_rung
+from judgealign.models._litellm import _vector  # pyright: ignore[reportPrivateUsage]
+from judgealign.models._refusals import context_overflow, refuses_response_format
+from judgealign.models._structured import structured_rung
 from judgealign.testing import FakeOpenAIServer, ServerQuirks
 
 INSTRUCTIONS = "Is {{ outputs }} consistent with {{ inputs }}?"
@@ -262,7 +262,7 @@ def test_refusal_texts_of_real_servers() -> None:
 
 
 def test_water_level_keeps_short_fields_whole_and_shares_the_rest() -> None:
-    from judgealign._context_fit import water_level
+    from judgealign.judges._context_fit import water_level
 
     assert water_level({"a": 100, "b": 5000, "c": 8000}, 4000) == 1950
     assert water_level({"a": 100, "b": 300}, 10_000) == 300  # everything fits

@@ -228,7 +228,8 @@ def test_feedback_is_frozen_pydantic() -> None:
 def test_missing_local_extra_fails_at_once_with_install_hint(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from judgealign import MissingExtraError, _local
+    from judgealign import MissingExtraError
+    from judgealign.models import _local
 
     monkeypatch.setattr(_local, "is_available", lambda model=None: False)
     judge = make_judge(name="j", instructions=INSTRUCTIONS, model="local:/smollm2")

@@ -32,7 +32,7 @@ from judgealign import (
     compare_judges,
     make_judge,
 )
-from judgealign._cli import cli
+from judgealign.cli._main import cli
 from judgealign.testing import FunctionModel, ModelRequest
 
 INSTRUCTIONS = "Is {{ outputs }} a correct answer to {{ inputs }}?"
@@ -176,7 +176,7 @@ def write_jsonl(path: Path, records: list[LabeledRecord]) -> Path:
 @pytest.fixture
 def aligned_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     aligned, model = aligned_on(TRAIN)
-    from judgealign import _cli_models
+    from judgealign.cli import _models as _cli_models
 
     monkeypatch.setattr(_cli_models, "make_model", lambda uri, **_: model)
     return aligned.save(tmp_path / "aligned.json")

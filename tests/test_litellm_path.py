@@ -224,7 +224,7 @@ def test_embedding_replies_as_numbers_or_base64_and_bad_ones_named() -> None:
     import numpy as np
 
     from judgealign import ModelOutputError
-    from judgealign._litellm import _vector  # pyright: ignore[reportPrivateUsage]
+    from judgealign.models._litellm import _vector  # pyright: ignore[reportPrivateUsage]
 
     packed = base64.b64encode(np.array([0.5, -1.25], dtype="<f4").tobytes()).decode()
     assert _vector(packed, "openai:/e") == [0.5, -1.25]

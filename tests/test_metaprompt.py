@@ -13,9 +13,14 @@ from judgealign import ConfigurationError, Feedback, ModelCallError
 from judgealign.testing import FunctionModel, ModelRequest, ScriptedModel
 from optimizers._api import optimize_prompts
 from optimizers._base import EvaluationResultRecord
-from optimizers._metaprompt import IterationRecord, MetaPromptOptimizer
-from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
 from optimizers._scoring import Evaluator, make_eval_fn
+from optimizers.metaprompt._optimizer import IterationRecord, MetaPromptOptimizer
+from optimizers.prompts._registry import (
+    InMemoryPromptStore,
+    load_prompt,
+    register_prompt,
+    set_prompt_store,
+)
 
 # predict_fn answers "OK" for a letter only when the prompt lists it as "[x]".
 ORIGINAL = "Reply about {{ letter }}."

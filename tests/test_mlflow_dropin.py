@@ -410,7 +410,9 @@ def test_prompt_registered_in_mlflow_is_optimized_and_versioned_there(
     import mlflow
     import openai
 
-    monkeypatch.setattr("optimizers._prompts._store", None)  # a fresh process's default store
+    monkeypatch.setattr(
+        "optimizers.prompts._registry._store", None
+    )  # a fresh process's default store
     # Registered earlier, the MLflow way.
     mlflow.genai.register_prompt(
         name="qa", template="Answer the following question: {{question}}", tags={"team": "a"}
@@ -450,13 +452,13 @@ def test_prompt_registered_in_mlflow_is_optimized_and_versioned_there(
 def test_without_mlflow_configured_prompts_stay_in_the_process(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from judgealign._mlflow import configured_tracking_uri
+    from judgealign.integrations.mlflow._client import configured_tracking_uri
     from optimizers import load_prompt, register_prompt
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
-    monkeypatch.setattr("optimizers._prompts._store", None)
+    monkeypatch.setattr("optimizers.prompts._registry._store", None)
     assert configured_tracking_uri() is None
     register_prompt("qa", "Answer: {{ question }}")
     assert load_prompt("prompts:/qa/1").template == "Answer: {{ question }}"
@@ -526,7 +528,9 @@ def expert_label(answer: str) -> tuple[bool, str]:
 def test_judge_alignment_cookbook_end_to_end(
     mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("optimizers._prompts._store", None)  # a fresh process's default store
+    monkeypatch.setattr(
+        "optimizers.prompts._registry._store", None
+    )  # a fresh process's default store
     with FakeOpenAIServer(reply=cookbook_models) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-cookbook")

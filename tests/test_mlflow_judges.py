@@ -15,9 +15,9 @@ import pytest
 from mlflow_support import Store, mlflow_store
 
 from judgealign import ConfigurationError, make_judge
-from judgealign._aligned import AlignedJudge
-from judgealign._alignment import MemAlignOptimizer
-from judgealign._judge import Judge
+from judgealign.judges._judge import Judge
+from judgealign.memalign._aligned import AlignedJudge
+from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.mlflow_integration import list_judge_versions, load_judge, log_judge
 from judgealign.testing import ChatRequest, FakeOpenAIServer, FunctionModel, ModelRequest
 
@@ -105,8 +105,8 @@ def test_an_aligned_judge_loads_self_contained_without_traces_or_model_calls(
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("loading must not read traces")
 
-    monkeypatch.setattr("judgealign._mlflow.get_trace", forbidden)
-    monkeypatch.setattr("judgealign._mlflow.search_traces", forbidden)
+    monkeypatch.setattr("judgealign.integrations.mlflow._client.get_trace", forbidden)
+    monkeypatch.setattr("judgealign.integrations.mlflow._client.search_traces", forbidden)
     loaded = load_judge("correct-aligned", model=model)
     assert isinstance(loaded, AlignedJudge) and len(model.requests) == calls
     assert loaded.record_ids == ("r1", "r2", "r3")

@@ -12,7 +12,7 @@ from mlflow.entities import AssessmentSource, AssessmentSourceType
 from mlflow_support import Store, mlflow_store
 
 from judgealign import ConfigurationError, make_judge
-from judgealign._alignment import MemAlignOptimizer
+from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.mlflow_integration import (
     MlflowTracker,
     as_scorer,

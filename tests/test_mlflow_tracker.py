@@ -16,10 +16,11 @@ import mlflow
 import pytest
 from mlflow_support import Store, artifact_names, mlflow_store, runs_by_operation
 
-from judgealign import _mlflow, make_judge
-from judgealign._tracking import TrackingWarning, use_tracker
+from judgealign import make_judge
+from judgealign.integrations.mlflow import _client as _mlflow
 from judgealign.mlflow_integration import MlflowTracker, use_mlflow_tracking
 from judgealign.testing import FunctionModel, ModelRequest
+from judgealign.tracking._tracker import TrackingWarning, use_tracker
 
 __all__ = ["mlflow_store"]
 
@@ -192,8 +193,8 @@ def test_a_dead_store_never_breaks_optimize_or_alignment_reports(
     mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import optimizers
-    from judgealign._alignment import MemAlignOptimizer
-    from judgealign._tracking_events import track_alignment
+    from judgealign.memalign._optimizer import MemAlignOptimizer
+    from judgealign.tracking._events import track_alignment
 
     def dead(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("tracking server unreachable")

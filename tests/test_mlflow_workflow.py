@@ -25,9 +25,8 @@ from mlflow_support import Store, artifact_names, mlflow_store, runs_by_operatio
 
 import optimizers
 from judgealign import make_judge, resolve_model
-from judgealign._agreement import compare_judges
-from judgealign._alignment import MemAlignOptimizer
-from judgealign._tracking import use_tracker
+from judgealign.evaluation._api import compare_judges
+from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.mlflow_integration import (
     MlflowPromptStore,
     MlflowTracker,
@@ -36,6 +35,7 @@ from judgealign.mlflow_integration import (
     records_from_traces,
 )
 from judgealign.testing import ChatRequest, FakeOpenAIServer
+from judgealign.tracking._tracker import use_tracker
 
 __all__ = ["mlflow_store"]
 

@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 
 from judgealign import Feedback
-from judgealign._cli_optimize import echo_optimization, optimization_summary
-from judgealign._cli_plots import curve_factory
-from judgealign._optimization_view import proposals
+from judgealign.cli._optimization_view import proposals
+from judgealign.cli._optimize import echo_optimization, optimization_summary
+from judgealign.cli._plots import curve_factory
 from judgealign.testing import ScriptedModel
 from optimizers import MetaPromptOptimizer, optimize_prompts
-from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
+from optimizers.prompts._registry import (
+    InMemoryPromptStore,
+    load_prompt,
+    register_prompt,
+    set_prompt_store,
+)
 
 ORIGINAL = "Reply about {{ letter }}."
 

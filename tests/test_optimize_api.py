@@ -20,10 +20,15 @@ from optimizers._api import (
     optimize_prompts,
 )
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
-from optimizers._gepa import GepaPromptOptimizer
-from optimizers._metaprompt import MetaPromptOptimizer
-from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
 from optimizers._scoring import make_eval_fn
+from optimizers.gepa._optimizer import GepaPromptOptimizer
+from optimizers.metaprompt._optimizer import MetaPromptOptimizer
+from optimizers.prompts._registry import (
+    InMemoryPromptStore,
+    load_prompt,
+    register_prompt,
+    set_prompt_store,
+)
 
 # -- a small deterministic task ---------------------------------------------------------------
 # predict_fn answers "OK" for a letter only when the prompt lists that letter as "[x]"; the

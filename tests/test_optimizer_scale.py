@@ -17,10 +17,15 @@ from judgealign import ConfigurationError, make_judge
 from judgealign.testing import FunctionModel, ModelRequest
 from optimizers._api import optimize_prompts
 from optimizers._base import EvaluationResultRecord
-from optimizers._gepa import GepaPromptOptimizer
-from optimizers._metaprompt import MetaPromptOptimizer
-from optimizers._prompts import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
 from optimizers._scoring import make_eval_fn
+from optimizers.gepa._optimizer import GepaPromptOptimizer
+from optimizers.metaprompt._optimizer import MetaPromptOptimizer
+from optimizers.prompts._registry import (
+    InMemoryPromptStore,
+    load_prompt,
+    register_prompt,
+    set_prompt_store,
+)
 
 RECORDS = [{"inputs": {"question": f"q{i}"}} for i in range(6)]
 PROMPTS = {"qa": "Answer {{ question }}."}

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from judgealign import ConfigurationError
-from optimizers._prompts import (
+from optimizers.prompts._registry import (
     InMemoryPromptStore,
     PromptTemplate,
     candidate_prompts,

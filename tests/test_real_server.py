@@ -27,8 +27,8 @@ from judgealign import (
     RetryPolicy,
     make_judge,
 )
-from judgealign._retry import get_default_retry_policy, set_default_retry_policy
-from judgealign._structured import structured_rung
+from judgealign.models._retry import get_default_retry_policy, set_default_retry_policy
+from judgealign.models._structured import structured_rung
 
 if TYPE_CHECKING:
     from realserver_support import LlamaServer

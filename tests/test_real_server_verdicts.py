@@ -2,7 +2,7 @@
 
 llama.cpp builds a grammar from the JSON schema that enforces an ``enum`` but not
 ``minimum``/``maximum``; the judge sends a small integer range as an enum (see
-``judgealign._values``), so every verdict SmolLM2 gives is in range. The server comes
+``judgealign.judges._values``), so every verdict SmolLM2 gives is in range. The server comes
 from ``realserver_support`` (default configuration); every test skips when it is not
 installed.
 """

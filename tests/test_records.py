@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from judgealign import ConfigurationError, make_judge
-from judgealign._loaders import load_dataframe, load_jsonl, load_records
-from judgealign._records import LabeledRecord
+from judgealign.judges._loaders import load_dataframe, load_jsonl, load_records
+from judgealign.judges._records import LabeledRecord
 from judgealign.testing import ScriptedModel
 
 

@@ -24,8 +24,8 @@ import pytest
 from judgealign import AlignedJudge, HashingEmbedder, LabeledRecord, MemAlignOptimizer, make_judge
 from judgealign.testing import FunctionModel, ModelRequest
 from optimizers import GEPA, EvaluationResultRecord
-from optimizers._gepa_checkpoint import STATE_FILE
-from optimizers._gepa_state import prompts_key
+from optimizers.gepa._checkpoint import STATE_FILE
+from optimizers.gepa._state import prompts_key
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

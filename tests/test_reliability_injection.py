@@ -26,7 +26,7 @@ from judgealign import (
     MemAlignOptimizer,
     make_judge,
 )
-from judgealign._field_limits import DEFAULT_MAX_FIELD_CHARS
+from judgealign.judges._field_limits import DEFAULT_MAX_FIELD_CHARS
 from judgealign.testing import FakeOpenAIServer, FunctionModel, ModelRequest
 from optimizers import InMemoryPromptStore, load_prompt, register_prompt, set_prompt_store
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from judgealign import ModelCallError, NetworkForbiddenError, RetryPolicy, forbid_network
-from judgealign._io import atomic_write_text
-from judgealign._network import check_endpoint, set_network_allowed
-from judgealign._redact import redact
-from judgealign._retry import CallFailure, _Clock, run_with_retries
+from judgealign.core._files import atomic_write_text
+from judgealign.core._redact import redact
+from judgealign.models._network import check_endpoint, set_network_allowed
+from judgealign.models._retry import CallFailure, _Clock, run_with_retries
 
 
 class FakeClock(_Clock):

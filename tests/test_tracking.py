@@ -16,19 +16,19 @@ import pytest
 
 import optimizers
 from judgealign import Feedback, make_judge
-from judgealign._tracking import (
+from judgealign.testing import FunctionModel, ModelRequest
+from judgealign.tracking._events import (
+    optimization_curve,
+    safe_params,
+    track_alignment,
+)
+from judgealign.tracking._tracker import (
     NoOpTracker,
     TrackingWarning,
     get_tracker,
     set_tracker,
     use_tracker,
 )
-from judgealign._tracking_events import (
-    optimization_curve,
-    safe_params,
-    track_alignment,
-)
-from judgealign.testing import FunctionModel, ModelRequest
 
 INSTRUCTIONS = "Is {{ outputs }} the right answer to {{ inputs }}?"
 
@@ -113,8 +113,8 @@ def test_the_default_tracker_is_a_no_op_and_evaluate_builds_nothing_for_it(
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("built a report nobody will record")
 
-    monkeypatch.setattr("judgealign._agreement.agreement", forbidden)
-    monkeypatch.setattr("judgealign._tracking_events._evaluation", forbidden)
+    monkeypatch.setattr("judgealign.evaluation._api.agreement", forbidden)
+    monkeypatch.setattr("judgealign.tracking._events._evaluation", forbidden)
     result = judge().evaluate(LABELLED)
     assert result.values == [True, False, False, True]
 
@@ -122,7 +122,7 @@ def test_the_default_tracker_is_a_no_op_and_evaluate_builds_nothing_for_it(
 def test_no_op_tracking_builds_no_report(monkeypatch: pytest.MonkeyPatch) -> None:
     # What keeps tracking free when it is off: every entry point returns before building
     # a report. (How long a call takes is measured in benchmarks, not asserted here.)
-    from judgealign import _tracking_events as events
+    from judgealign.tracking import _events as events
 
     assert isinstance(get_tracker(), NoOpTracker)
     built: list[str] = []
@@ -244,7 +244,7 @@ def test_the_logged_judge_definition_loses_url_credentials() -> None:
 
 
 def test_alignment_report_has_settings_changes_and_guidelines() -> None:
-    from judgealign._alignment import MemAlignOptimizer
+    from judgealign.memalign._optimizer import MemAlignOptimizer
 
     def reflect(request: ModelRequest) -> Any:
         if "calibrating" in request.system:
@@ -270,7 +270,7 @@ def test_alignment_report_has_settings_changes_and_guidelines() -> None:
 
 
 def test_comparison_report_has_both_judges_and_the_deltas() -> None:
-    from judgealign._agreement import compare_judges
+    from judgealign.evaluation._api import compare_judges
 
     lenient = make_judge(
         name="correct",
@@ -379,7 +379,7 @@ def test_a_tracker_failing_mid_report_still_returns_every_record() -> None:
 
 
 def test_align_and_aligned_evaluate_report_through_the_tracker() -> None:
-    from judgealign._alignment import MemAlignOptimizer
+    from judgealign.memalign._optimizer import MemAlignOptimizer
 
     tracker = RecordingTracker()
     optimizer = MemAlignOptimizer(embedding_model="hashing", retrieval_k=1)

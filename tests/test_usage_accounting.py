@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from judgealign import HashingEmbedder, LabeledRecord, MemAlignOptimizer, ModelCallError, make_judge
-from judgealign._errors import ModelOutputError, NetworkForbiddenError
-from judgealign._structured import generate_structured
+from judgealign.core._errors import ModelOutputError, NetworkForbiddenError
+from judgealign.models._structured import generate_structured
 from judgealign.testing import (
     FakeOpenAIServer,
     FaultPlan,
@@ -162,7 +162,7 @@ def test_a_failed_structured_call_carries_its_usage_on_the_exception() -> None:
 
 
 def test_a_request_refused_before_it_was_sent_costs_nothing() -> None:
-    from judgealign._metering import MeteredModel
+    from judgealign.models._metering import MeteredModel
 
     def refuse(request: ModelRequest) -> str:
         raise NetworkForbiddenError("not allowed")

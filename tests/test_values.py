@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 
 from judgealign import ConfigurationError
-from judgealign._values import MAX_INT_ENUM, ValueCoercionError, ValueSpec
+from judgealign.judges._values import MAX_INT_ENUM, ValueCoercionError, ValueSpec
 
 
 @pytest.mark.parametrize(

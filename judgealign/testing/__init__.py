@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from judgealign._retry import get_default_retry_policy, set_default_retry_policy
+from judgealign.models._retry import get_default_retry_policy, set_default_retry_policy
 from judgealign.testing._decoding import Decoding
 from judgealign.testing._scripted import FunctionModel, ModelRequest, ScriptedModel
 from judgealign.testing._server import (

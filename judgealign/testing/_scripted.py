@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from judgealign._chat import Completion, Message
-from judgealign._errors import ModelCallError
-from judgealign._usage import Usage
+from judgealign.core._errors import ModelCallError
+from judgealign.core._usage import Usage
+from judgealign.models._chat import Completion, Message
 
 __all__ = ["FunctionModel", "ModelRequest", "ScriptedModel"]
 

@@ -1,0 +1,176 @@
+"""How the ``judgealign`` command gets its models: :func:`make_model`, and call counting.
+
+Every command builds every model (judge, reflection, application) through
+:func:`make_model`, looked up as ``_cli_models.make_model`` at call time, so a test can
+replace that one function (``monkeypatch.setattr``) and drive any command offline with a
+``judgealign.testing.FunctionModel``.
+
+Before a model is built, :func:`check_model_ready` catches the two set-up mistakes that
+would otherwise surface as a failed call per record: the local model without its extra,
+and a hosted provider without its API key.
+
+:class:`CountingModel` wraps a model so that each finished call ticks a
+:class:`CallCounter`, which feeds the progress bar and the closing summary.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from judgealign.models._chat import ChatModel, Completion, Message
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "CallCounter",
+    "CountingModel",
+    "check_model_ready",
+    "default_model_uri",
+    "make_model",
+]
+
+DEFAULT_MODEL = "local:/smollm2"
+"""The model used when neither ``--model``, a judge file nor ``JUDGEALIGN_MODEL`` names one."""
+
+# The environment variables litellm reads for the most common hosted providers.
+_KEY_ENV: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "mistral": ("MISTRAL_API_KEY",),
+    "groq": ("GROQ_API_KEY",),
+    "cohere": ("COHERE_API_KEY", "CO_API_KEY"),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "together_ai": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
+    "fireworks_ai": ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"),
+}
+_BASE_ENV: dict[str, tuple[str, ...]] = {"openai": ("OPENAI_API_BASE", "OPENAI_BASE_URL")}
+
+
+def default_model_uri() -> str:
+    """``JUDGEALIGN_MODEL`` when set, else the embedded local model."""
+    return os.environ.get("JUDGEALIGN_MODEL", "").strip() or DEFAULT_MODEL
+
+
+def make_model(
+    uri: str, *, params: Mapping[str, Any] | None = None, base_url: str | None = None
+) -> ChatModel:
+    """Build the model named by ``uri`` after checking that it can run.
+
+    Args:
+        uri: ``provider:/name`` or ``provider/name`` (``local:/smollm2``,
+            ``openai:/gpt-4o-mini``...).
+        params: completion parameters (``max_tokens``, ``temperature``...).
+        base_url: an OpenAI-compatible endpoint root.
+
+    Raises:
+        ConfigurationError: a malformed URI or a missing API key.
+        MissingExtraError: a local model without the ``local`` extra.
+    """
+    from judgealign.models._resolve import resolve_model
+
+    check_model_ready(uri, base_url=base_url)
+    return resolve_model(uri, params=params, base_url=base_url)
+
+
+def check_model_ready(uri: str, *, base_url: str | None = None) -> None:
+    """Fail early, with the fix, when ``uri`` cannot work on this machine."""
+    from judgealign.core._errors import ConfigurationError
+    from judgealign.models._litellm import parse_model_uri
+
+    provider, name = parse_model_uri(uri)
+    if provider == "local":
+        _check_local(name)
+        return
+    if base_url or any(os.environ.get(v) for v in _BASE_ENV.get(provider, ())):
+        return
+    names = _KEY_ENV.get(provider, ())
+    if names and not any(os.environ.get(v) for v in names):
+        # The server hint names the variable, which every command reads (not every
+        # command has --base-url: demo does not).
+        bases = _BASE_ENV.get(provider, ())
+        server = f"; for an OpenAI-compatible server set {bases[0]} instead" if bases else ""
+        raise ConfigurationError(
+            f"Model {uri!r} needs an API key: set {names[0]} (export {names[0]}=...)"
+            f"{server}; for offline use pass --model {DEFAULT_MODEL}."
+        )
+
+
+def _check_local(name: str) -> None:
+    try:
+        from judgealign.models import _local
+    except ImportError:  # a build without the embedded-model support
+        return
+    builtin = name.strip().lstrip("/").lower() == _local.SMOLLM2
+    if not _local.is_available(_local.SMOLLM2 if builtin else None):
+        shown = _local.SMOLLM2 if builtin else name.strip()
+        raise _local.LocalExtraMissingError(shown, weights=builtin)
+
+
+class CallCounter:
+    """Counts finished model calls (thread-safe) and tells a listener about each one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._listener: Callable[[], None] | None = None
+
+    @property
+    def calls(self) -> int:
+        """Calls finished so far."""
+        with self._lock:
+            return self._calls
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener()`` after every later call (``None`` stops)."""
+        with self._lock:
+            self._listener = listener
+
+    def tick(self) -> None:
+        """Record one finished call."""
+        with self._lock:
+            self._calls += 1
+            listener = self._listener
+        if listener is not None:
+            listener()
+
+
+class CountingModel:
+    """A :class:`ChatModel` that delegates to ``inner`` and ticks ``counter`` per call.
+
+    Its ``uri`` is the inner model's, so files and feedback name the real model.
+    """
+
+    def __init__(self, inner: ChatModel, counter: CallCounter) -> None:
+        self.inner = inner
+        self.counter = counter
+
+    @property
+    def uri(self) -> str:
+        """The inner model's URI."""
+        return self.inner.uri
+
+    def with_default_max_tokens(self, max_tokens: int) -> CountingModel:
+        """The same counting, around the inner model with that default reply limit (see
+        ``judgealign.models._reply_limits``): a CLI judge's calls are bounded like any judge's."""
+        from judgealign.models._reply_limits import with_reply_limit
+
+        return CountingModel(with_reply_limit(self.inner, max_tokens), self.counter)
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        response_format: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        """Answer with the inner model, then count the call (failed calls count too)."""
+        try:
+            return self.inner.complete(messages, response_format=response_format, timeout=timeout)
+        finally:
+            self.counter.tick()

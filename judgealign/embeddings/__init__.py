@@ -1,0 +1,3 @@
+"""Embedders behind one protocol: the local MiniLM, hashing, and remote models reached
+through litellm.
+"""

@@ -1,0 +1,1 @@
+"""Integrations with other systems, each the only importer of its library."""

@@ -1,0 +1,3 @@
+"""MLflow: tracking store, prompt registry, scorer registry, traces. The only package that
+imports mlflow.
+"""

@@ -1,0 +1,1 @@
+"""GEPA: Pareto pool, reflective mutation, minibatch acceptance, merge, hard budget and resume."""
