@@ -198,6 +198,36 @@ __all__ = [
 ]
 
 
+# -- wiring: the composition root plugs the pieces above judges into them ------------------
+# (ARCHITECTURE.md: judges sit below memalign and the MLflow integration, so they cannot
+# import them; these lazy functions are the only places the root reaches up for them.)
+
+
+def _default_aligner() -> Any:
+    from judgealign.memalign._optimizer import MemAlignOptimizer
+
+    return MemAlignOptimizer()
+
+
+def _register_judge(judge: Any, *, name: str | None, experiment_id: str | None) -> Any:
+    from judgealign.integrations.mlflow._judges import log_judge
+
+    return log_judge(judge, name=name, experiment_id=experiment_id)
+
+
+def _wire() -> None:
+    from judgealign.integrations.mlflow._hook import accept_judges_in_mlflow
+    from judgealign.judges._extensions import install
+
+    install(aligner=_default_aligner, registrar=_register_judge)
+    # mlflow.genai.evaluate(scorers=[judge]) accepts judges as they are; mlflow itself is
+    # not imported here (an import hook waits for it).
+    accept_judges_in_mlflow()
+
+
+_wire()
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first access (PEP 562), then cache the name."""
     module = _EXPORTS.get(name)

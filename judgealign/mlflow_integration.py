@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from judgealign.integrations.mlflow._client import configured_tracking_uri
 from judgealign.integrations.mlflow._feedback import (
     as_scorer,
     evaluate,
@@ -66,6 +67,7 @@ __all__ = [
     "RegistryPrompt",
     "RunHandle",
     "as_scorer",
+    "configured_tracking_uri",
     "evaluate",
     "get_scorer",
     "list_judge_versions",

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from judgealign.core._errors import ConfigurationError
+from judgealign import ConfigurationError
 
 __all__ = ["AggregationFn", "bind_aggregation"]
 

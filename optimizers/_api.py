@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign import ConfigurationError
-from judgealign.prompts._overrides import add_prompt_override
-from judgealign.tracking._events import track_optimization
+from judgealign.optimize_support import add_prompt_override, announce
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
 from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
 from optimizers.prompts._registry import (
@@ -39,7 +38,7 @@ from optimizers.prompts._registry import (
     load_prompt,
     register_prompt,
 )
-from optimizers.prompts._registry import _swapped_text as swapped_text  # pyright: ignore[reportPrivateUsage]
+from optimizers.prompts._store import swapped_text
 from optimizers.prompts._templates import repair_template
 
 __all__ = ["PromptOptimizationResult", "PromptOptimizationWarning", "optimize_prompts"]
@@ -502,8 +501,9 @@ def _record_outcome(
 ) -> None:
     """Report the run to the tracker (a no-op by default) and, for stores that keep version
     tags (MLflow), tag each newly registered version with the scores that justified it."""
-    track_optimization(
-        result,
+    announce(
+        "optimization",
+        result=result,
         prompt_uris=prompt_uris,
         train_size=train_size,
         val_size=val_size,

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from judgealign import ConfigurationError, Feedback
-from judgealign.core._redact import redact
+from judgealign.optimize_support import redact
 from optimizers._aggregation import AggregationFn, bind_aggregation
 from optimizers._base import EvaluationResultRecord
 from optimizers._unit_score import SCALE_FIX, outside_unit_range

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from judgealign.core._errors import ConfigurationError
+from judgealign import ConfigurationError
 from optimizers._base import EvaluationResultRecord
 
 __all__ = ["SCALE_FIX", "check_unit_scores", "outside_unit_range"]

@@ -193,8 +193,8 @@ def test_a_dead_store_never_breaks_optimize_or_alignment_reports(
     mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import optimizers
+    from judgealign.core._events import announce
     from judgealign.memalign._optimizer import MemAlignOptimizer
-    from judgealign.tracking._events import track_alignment
 
     def dead(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("tracking server unreachable")
@@ -225,7 +225,7 @@ def test_a_dead_store_never_breaks_optimize_or_alignment_reports(
                 aligned = judge().align(
                     LABELLED, optimizer=MemAlignOptimizer(embedding_model="hashing")
                 )
-            track_alignment(aligned, aligned.last_alignment)
+            announce("alignment", aligned=aligned, result=aligned.last_alignment)
     finally:
         optimizers.set_prompt_store(previous)
     assert result.improved and result.final_eval_score == 0.5

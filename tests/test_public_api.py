@@ -35,7 +35,16 @@ def test_import_is_lazy_and_exports_match_their_modules() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert out == "[]"
+    # Only the wiring of judgealign/__init__.py (two standard-library-only modules and the
+    # packages that hold them); every public name's module loads on first use.
+    wiring = [
+        "judgealign.integrations",
+        "judgealign.integrations.mlflow",
+        "judgealign.integrations.mlflow._hook",
+        "judgealign.judges",
+        "judgealign.judges._extensions",
+    ]
+    assert out == str(wiring)
     for package in (judgealign, optimizers):
         exports: dict[str, str] = package._EXPORTS  # type: ignore[attr-defined]
         assert set(exports) == set(package.__all__)

@@ -16,12 +16,9 @@ import pytest
 
 import optimizers
 from judgealign import Feedback, make_judge
+from judgealign.core._events import announce
 from judgealign.testing import FunctionModel, ModelRequest
-from judgealign.tracking._events import (
-    optimization_curve,
-    safe_params,
-    track_alignment,
-)
+from judgealign.tracking._events import optimization_curve, safe_params
 from judgealign.tracking._tracker import (
     NoOpTracker,
     TrackingWarning,
@@ -127,11 +124,10 @@ def test_no_op_tracking_builds_no_report(monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(get_tracker(), NoOpTracker)
     built: list[str] = []
     monkeypatch.setattr(events, "_guard", lambda report, *args: built.append(report.__name__))
-    events.track_evaluation(None, [], [])
-    events.track_agreement(None)
-    events.track_comparison(None)
-    events.track_alignment(None, None)
-    events.track_optimization(None, prompt_uris=[], train_size=0, val_size=0, scorer_names=[])
+    announce("evaluation", judge=None, records=[], result=[])
+    announce("comparison", comparison=None)
+    announce("alignment", aligned=None, result=None)
+    announce("optimization", result=None, prompt_uris=[], train_size=0, val_size=0, scorer_names=[])
     assert built == []
 
 
@@ -258,7 +254,7 @@ def test_alignment_report_has_settings_changes_and_guidelines() -> None:
     aligned = base.align(LABELLED, optimizer=optimizer)
     tracker = RecordingTracker()
     with use_tracker(tracker):
-        track_alignment(aligned, aligned.last_alignment)
+        announce("alignment", aligned=aligned, result=aligned.last_alignment)
     assert tracker.runs == ["align-correct"]
     params = tracker.params()
     assert params["memalign.retrieval_k"] == "2" and params["embedder"].startswith("hashing")

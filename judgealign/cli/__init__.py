@@ -1,5 +1,1 @@
-"""The ``judgealign`` command line: one module per command."""
-
-from judgealign.cli._main import main
-
-__all__ = ["main"]
+"""The ``judgealign`` command line: one module per command (entry point ``_main.main``)."""

@@ -212,7 +212,7 @@ def held_out_only(judge: Any, records: list[Any]) -> tuple[list[Any], tuple[str,
     memorised = getattr(judge, "memorised", None)
     if not callable(memorised) or not records:
         return records, ()
-    from judgealign.judges._memorised import leak_warning, refuse_all_leaked
+    from judgealign.evaluation._leakage import leak_warning, refuse_all_leaked
 
     matches = cast("list[str | None]", memorised(records))
     held = tuple(_record_id(r, i) for i, r in enumerate(records) if matches[i] is not None)

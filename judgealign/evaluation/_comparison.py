@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from judgealign.core._errors import ConfigurationError
+from judgealign.core._events import announce
+from judgealign.evaluation._leakage import leak_warning, refuse_all_leaked
 from judgealign.evaluation._metrics import agreement
 from judgealign.evaluation._report import AgreementReport
 from judgealign.evaluation._text import (
@@ -21,8 +23,7 @@ from judgealign.evaluation._text import (
 )
 from judgealign.judges._feedback import Feedback
 from judgealign.judges._labels import MISSING, Label, RawLabel, normalize_label, record_field
-from judgealign.judges._memorised import is_memorised, leak_warning, refuse_all_leaked
-from judgealign.tracking._events import track_comparison
+from judgealign.judges._memorised import is_memorised
 
 __all__ = ["JudgeComparison", "SupportsEvaluate", "compare_judges"]
 
@@ -194,7 +195,7 @@ def compare_judges(
         )
 
     comparison = _comparison(score("base", base), score("aligned", aligned), keys, excluded)
-    track_comparison(comparison)  # a no-op unless a tracker is installed
+    announce("comparison", comparison=comparison)  # instant unless someone observes
     return comparison
 
 

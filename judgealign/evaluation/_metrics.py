@@ -17,11 +17,12 @@ from typing import Any
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.evaluation._bootstrap import bootstrap_intervals
+from judgealign.evaluation._leakage import leak_warning, refuse_all_leaked
 from judgealign.evaluation._report import AgreementReport, LabelMetrics
 from judgealign.evaluation._text import SHOWN_IDS
 from judgealign.judges._feedback import Feedback
 from judgealign.judges._labels import Label, RawLabel, Weighting, is_number, normalize_label
-from judgealign.judges._memorised import is_memorised, leak_warning, refuse_all_leaked
+from judgealign.judges._memorised import is_memorised
 
 __all__ = ["agreement"]
 

@@ -13,8 +13,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from judgealign.core._caller import caller_stacklevel
 from judgealign.core._errors import ConfigurationError
-from judgealign.memalign._result import caller_stacklevel
 
 __all__ = ["DEFAULT_MAX_FIELD_CHARS", "check_max_field_chars", "fit_fields"]
 

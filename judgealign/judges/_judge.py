@@ -17,11 +17,12 @@ from judgealign.core._errors import (
     JudgeAlignError,
     ModelError,
 )
+from judgealign.core._events import announce
 from judgealign.core._files import atomic_write_text
 from judgealign.core._redact import is_secret_name, redact, strip_url_credentials
 from judgealign.core._usage import ZERO_USAGE, Usage, UsageTotals
-from judgealign.integrations.mlflow._hook import accept_judges_in_mlflow
 from judgealign.judges._context_fit import ContextWindows, field_sizes
+from judgealign.judges._extensions import default_aligner, register_judge
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign.judges._field_limits import (
     DEFAULT_MAX_FIELD_CHARS,
@@ -34,7 +35,6 @@ from judgealign.models._metering import usage_of_error
 from judgealign.models._reply_limits import VERDICT_MAX_TOKENS, with_reply_limit
 from judgealign.models._resolve import resolve_model
 from judgealign.models._structured import ReplyError, capability_key, generate_structured
-from judgealign.tracking._events import track_evaluation
 
 __all__ = ["TEMPLATE_VARIABLES", "EvaluationResult", "Judge", "make_judge"]
 
@@ -294,7 +294,7 @@ class Judge:
             max_workers=max_workers,
             progress=progress,
         )
-        track_evaluation(self, items, result)
+        announce("evaluation", judge=self, records=items, result=result)
         return result
 
     def collect_fields(
@@ -531,10 +531,8 @@ class Judge:
         Raises:
             ConfigurationError: no records, records given twice, or not an optimizer.
         """
-        from judgealign.memalign._optimizer import MemAlignOptimizer
-
         records = records_or_traces(records, traces)
-        aligner: Any = optimizer or MemAlignOptimizer()
+        aligner: Any = optimizer or default_aligner()
         if not callable(getattr(aligner, "align", None)):
             raise ConfigurationError(
                 f"optimizer={optimizer!r} must be an alignment optimizer such as "
@@ -553,9 +551,7 @@ class Judge:
         Returns:
             This judge.
         """
-        from judgealign.integrations.mlflow._judges import log_judge
-
-        log_judge(self, name=name, experiment_id=experiment_id)
+        register_judge(self, name=name, experiment_id=experiment_id)
         return self
 
     # -- persistence ------------------------------------------------------------------
@@ -1027,4 +1023,3 @@ def records_or_traces(records: Any, traces: Iterable[Any] | None, call: str = "a
 
 
 # mlflow.genai.evaluate(scorers=[judge]) accepts judges once mlflow loads (no import now).
-accept_judges_in_mlflow()

@@ -17,12 +17,10 @@ that says how many, and refuse with a :class:`ConfigurationError` when none is l
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from judgealign.core._errors import ConfigurationError
-from judgealign.evaluation._text import SHOWN_IDS
 from judgealign.judges._feedback import Feedback
 from judgealign.judges._labels import MISSING, record_field
 from judgealign.judges._records import canonical_json
@@ -33,8 +31,6 @@ __all__ = [
     "content_key",
     "explicit_id",
     "is_memorised",
-    "leak_warning",
-    "refuse_all_leaked",
 ]
 
 MEMORISED_KEY = "memorised_record_id"
@@ -87,23 +83,3 @@ class MemoryLookup:
 def is_memorised(prediction: object) -> bool:
     """Whether ``prediction`` is an aligned judge's feedback on a record it holds."""
     return isinstance(prediction, Feedback) and prediction.metadata.get(MEMORISED_KEY) is not None
-
-
-def leak_warning(ids: Sequence[str], total: int, where: str) -> str:
-    """The warning for ``ids`` left out of ``where`` (one of ``total`` records)."""
-    shown = ", ".join(ids[:SHOWN_IDS]) + (", ..." if len(ids) > SHOWN_IDS else "")
-    return (
-        f"{len(ids)} of {total} held-out records are in the aligned judge's memory (same id "
-        f"or same judged content) and were left out of {where}: a stored record retrieves "
-        f"itself with the expert's verdict, which would inflate agreement. Ids: {shown}."
-    )
-
-
-def refuse_all_leaked(total: int, where: str) -> ConfigurationError:
-    """The error when every one of ``total`` records is in the judge's memory."""
-    return ConfigurationError(
-        f"All {total} records given to {where} are in the aligned judge's memory (same id or "
-        "same judged content), so there is nothing held out to measure. Evaluate on records "
-        "that were not used for alignment, e.g. split them first with "
-        "judgealign.split_records(records, test_size=0.3)."
-    )

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from judgealign.core._errors import ConfigurationError
+from judgealign.models._structured import MAX_INT_ENUM
 
 __all__ = ["MAX_INT_ENUM", "ValueCoercionError", "ValueKind", "ValueSpec"]
 
@@ -44,8 +45,6 @@ Verdict = bool | int | float | str
 _TRUE_WORDS = frozenset({"true", "yes", "y", "pass", "correct", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "fail", "incorrect", "0"})
 _ALLOWED = "bool, int, float, str, or typing.Literal['a', 'b', ...] of strings"
-MAX_INT_ENUM = 256
-"""The widest integer range sent as an ``enum`` of its values (a 0-100 score fits)."""
 
 
 class ValueCoercionError(ValueError):

@@ -8,7 +8,7 @@ Layout::
       "checksum": "sha256:<hex of the canonical JSON of content>",
       "content": {
         "base_judge": {... Judge.to_dict() ...},
-        "optimizer": {... MemAlignOptimizer.settings() ...},
+        "optimizer": {... MemAlignEngine.settings() ...},
         "embedder": {"id": "...", "dimension": 384},
         "guidelines": [{"id", "text", "source_ids", "pinned", "origin"}],
         "guideline_vectors": {"<guideline id>": "<base64 little-endian float32>"},
@@ -38,8 +38,8 @@ from judgealign.core._errors import ConfigurationError
 from judgealign.embeddings._embedders import Embedder, resolve_embedder
 from judgealign.judges._judge import Judge
 from judgealign.judges._records import LabeledRecord, canonical_json
+from judgealign.memalign._engine import MemAlignEngine
 from judgealign.memalign._memory import Guideline, MemoryState, StoredRecord
-from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.memalign._result import AlignmentResult
 from judgealign.models._chat import ChatModel
 
@@ -55,7 +55,7 @@ FORMAT_VERSION = 1
 
 def dump_aligned(
     base: Judge,
-    optimizer: MemAlignOptimizer,
+    optimizer: MemAlignEngine,
     state: MemoryState,
     history: Sequence[AlignmentResult] = (),
 ) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def dump_aligned(
     }
 
 
-def _embedder_entry(optimizer: MemAlignOptimizer, state: MemoryState) -> dict[str, Any]:
+def _embedder_entry(optimizer: MemAlignEngine, state: MemoryState) -> dict[str, Any]:
     dimension = state.index.dimension if state.index is not None else None
     if state.embedder_id is not None:
         return {"id": state.embedder_id, "dimension": dimension}
@@ -105,7 +105,7 @@ def restore_aligned(
     view: Any,
     reembed: bool,
     source: str,
-) -> tuple[Judge, MemAlignOptimizer, MemoryState, tuple[AlignmentResult, ...]]:
+) -> tuple[Judge, MemAlignEngine, MemoryState, tuple[AlignmentResult, ...]]:
     """Check and decode a saved aligned judge (see the module docstring)."""
     content = _checked_content(data, source)
     try:
@@ -226,10 +226,10 @@ def _optimizer(
     embedder: str | Embedder | None,
     view: Any,
     source: str,
-) -> MemAlignOptimizer:
+) -> MemAlignEngine:
     options = {k: v for k, v in settings.items() if k not in ("reflection_model", "view")}
     try:
-        return MemAlignOptimizer(
+        return MemAlignEngine(
             reflection_model=reflection
             if reflection is not None
             else settings.get("reflection_model"),

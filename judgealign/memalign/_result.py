@@ -12,18 +12,17 @@ fails silently.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal, get_args
 
+from judgealign.core._caller import caller_stacklevel
 from judgealign.core._usage import ZERO_USAGE, Usage
 from judgealign.judges._records import DuplicateRecord, RecordProblem, duplicates_message
 from judgealign.memalign._distill import DistillationOutcome, FailedBatch
 
-__all__ = ["AlignmentResult", "Operation", "RunLog", "caller_stacklevel"]
+__all__ = ["AlignmentResult", "Operation", "RunLog"]
 
 Operation = Literal[
     "align",
@@ -264,14 +263,3 @@ class RunLog:
             warnings=tuple(self.messages),
             **self.result_fields,
         )
-
-
-def caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside judgealign."""
-    package = Path(__file__).resolve().parents[1]  # judgealign/, all its subpackages
-    frame = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
-    level = 1
-    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
-        frame = frame.f_back
-        level += 1
-    return level

@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign.core._errors import ConfigurationError, MissingExtraError
-from judgealign.judges._values import MAX_INT_ENUM
+from judgealign.models._structured import MAX_INT_ENUM
 
 __all__ = [
     "BUILD_CMAKE_ARGS",

@@ -44,6 +44,7 @@ from judgealign.models._refusals import refuses_response_format
 from judgealign.models._reply_limits import raise_limit_hint, truncation_note
 
 __all__ = [
+    "MAX_INT_ENUM",
     "RUNGS",
     "StructuredReply",
     "complete_structured",
@@ -51,6 +52,9 @@ __all__ = [
     "generate_structured",
     "structured_rung",
 ]
+
+MAX_INT_ENUM = 256
+"""The widest integer range sent as an ``enum`` of its values (a 0-100 score fits)."""
 
 T = TypeVar("T")
 logger = logging.getLogger("judgealign")

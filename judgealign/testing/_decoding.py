@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
-    from judgealign.testing._server import ChatRequest
+    from judgealign.testing._request import ChatRequest
 
 __all__ = ["Decoding"]
 

@@ -20,17 +20,15 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from judgealign.core._events import Event
 from judgealign.core._redact import is_secret_name, redact, strip_url_credentials
 from judgealign.tracking._tracker import NOOP_TRACKER, Tracker, TrackingWarning, get_tracker
 
 __all__ = [
     "safe_params",
     "scrubbed",
-    "track_agreement",
-    "track_alignment",
-    "track_comparison",
-    "track_evaluation",
-    "track_optimization",
+    "observe",
+    "optimization_curve",
 ]
 
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
@@ -64,46 +62,31 @@ def scrubbed(value: Any) -> Any:
     return value
 
 
-def track_evaluation(judge: Any, records: Sequence[Any], result: Sequence[Any]) -> None:
-    """Report a judge's batch: counts, scores, cost, and agreement when records are labelled."""
+def observe(event: Event, payload: Mapping[str, Any]) -> None:
+    """Turn one announcement of :mod:`judgealign.core._events` into a run of the tracker.
+
+    Registered by ``judgealign.tracking`` when it is imported. Returns before building
+    anything while the no-op tracker is in effect.
+    """
     tracker = get_tracker()
-    if tracker is not NOOP_TRACKER:
-        _guard(_evaluation, tracker, judge, records, result)
-
-
-def track_agreement(report: Any, *, name: str = "agreement") -> None:
-    """Report an :class:`~judgealign.AgreementReport` in a run of its own."""
-    tracker = get_tracker()
-    if tracker is not NOOP_TRACKER:
-        _guard(_standalone_agreement, tracker, report, name)
-
-
-def track_comparison(comparison: Any, *, name: str = "compare_judges") -> None:
-    """Report a :class:`~judgealign.JudgeComparison`: both judges' agreement and the deltas."""
-    tracker = get_tracker()
-    if tracker is not NOOP_TRACKER:
-        _guard(_comparison, tracker, comparison, name)
-
-
-def track_alignment(aligned: Any, result: Any) -> None:
-    """Report one ``align``/``unalign``: settings, what changed, and the guidelines."""
-    tracker = get_tracker()
-    if tracker is not NOOP_TRACKER:
-        _guard(_alignment, tracker, aligned, result)
-
-
-def track_optimization(
-    result: Any,
-    *,
-    prompt_uris: Sequence[str],
-    train_size: int,
-    val_size: int,
-    scorer_names: Sequence[str],
-) -> None:
-    """Report an ``optimize_prompts`` run: settings, scores per iteration, final prompts."""
-    tracker = get_tracker()
-    if tracker is not NOOP_TRACKER:
-        _guard(_optimization, tracker, result, prompt_uris, train_size, val_size, scorer_names)
+    if tracker is NOOP_TRACKER:
+        return
+    if event == "evaluation":
+        _guard(_evaluation, tracker, payload["judge"], payload["records"], payload["result"])
+    elif event == "alignment":
+        _guard(_alignment, tracker, payload["aligned"], payload["result"])
+    elif event == "comparison":
+        _guard(_comparison, tracker, payload["comparison"], "compare_judges")
+    else:
+        _guard(
+            _optimization,
+            tracker,
+            payload["result"],
+            payload["prompt_uris"],
+            payload["train_size"],
+            payload["val_size"],
+            payload["scorer_names"],
+        )
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -198,11 +181,6 @@ def _field(record: Any, name: str) -> Any:
 
 
 # -- agreement ----------------------------------------------------------------------------
-
-
-def _standalone_agreement(tracker: Tracker, report: Any, name: str) -> None:
-    with tracker.start_run(name, tags={"judgealign.operation": "agreement"}):
-        _log_agreement(tracker, report, name)
 
 
 def _log_agreement(tracker: Tracker, report: Any, title: str, prefix: str = "") -> None:
@@ -424,5 +402,5 @@ def _guard(report: Callable[..., None], *args: Any) -> None:
             f"Tracking failed and was skipped ({type(exc).__name__}: {redact(str(exc))}); "
             "the operation itself completed.",
             TrackingWarning,
-            stacklevel=4,
+            stacklevel=5,  # _guard, observe, announce, the operation, its caller
         )

@@ -34,8 +34,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from judgealign.core._errors import ConfigurationError
-from judgealign.core._files import atomic_write_text
+from judgealign import ConfigurationError
+from judgealign.optimize_support import atomic_write_text
 from optimizers._base import EvaluationResultRecord
 from optimizers.gepa._state import COUNTERS, LOGS, Candidate, Rejection, RunState
 

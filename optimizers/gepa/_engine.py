@@ -23,10 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from judgealign.core._errors import ConfigurationError, ModelError
-from judgealign.core._redact import redact
-from judgealign.models._chat import ChatModel
-from judgealign.models._reply_limits import raise_limit_hint, truncation_note
+from judgealign import ChatModel, ConfigurationError, ModelError
+from judgealign.optimize_support import raise_limit_hint, redact, truncation_note
 from optimizers._base import EvaluationResultRecord
 from optimizers.gepa._checkpoint import Checkpoint
 from optimizers.gepa._eval import Evaluator

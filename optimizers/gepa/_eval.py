@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from judgealign.core._errors import ConfigurationError
+from judgealign import ConfigurationError
 from optimizers._base import EvalFn, EvaluationResultRecord
 from optimizers._unit_score import check_unit_scores
 from optimizers.gepa._state import RunState, prompts_key

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from judgealign.core._errors import ConfigurationError
+from judgealign import ConfigurationError
 
 __all__ = ["GEPA_KWARGS", "gepa_options"]
 

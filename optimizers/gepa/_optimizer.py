@@ -18,10 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from judgealign.core._errors import ConfigurationError
-from judgealign.models._chat import ChatModel
-from judgealign.models._reply_limits import REFLECTION_MAX_TOKENS, with_reply_limit
-from judgealign.models._resolve import resolve_model
+from judgealign import ChatModel, ConfigurationError, resolve_model
+from judgealign.optimize_support import REFLECTION_MAX_TOKENS, with_reply_limit
 from optimizers._api import PromptOptimizationWarning
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
 from optimizers.gepa._checkpoint import Checkpoint

@@ -13,8 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, cast
 
-from judgealign.core._errors import ConfigurationError
-from judgealign.models._chat import Message
+from judgealign import ConfigurationError, Message
 from optimizers._base import EvaluationResultRecord
 from optimizers.prompts._templates import template_variables
 

@@ -21,26 +21,26 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 from judgealign import (
     ChatModel,
+    Completion,
     ConfigurationError,
     Message,
     ModelError,
     resolve_model,
 )
-from judgealign.core._redact import redact
-from judgealign.models._chat import Completion
-from judgealign.models._metering import MeteredModel
-from judgealign.models._reply_limits import (
+from judgealign.optimize_support import (
     REFLECTION_MAX_TOKENS,
+    MeteredModel,
+    complete_structured,
     raise_limit_hint,
+    redact,
     truncation_note,
     with_reply_limit,
 )
-from judgealign.models._structured import complete_structured
 from optimizers._base import (
     BasePromptOptimizer,
     EvalFn,
@@ -48,6 +48,7 @@ from optimizers._base import (
     PromptOptimizerOutput,
 )
 from optimizers._unit_score import check_unit_scores
+from optimizers.metaprompt._history import IterationRecord, LabelFn
 from optimizers.metaprompt._text import (
     FOCUS,
     REVISE_TASK,
@@ -69,34 +70,6 @@ from optimizers.prompts._templates import repair_template, template_variables
 __all__ = ["IterationRecord", "MetaPromptOptimizer"]
 
 Mode = Literal["zero_shot", "few_shot", "iterative"]
-LabelFn = Callable[[EvaluationResultRecord], str]
-
-
-@dataclass(frozen=True)
-class IterationRecord:
-    """One step of a metaprompt run.
-
-    Attributes:
-        iteration: 0 for the starting prompts, then 1, 2, ...
-        prompts: the candidate prompts (name -> template).
-        score: their mean score on the ranking data (``None`` when not evaluated).
-        per_scorer: scorer name -> mean score.
-        accepted: whether the candidate became the best so far.
-        diagnosis: the reflection model's analysis.
-        note: why a candidate was not evaluated or not accepted.
-    """
-
-    iteration: int
-    prompts: dict[str, str]
-    score: float | None
-    per_scorer: dict[str, float] = field(default_factory=lambda: {})
-    accepted: bool = False
-    diagnosis: str = ""
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from optimizers._base import EvaluationResultRecord
+from optimizers.metaprompt._history import IterationRecord, LabelFn
 from optimizers.prompts._templates import template_variables
-
-if TYPE_CHECKING:
-    from optimizers.metaprompt._optimizer import IterationRecord, LabelFn
 
 __all__ = [
     "FOCUS",

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from judgealign.integrations.mlflow._client import configured_tracking_uri
-from optimizers.prompts._registry import InMemoryPromptStore, PromptTemplate
+from judgealign.mlflow_integration import configured_tracking_uri
+from optimizers.prompts._store import InMemoryPromptStore, PromptTemplate
 
 __all__ = ["AutoPromptStore"]
 

@@ -1,0 +1,46 @@
+"""The seam between judgealign and the bundled ``optimizers`` package.
+
+``optimizers`` uses judgealign's public API (``from judgealign import ...``) and, for the
+few pieces of machinery that are not part of that API but that a prompt optimizer built
+on judgealign needs, this module. Nothing else: no private ``judgealign`` module is
+imported by ``optimizers`` (``tests/test_architecture.py`` checks it). What is here is
+stable for the bundled optimizers, not a promise to third parties.
+
+* Model calls: :class:`MeteredModel` (usage of every call, failed ones included),
+  :func:`complete_structured` (a JSON-schema reply from any chat model), the reply
+  limits of reflection calls and the hints shown when a reply was cut off.
+* Text: :func:`redact` (secrets out of messages), :func:`single_brace` (``{x}`` templates),
+  :func:`atomic_write_text` (crash-safe files).
+* Prompt candidates: :func:`add_prompt_override` (swap candidate text in for registered
+  text while a ``predict_fn`` runs).
+* Observation: :func:`announce` (tell observers, such as tracking, what finished).
+"""
+
+from __future__ import annotations
+
+from judgealign.core._events import announce
+from judgealign.core._files import atomic_write_text
+from judgealign.core._redact import redact
+from judgealign.models._metering import MeteredModel
+from judgealign.models._reply_limits import (
+    REFLECTION_MAX_TOKENS,
+    raise_limit_hint,
+    truncation_note,
+    with_reply_limit,
+)
+from judgealign.models._structured import complete_structured
+from judgealign.prompts._overrides import add_prompt_override, single_brace
+
+__all__ = [
+    "REFLECTION_MAX_TOKENS",
+    "MeteredModel",
+    "add_prompt_override",
+    "announce",
+    "atomic_write_text",
+    "complete_structured",
+    "raise_limit_hint",
+    "redact",
+    "single_brace",
+    "truncation_note",
+    "with_reply_limit",
+]
