@@ -43,7 +43,27 @@ ALLOWED: dict[str, set[str]] = {
         "judgealign.tracking",
         "judgealign",  # public names only (see PUBLIC_ONLY)
     },
+    # Spark and DSPy: each integration is the only importer of its library.
+    "judgealign.integrations.spark": {
+        "judgealign",
+        "judgealign.core",
+        "judgealign.models",
+        "judgealign.embeddings",
+        "judgealign.judges",
+        "judgealign.evaluation",
+        "judgealign.memalign",
+    },
+    "judgealign.integrations.dspy": {
+        "judgealign",
+        "judgealign.core",
+        "judgealign.models",
+        "judgealign.judges",
+        "judgealign.evaluation",
+        "judgealign.memalign",
+    },
     # Public facades.
+    "judgealign.spark": {"judgealign.integrations.spark"},
+    "judgealign.dspy": {"judgealign.integrations.dspy"},
     "judgealign.mlflow_integration": {"judgealign.integrations.mlflow", "judgealign.tracking"},
     "judgealign.optimize_support": {
         "judgealign.core",
