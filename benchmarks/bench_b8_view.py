@@ -260,7 +260,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     apply_env()
-    from judgealign.embeddings._embedders import MiniLMEmbedder
+    from judgealign.embeddings._minilm import MiniLMEmbedder
     from judgealign.memalign._view import DEFAULT_VIEW
 
     embedder = CachingEmbedder(MiniLMEmbedder())

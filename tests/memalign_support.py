@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from judgealign import make_judge
-from judgealign.embeddings._embedders import HashingEmbedder
+from judgealign.embeddings._hashing import HashingEmbedder
 from judgealign.judges._judge import Judge
 from judgealign.judges._loaders import load_jsonl
 from judgealign.judges._records import LabeledRecord

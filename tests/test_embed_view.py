@@ -17,12 +17,9 @@ import numpy as np
 import pytest
 
 from judgealign import ConfigurationError, make_judge
-from judgealign.embeddings._embedders import (
-    ESTIMATED_WINDOW,
-    HashingEmbedder,
-    LiteLLMEmbedder,
-    token_window,
-)
+from judgealign.embeddings._hashing import HashingEmbedder
+from judgealign.embeddings._protocol import ESTIMATED_WINDOW, token_window
+from judgealign.embeddings._remote import LiteLLMEmbedder
 from judgealign.judges._records import canonical_json
 from judgealign.memalign._aligned import AlignedJudge
 from judgealign.memalign._optimizer import MemAlignOptimizer
@@ -304,7 +301,7 @@ def test_a_remote_text_is_cut_to_its_estimated_window():
 
 def _minilm() -> Any:
     from judgealign.core._errors import MissingExtraError
-    from judgealign.embeddings._embedders import MiniLMEmbedder
+    from judgealign.embeddings._minilm import MiniLMEmbedder
 
     try:
         return MiniLMEmbedder()

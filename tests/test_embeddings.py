@@ -1,4 +1,4 @@
-"""Tests for judgealign.embeddings._embedders: MiniLM (ONNX), hashing, litellm and resolution."""
+"""Tests for judgealign.embeddings: MiniLM (ONNX), hashing, litellm and resolution."""
 
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-import judgealign.embeddings._embedders as emb
+import judgealign.embeddings._minilm as minilm_module
+import judgealign.embeddings._remote as remote_module
+import judgealign.embeddings._resolve as resolve_module
 from judgealign.core._errors import ConfigurationError, MissingExtraError, ModelOutputError
-from judgealign.embeddings._embedders import (
-    Embedder,
-    HashingEmbedder,
-    LiteLLMEmbedder,
-    MiniLMEmbedder,
-    default_embedder,
-    resolve_embedder,
-)
+from judgealign.embeddings._hashing import HashingEmbedder
+from judgealign.embeddings._minilm import MiniLMEmbedder
+from judgealign.embeddings._protocol import Embedder
+from judgealign.embeddings._remote import LiteLLMEmbedder
+from judgealign.embeddings._resolve import default_embedder, resolve_embedder
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +46,7 @@ def minilm() -> MiniLMEmbedder:
 @pytest.fixture
 def no_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the cached default embedder for the duration of a test."""
-    monkeypatch.setattr(emb, "_default_instance", None)
+    monkeypatch.setattr(resolve_module, "_default_instance", None)
 
 
 def _hide_local_packages(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,7 +210,7 @@ def test_minilm_loads_and_embeds_with_outside_network_blocked(
     outside_network_blocked.clear()
 
     # Load a fresh runtime (session + tokenizer) under the guard, then embed.
-    monkeypatch.setattr(emb, "_minilm_runtime", None)
+    monkeypatch.setattr(minilm_module, "_minilm_runtime", None)
     vectors = MiniLMEmbedder().embed(["offline embedding works", "no network needed"])
     assert vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -232,7 +231,8 @@ def test_minilm_without_packages_raises_missing_extra(monkeypatch: pytest.Monkey
 
 def test_import_does_not_load_heavy_modules() -> None:
     code = (
-        "import sys, judgealign.embeddings._embedders\n"
+        "import sys, judgealign.embeddings._minilm, judgealign.embeddings._hashing\n"
+        "import judgealign.embeddings._remote, judgealign.embeddings._resolve\n"
         "heavy = [m for m in ('onnxruntime', 'tokenizers', 'sklearn') if m in sys.modules]\n"
         "print(heavy)\n"
     )
@@ -281,7 +281,7 @@ def test_hashing_is_deterministic_across_processes() -> None:
     np.testing.assert_array_equal(here, again)
     code = (
         "import json, sys\n"
-        "from judgealign.embeddings._embedders import HashingEmbedder\n"
+        "from judgealign.embeddings._hashing import HashingEmbedder\n"
         "texts = json.loads(sys.argv[1])\n"
         "print(json.dumps(HashingEmbedder(128).embed(texts).tolist()))\n"
     )
@@ -331,7 +331,7 @@ class FakeLiteLLM:
 @pytest.fixture
 def fake_litellm(monkeypatch: pytest.MonkeyPatch) -> FakeLiteLLM:
     fake = FakeLiteLLM()
-    monkeypatch.setattr(emb, "_call_litellm_embed", fake)
+    monkeypatch.setattr(remote_module, "call_litellm_embed", fake)
     return fake
 
 
@@ -381,10 +381,12 @@ def test_litellm_embedder_rejects_bad_replies(
     with pytest.raises(ModelOutputError, match="expected 3"):
         learned.embed(["a"])
 
-    monkeypatch.setattr(emb, "_call_litellm_embed", lambda uri, texts, **kw: [[1.0, 0.0]])
+    monkeypatch.setattr(remote_module, "call_litellm_embed", lambda uri, texts, **kw: [[1.0, 0.0]])
     with pytest.raises(ModelOutputError, match="1 embeddings for 2 texts"):
         LiteLLMEmbedder("x:/y").embed(["a", "b"])
-    monkeypatch.setattr(emb, "_call_litellm_embed", lambda uri, texts, **kw: [[1.0, 0.0], [1.0]])
+    monkeypatch.setattr(
+        remote_module, "call_litellm_embed", lambda uri, texts, **kw: [[1.0, 0.0], [1.0]]
+    )
     with pytest.raises(ModelOutputError, match="inconsistent"):
         LiteLLMEmbedder("x:/y").embed(["a", "b"])
 
@@ -461,7 +463,7 @@ def test_resolve_embedder_none_is_the_default(
     no_default: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sentinel = HashingEmbedder(16)
-    monkeypatch.setattr(emb, "_default_instance", sentinel)
+    monkeypatch.setattr(resolve_module, "_default_instance", sentinel)
     assert resolve_embedder(None) is sentinel
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import judgealign.memalign._index as vector_index
 from judgealign import make_judge
-from judgealign.embeddings._embedders import HashingEmbedder
+from judgealign.embeddings._hashing import HashingEmbedder
 from judgealign.judges._records import LabeledRecord
 from judgealign.memalign._file import dump_aligned, restore_aligned
 from judgealign.memalign._index import VectorIndex

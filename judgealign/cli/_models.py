@@ -81,7 +81,7 @@ def make_model(
 def check_model_ready(uri: str, *, base_url: str | None = None) -> None:
     """Fail early, with the fix, when ``uri`` cannot work on this machine."""
     from judgealign.core._errors import ConfigurationError
-    from judgealign.models._litellm import parse_model_uri
+    from judgealign.models._uri import parse_model_uri
 
     provider, name = parse_model_uri(uri)
     if provider == "local":

@@ -29,6 +29,7 @@ from judgealign.judges._field_limits import (
     check_max_field_chars,
     fit_fields,
 )
+from judgealign.judges._traces import maybe_json
 from judgealign.judges._values import ValueCoercionError, ValueSpec
 from judgealign.models._chat import ChatModel, Message
 from judgealign.models._metering import usage_of_error
@@ -950,20 +951,11 @@ def _trace_data(trace: Any) -> dict[str, Any]:
         return {"request": request, "response": response}
     data = getattr(trace, "data", None)
     if data is not None and hasattr(data, "request"):
-        return {"request": _maybe_json(data.request), "response": _maybe_json(data.response)}
+        return {"request": maybe_json(data.request), "response": maybe_json(data.response)}
     raise ConfigurationError(
         "trace must be a dict with 'request' and 'response' (or 'inputs'/'outputs') or an "
         f"MLflow Trace; got {type(trace).__name__}."
     )
-
-
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _check_conversation(conversation: Any) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from judgealign.core._errors import ConfigurationError
 
-__all__ = ["expand_traces", "is_trace", "trace_fields", "trace_label_records"]
+__all__ = ["expand_traces", "is_trace", "maybe_json", "trace_fields", "trace_label_records"]
 
 
 def is_trace(item: object) -> bool:
@@ -47,7 +47,7 @@ def trace_fields(trace: Any) -> tuple[Any, Any]:
         if getattr(span, "parent_id", None) is None:
             return span.inputs, span.outputs
     data = getattr(trace, "data", None)
-    return _maybe_json(getattr(data, "request", None)), _maybe_json(getattr(data, "response", None))
+    return maybe_json(getattr(data, "request", None)), maybe_json(getattr(data, "response", None))
 
 
 def trace_label_records(
@@ -132,7 +132,8 @@ def _when(assessment: Any) -> datetime | None:
     return None if stamp is None else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
 
 
-def _maybe_json(value: Any) -> Any:
+def maybe_json(value: Any) -> Any:
+    """``value`` parsed as JSON when it is a string that holds JSON, else ``value``."""
     if isinstance(value, str):
         try:
             return json.loads(value)

@@ -25,7 +25,7 @@ from judgealign.core._errors import ConfigurationError
 from judgealign.core._events import announce
 from judgealign.core._files import atomic_write_text
 from judgealign.core._usage import Usage
-from judgealign.embeddings._embedders import Embedder
+from judgealign.embeddings._protocol import Embedder
 from judgealign.judges._extensions import register_judge
 from judgealign.judges._feedback import Feedback
 from judgealign.judges._judge import (

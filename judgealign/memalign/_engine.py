@@ -39,11 +39,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from judgealign.core._errors import ConfigurationError, JudgeAlignError
-from judgealign.embeddings._embedders import (
-    Embedder,
-    resolve_embedder,
-    resolve_embedder_with_dimension,
-)
+from judgealign.embeddings._protocol import Embedder
+from judgealign.embeddings._resolve import resolve_embedder, resolve_embedder_with_dimension
 from judgealign.judges._field_limits import fit_fields
 from judgealign.judges._loaders import read_records
 from judgealign.judges._records import DuplicateRecord, LabeledRecord, RecordProblem
@@ -72,8 +69,8 @@ from judgealign.memalign._view import (
     render_view,
 )
 from judgealign.models._chat import ChatModel
-from judgealign.models._litellm import parse_model_uri
 from judgealign.models._resolve import resolve_model
+from judgealign.models._uri import parse_model_uri
 
 if TYPE_CHECKING:
     import numpy as np

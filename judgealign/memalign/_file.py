@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from judgealign.core._errors import ConfigurationError
-from judgealign.embeddings._embedders import Embedder, resolve_embedder
+from judgealign.embeddings._protocol import Embedder
+from judgealign.embeddings._resolve import resolve_embedder
 from judgealign.judges._judge import Judge
 from judgealign.judges._records import LabeledRecord, canonical_json
 from judgealign.memalign._engine import MemAlignEngine

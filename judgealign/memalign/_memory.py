@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from judgealign.embeddings._embedders import Embedder
+    from judgealign.embeddings._protocol import Embedder
 
     Vector = NDArray[np.float32]
 else:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from judgealign.core._errors import JudgeAlignError, ModelError
 from judgealign.core._redact import redact
 from judgealign.core._usage import ZERO_USAGE
-from judgealign.embeddings._embedders import Embedder
+from judgealign.embeddings._protocol import Embedder
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign.judges._judge import (
     EvaluationResult,

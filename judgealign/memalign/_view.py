@@ -25,7 +25,7 @@ Views (records and queries always use the same one; the name is saved with the v
 * a function of the judge fields returning the text.
 
 The window comes from the embedder (``max_tokens`` and ``count_tokens``, see
-:func:`judgealign.embeddings._embedders.token_window`): the MiniLM tokenizer itself, an estimate for
+:func:`judgealign.embeddings._protocol.token_window`): the MiniLM tokenizer itself, an estimate for
 remote models. A name always renders the same way: a change of rendering gets a new name.
 Benchmark B8 (``benchmarks/RESULTS.md``) measured the candidates on DeFacto and ExpertQA:
 the views agree equally often with the experts' labels, and ``"fields-mean"`` is the one
@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from judgealign.core._errors import ConfigurationError
-from judgealign.embeddings._embedders import token_window
+from judgealign.embeddings._protocol import token_window
 from judgealign.judges._records import canonical_json
 
 if TYPE_CHECKING:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -58,13 +57,13 @@ from judgealign.models._retry import (
     get_default_retry_policy,
     run_with_retries,
 )
+from judgealign.models._uri import parse_model_uri
 
 __all__ = [
     "LiteLLMModel",
     "default_model_uri",
     "endpoint_root",
     "litellm_embed",
-    "parse_model_uri",
 ]
 
 MODEL_ENV = "JUDGEALIGN_MODEL"
@@ -72,7 +71,6 @@ CHAT_PATH = "/chat/completions"
 EMBEDDINGS_PATH = "/embeddings"
 DIRECT_HTTP_ENV = "JUDGEALIGN_DIRECT_HTTP"
 _LOCAL_PROVIDER = "judgealign_local"
-_URI = re.compile(r"^(?P<provider>[A-Za-z0-9_\-]+)(?::/|/)(?P<name>\S.*)$")
 _import_lock = threading.Lock()
 _litellm: Any = None
 
@@ -89,21 +87,6 @@ def _lib() -> Any:
             _register_local_provider(litellm)
             _litellm = litellm
     return _litellm
-
-
-def parse_model_uri(uri: str) -> tuple[str, str]:
-    """Split a model URI into ``(provider, model_name)``.
-
-    Raises:
-        ConfigurationError: when ``uri`` is not ``provider:/model`` or ``provider/model``.
-    """
-    match = _URI.match(uri.strip()) if isinstance(uri, str) else None  # pyright: ignore[reportUnnecessaryIsInstance]
-    if match is None:
-        raise ConfigurationError(
-            f"Malformed model URI {uri!r}. Use 'provider:/model' (for example "
-            "'openai:/gpt-4o-mini' or 'local:/smollm2') or litellm's 'provider/model'."
-        )
-    return match["provider"].lower(), match["name"].strip()
 
 
 def endpoint_root(url: str | None, path: str) -> str | None:

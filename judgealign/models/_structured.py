@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from judgealign.core._errors import ModelCallError, ModelError, ModelOutputError
-from judgealign.core._usage import ZERO_USAGE, Usage
+from judgealign.core._usage import Usage
 from judgealign.models._chat import ChatModel, Completion, Message
 from judgealign.models._metering import MeteredModel
 from judgealign.models._refusals import refuses_response_format
@@ -321,11 +321,3 @@ def extract_json_object(text: str) -> dict[str, Any] | None:
             return obj  # pyright: ignore[reportUnknownVariableType]
         start = stripped.find("{", start + 1)
     return None
-
-
-def total_usage(usages: Sequence[Usage]) -> Usage:
-    """Sum several usages."""
-    total = ZERO_USAGE
-    for usage in usages:
-        total = total + usage
-    return total

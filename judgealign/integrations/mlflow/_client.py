@@ -44,7 +44,6 @@ __all__ = [
     "set_prompt_alias",
     "set_prompt_version_tags",
     "stored_text",
-    "uninstall_template_override",
 ]
 
 _lock = threading.Lock()
@@ -468,13 +467,3 @@ def stored_text(prompt_version: Any) -> str:
         original = _original_template
     value = original.fget(prompt_version) if original is not None else prompt_version.template
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def uninstall_template_override() -> None:
-    """Undo :func:`install_template_override`."""
-    global _original_template
-    cls: Any = importlib.import_module("mlflow.entities.model_registry.prompt_version")
-    with _lock:
-        if _original_template is not None:
-            cls.PromptVersion.template = _original_template
-            _original_template = None
