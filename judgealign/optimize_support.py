@@ -9,8 +9,9 @@ stable for the bundled optimizers, not a promise to third parties.
 * Model calls: :class:`MeteredModel` (usage of every call, failed ones included),
   :func:`complete_structured` (a JSON-schema reply from any chat model), the reply
   limits of reflection calls and the hints shown when a reply was cut off.
-* Text: :func:`redact` (secrets out of messages), :func:`single_brace` (``{x}`` templates),
-  :func:`atomic_write_text` (crash-safe files).
+* Text: :func:`redact` (secrets out of messages), :func:`atomic_write_text` (crash-safe
+  files), and the one ``{{ variable }}`` grammar: :func:`template_variables`,
+  :func:`format_template`, :func:`repair_template`, :func:`single_brace`.
 * Prompt candidates: :func:`add_prompt_override` (swap candidate text in for registered
   text while a ``predict_fn`` runs).
 * Observation: :func:`announce` (tell observers, such as tracking, what finished).
@@ -21,6 +22,12 @@ from __future__ import annotations
 from judgealign.core._events import announce
 from judgealign.core._files import atomic_write_text
 from judgealign.core._redact import redact
+from judgealign.core._templates import (
+    format_template,
+    repair_template,
+    single_brace,
+    template_variables,
+)
 from judgealign.models._metering import MeteredModel
 from judgealign.models._reply_limits import (
     REFLECTION_MAX_TOKENS,
@@ -29,7 +36,7 @@ from judgealign.models._reply_limits import (
     with_reply_limit,
 )
 from judgealign.models._structured import complete_structured
-from judgealign.prompts._overrides import add_prompt_override, single_brace
+from judgealign.prompts._overrides import add_prompt_override
 
 __all__ = [
     "REFLECTION_MAX_TOKENS",
@@ -38,9 +45,12 @@ __all__ = [
     "announce",
     "atomic_write_text",
     "complete_structured",
+    "format_template",
     "raise_limit_hint",
     "redact",
+    "repair_template",
     "single_brace",
+    "template_variables",
     "truncation_note",
     "with_reply_limit",
 ]

@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from judgealign.optimize_support import template_variables
     from optimizers._api import (
         PromptOptimizationResult,
         PromptOptimizationWarning,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
         set_prompt_alias,
         set_prompt_store,
     )
-    from optimizers.prompts._templates import template_variables
 
 # Each public name and the private module that defines it; imported on first access.
 _EXPORTS: dict[str, str] = {
@@ -70,7 +70,7 @@ _EXPORTS: dict[str, str] = {
     "PredictFn": "optimizers._scoring",
     "Scorer": "optimizers._scoring",
     "make_eval_fn": "optimizers._scoring",
-    "template_variables": "optimizers.prompts._templates",
+    "template_variables": "judgealign.optimize_support",
 }
 
 __all__ = [

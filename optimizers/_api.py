@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign import ConfigurationError
-from judgealign.optimize_support import add_prompt_override, announce
+from judgealign.optimize_support import add_prompt_override, announce, repair_template
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
 from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
 from optimizers.prompts._registry import (
@@ -39,7 +39,6 @@ from optimizers.prompts._registry import (
     register_prompt,
 )
 from optimizers.prompts._store import swapped_text
-from optimizers.prompts._templates import repair_template
 
 __all__ = ["PromptOptimizationResult", "PromptOptimizationWarning", "optimize_prompts"]
 

@@ -19,7 +19,6 @@ different candidates (threads, asyncio tasks) each see their own text.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,17 +27,13 @@ from contextvars import ContextVar
 __all__ = [
     "PromptLookup",
     "add_prompt_override",
-    "format_prompt",
     "overriding_prompts",
     "prompt_override",
-    "prompt_variables",
-    "single_brace",
 ]
 
 PromptLookup = Callable[[str], "str | None"]
 """``lookup(prompt_name)``: the candidate text in effect here, or ``None``."""
 
-_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 _lock = threading.Lock()
 _lookups: tuple[PromptLookup, ...] = ()
 _local: ContextVar[Mapping[str, str] | None] = ContextVar("judgealign_prompts", default=None)
@@ -87,26 +82,3 @@ def overriding_prompts(templates: Mapping[str, str]) -> Iterator[None]:
         yield
     finally:
         _local.reset(token)
-
-
-def prompt_variables(template: str) -> frozenset[str]:
-    """The ``{{ variable }}`` names of a template (inner spaces optional)."""
-    return frozenset(_VARIABLE.findall(template))
-
-
-def format_prompt(template: str, values: Mapping[str, object]) -> str:
-    """Fill every variable of ``template`` in one pass.
-
-    Raises:
-        KeyError: when a variable has no value.
-    """
-    missing = prompt_variables(template) - set(values)
-    if missing:
-        raise KeyError(f"missing values for template variable(s): {', '.join(sorted(missing))}")
-    return _VARIABLE.sub(lambda m: str(values[m.group(1)]), template)
-
-
-def single_brace(template: str) -> str:
-    """``template`` with each ``{{ variable }}`` written ``{variable}`` (``str.format`` style,
-    what MLflow's ``PromptVersion.to_single_brace_format`` returns)."""
-    return _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", template)

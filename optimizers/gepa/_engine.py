@@ -24,14 +24,19 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from judgealign import ChatModel, ConfigurationError, ModelError
-from judgealign.optimize_support import raise_limit_hint, redact, truncation_note
+from judgealign.optimize_support import (
+    raise_limit_hint,
+    redact,
+    repair_template,
+    template_variables,
+    truncation_note,
+)
 from optimizers._base import EvaluationResultRecord
 from optimizers.gepa._checkpoint import Checkpoint
-from optimizers.gepa._eval import Evaluator
+from optimizers.gepa._eval import BudgetedEvaluator
 from optimizers.gepa._pareto import plan_merge, select_parent, stratified_subsample
 from optimizers.gepa._reflect import build_reflection_messages, parse_proposal
 from optimizers.gepa._state import Candidate, Rejection, RunState, prompts_key
-from optimizers.prompts._templates import repair_template, template_variables
 
 __all__ = ["DataSplit", "Engine", "EngineSettings", "StopReason"]
 
@@ -90,7 +95,7 @@ class Engine:
         settings: EngineSettings,
         *,
         model: ChatModel,
-        evaluator: Evaluator,
+        evaluator: BudgetedEvaluator,
         state: RunState,
         split: DataSplit,
         checkpoint: Checkpoint | None,

@@ -1,7 +1,7 @@
 """Metric-call accounting for GEPA: a cache in front of ``eval_fn`` and a hard budget.
 
 One record evaluated by ``eval_fn`` is one metric call. A (prompts, record) pair already
-evaluated is served from the cache for free. The engine asks :meth:`Evaluator.cost` before
+evaluated is served from the cache for free. The engine asks :meth:`BudgetedEvaluator.cost` before
 it evaluates anything and never starts an evaluation that does not fit the budget, so the
 budget is a hard cap, not a target that one last iteration may overshoot.
 
@@ -26,12 +26,12 @@ from optimizers._base import EvalFn, EvaluationResultRecord
 from optimizers._unit_score import check_unit_scores
 from optimizers.gepa._state import RunState, prompts_key
 
-__all__ = ["Evaluator", "clean_score"]
+__all__ = ["BudgetedEvaluator", "clean_score"]
 
 _log = logging.getLogger("optimizers.gepa")
 
 
-class Evaluator:
+class BudgetedEvaluator:
     """Evaluates prompts on records by id, through the run state's cache and budget.
 
     ``eval_fn`` calls may run on worker threads (up to ``max_workers`` chunks of one batch

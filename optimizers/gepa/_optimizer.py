@@ -24,7 +24,7 @@ from optimizers._api import PromptOptimizationWarning
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
 from optimizers.gepa._checkpoint import Checkpoint
 from optimizers.gepa._engine import DataSplit, Engine, EngineSettings, StopReason
-from optimizers.gepa._eval import Evaluator
+from optimizers.gepa._eval import BudgetedEvaluator
 from optimizers.gepa._kwargs import gepa_options
 from optimizers.gepa._pareto import pareto_front
 from optimizers.gepa._reflect import DEFAULT_REFLECTION_PROMPT, check_reflection_prompt
@@ -204,7 +204,7 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         state, checkpoint = self._load_or_start(target_prompts, train_data, val_data)
         resumed = bool(state.candidates)
         self._warn_small_budget(split)
-        evaluator = Evaluator(
+        evaluator = BudgetedEvaluator(
             eval_fn,
             split.records,
             state,

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from judgealign import ConfigurationError, Message
+from judgealign.optimize_support import template_variables
 from optimizers._base import EvaluationResultRecord
-from optimizers.prompts._templates import template_variables
 
 __all__ = [
     "DEFAULT_REFLECTION_PROMPT",

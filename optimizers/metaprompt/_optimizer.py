@@ -38,6 +38,8 @@ from judgealign.optimize_support import (
     complete_structured,
     raise_limit_hint,
     redact,
+    repair_template,
+    template_variables,
     truncation_note,
     with_reply_limit,
 )
@@ -65,7 +67,6 @@ from optimizers.metaprompt._text import (
     reply_schema,
     scores_block,
 )
-from optimizers.prompts._templates import repair_template, template_variables
 
 __all__ = ["IterationRecord", "MetaPromptOptimizer"]
 

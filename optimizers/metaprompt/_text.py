@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from judgealign.optimize_support import template_variables
 from optimizers._base import EvaluationResultRecord
 from optimizers.metaprompt._history import IterationRecord, LabelFn
-from optimizers.prompts._templates import template_variables
 
 __all__ = [
     "FOCUS",

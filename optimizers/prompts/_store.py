@@ -19,9 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from judgealign import ConfigurationError
-from judgealign.optimize_support import single_brace
+from judgealign.optimize_support import format_template, single_brace, template_variables
 from optimizers.prompts._steps import record_step
-from optimizers.prompts._templates import format_template, template_variables
 
 __all__ = [
     "InMemoryPromptStore",

@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from judgealign.core._errors import ConfigurationError
+from judgealign.core._templates import format_template, single_brace, template_variables
 from judgealign.integrations.mlflow import _client as _mlflow
 from judgealign.prompts._evaluate import score_templates
-from judgealign.prompts._overrides import (
-    format_prompt,
-    prompt_override,
-    prompt_variables,
-    single_brace,
-)
+from judgealign.prompts._overrides import prompt_override
 
 __all__ = ["MlflowPromptStore", "Promotion", "RegistryPrompt", "promote_if_improved"]
 
@@ -73,7 +69,7 @@ class RegistryPrompt:
     @property
     def variables(self) -> frozenset[str]:
         """The ``{{ variable }}`` names of the stored text."""
-        return prompt_variables(self.stored_template)
+        return frozenset(template_variables(self.stored_template))
 
     def format(self, **values: object) -> str:
         """Fill in every variable of the text in effect.
@@ -81,7 +77,7 @@ class RegistryPrompt:
         Raises:
             KeyError: when a variable has no value.
         """
-        return format_prompt(self.template, values)
+        return format_template(self.template, values)
 
     def to_single_brace_format(self) -> str:
         """The text in effect with ``{{ variable }}`` written ``{variable}``."""
