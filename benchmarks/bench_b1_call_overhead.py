@@ -66,7 +66,7 @@ def make_call(impl: str, server: ServerProcess) -> Callable[[], Any]:
         import litellm
 
         from judgealign import make_judge
-        from judgealign.judges._judge import verdict_schema
+        from judgealign.judges._rendering import verdict_schema
 
         judge = make_judge(name="correct", instructions=INSTRUCTIONS, model="openai:/fake")
         messages = judge.build_messages(judge.collect_fields(inputs=INPUTS, outputs=OUTPUTS))

@@ -42,10 +42,13 @@ if TYPE_CHECKING:
         compare_judges,
         split_records,
     )
+    from judgealign.judges._batch import EvaluationResult
     from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
-    from judgealign.judges._judge import TEMPLATE_VARIABLES, EvaluationResult, Judge, make_judge
+    from judgealign.judges._judge import Judge, make_judge
     from judgealign.judges._loaders import load_dataframe, load_jsonl, load_records
+    from judgealign.judges._protocol import SupportsJudging
     from judgealign.judges._records import DuplicateRecord, LabeledRecord, LoadResult, RecordProblem
+    from judgealign.judges._rendering import TEMPLATE_VARIABLES
     from judgealign.memalign._aligned import AlignedJudge
     from judgealign.memalign._distill import FailedBatch
     from judgealign.memalign._memory import Guideline
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
 
 # Each public name and the private module that defines it; imported on first access.
 _EXPORTS: dict[str, str] = {
+    "SupportsJudging": "judgealign.judges._protocol",
     "AgreementReport": "judgealign.evaluation._api",
     "JudgeComparison": "judgealign.evaluation._api",
     "LabelMetrics": "judgealign.evaluation._api",
@@ -102,8 +106,8 @@ _EXPORTS: dict[str, str] = {
     "AssessmentSource": "judgealign.judges._feedback",
     "AssessmentSourceType": "judgealign.judges._feedback",
     "Feedback": "judgealign.judges._feedback",
-    "TEMPLATE_VARIABLES": "judgealign.judges._judge",
-    "EvaluationResult": "judgealign.judges._judge",
+    "TEMPLATE_VARIABLES": "judgealign.judges._rendering",
+    "EvaluationResult": "judgealign.judges._batch",
     "Judge": "judgealign.judges._judge",
     "make_judge": "judgealign.judges._judge",
     "LiteLLMModel": "judgealign.models._litellm",
@@ -170,6 +174,7 @@ __all__ = [
     "RecordProblem",
     "ResponseCache",
     "RetryPolicy",
+    "SupportsJudging",
     "TEMPLATE_VARIABLES",
     "Tracker",
     "TrackingWarning",

@@ -29,7 +29,8 @@ from judgealign.cli._output import echo, plural, shorten
 
 if TYPE_CHECKING:
     from judgealign.evaluation._comparison import JudgeComparison
-    from judgealign.judges._judge import EvaluationResult, Judge
+    from judgealign.judges._batch import EvaluationResult
+    from judgealign.judges._judge import Judge
     from judgealign.judges._records import LabeledRecord
     from judgealign.memalign._aligned import AlignedJudge
     from judgealign.memalign._optimizer import MemAlignOptimizer

@@ -18,7 +18,8 @@ from judgealign.cli._models import CallCounter, CountingModel
 from judgealign.cli._output import Progress
 
 if TYPE_CHECKING:
-    from judgealign.judges._judge import EvaluationResult, Judge
+    from judgealign.judges._batch import EvaluationResult
+    from judgealign.judges._judge import Judge
     from judgealign.memalign._aligned import AlignedJudge
     from judgealign.models._chat import ChatModel
 

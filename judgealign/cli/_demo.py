@@ -29,7 +29,8 @@ from judgealign.cli._output import echo, invoked_as, plural, step
 
 if TYPE_CHECKING:
     from judgealign.cli._align import AlignmentRun
-    from judgealign.judges._judge import EvaluationResult, Judge
+    from judgealign.judges._batch import EvaluationResult
+    from judgealign.judges._judge import Judge
     from judgealign.judges._records import LabeledRecord
     from judgealign.memalign._aligned import AlignedJudge
 

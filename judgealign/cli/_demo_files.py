@@ -24,7 +24,7 @@ from judgealign.cli._common import write_json
 
 if TYPE_CHECKING:
     from judgealign.evaluation._comparison import JudgeComparison
-    from judgealign.judges._judge import EvaluationResult
+    from judgealign.judges._batch import EvaluationResult
     from judgealign.judges._records import LabeledRecord
     from judgealign.memalign._aligned import AlignedJudge
 

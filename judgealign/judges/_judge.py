@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from judgealign.core._errors import (
     ConfigurationError,
@@ -21,6 +18,24 @@ from judgealign.core._files import atomic_write_text
 from judgealign.core._redact import is_secret_name, redact, strip_url_credentials
 from judgealign.core._templates import placeholders
 from judgealign.core._usage import ZERO_USAGE, Usage, UsageTotals
+from judgealign.judges._batch import (
+    EvaluationResult,
+    batch_records,
+    record_fields,
+    record_label,
+    run_batch,
+    usage_metadata,
+)
+from judgealign.judges._checks import (
+    check_base_url,
+    check_conversation,
+    check_instructions,
+    check_label_scores,
+    check_mlflow_only_options,
+    check_name,
+    check_params,
+    with_headers,
+)
 from judgealign.judges._context_fit import ContextWindows, field_sizes
 from judgealign.judges._extensions import default_aligner, register_judge
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
@@ -28,6 +43,14 @@ from judgealign.judges._field_limits import (
     DEFAULT_MAX_FIELD_CHARS,
     check_max_field_chars,
     fit_fields,
+)
+from judgealign.judges._protocol import AlignedT, SupportsAlign, SupportsJudging
+from judgealign.judges._rendering import (
+    field_text,
+    json_ok,
+    output_format,
+    quote_record,
+    verdict_schema,
 )
 from judgealign.judges._traces import maybe_json
 from judgealign.judges._values import ValueCoercionError, ValueSpec
@@ -37,9 +60,8 @@ from judgealign.models._reply_limits import VERDICT_MAX_TOKENS, with_reply_limit
 from judgealign.models._resolve import resolve_model
 from judgealign.models._structured import ReplyError, capability_key, generate_structured
 
-__all__ = ["TEMPLATE_VARIABLES", "EvaluationResult", "Judge", "make_judge"]
+__all__ = ["Judge", "make_judge", "read_json_file", "records_or_traces"]
 
-TEMPLATE_VARIABLES = ("inputs", "outputs", "expectations", "trace", "conversation")
 FORMAT = "judgealign/judge"
 FORMAT_VERSION = 1
 # Context windows servers reported, shared by every judge of the process.
@@ -112,7 +134,7 @@ def make_judge(
             unsupported value type, a bad range or a malformed model URI.
     """
     del generate_rationale_first  # the rationale always comes first here
-    _check_mlflow_only_options(include_timing_in_conversation, model_api)
+    check_mlflow_only_options(include_timing_in_conversation, model_api)
     return Judge(
         name=name,
         instructions=instructions,
@@ -122,62 +144,10 @@ def make_judge(
         ),
         description=description,
         label_scores=label_scores,
-        inference_params=_with_headers(inference_params, extra_headers),
+        inference_params=with_headers(inference_params, extra_headers),
         base_url=base_url,
         max_field_chars=max_field_chars,
     )
-
-
-def _check_mlflow_only_options(include_timing_in_conversation: bool, model_api: str) -> None:
-    if include_timing_in_conversation:
-        raise ConfigurationError(
-            "include_timing_in_conversation=True is not supported: judgealign renders "
-            "{{ conversation }} without turn timings. Remove the argument."
-        )
-    if str(getattr(model_api, "value", model_api)).lower() != "default":
-        raise ConfigurationError(
-            f"model_api={model_api!r} is not supported: judgealign's judges use chat "
-            "completions through litellm. Remove the argument (or pass 'default')."
-        )
-
-
-def _with_headers(
-    params: Mapping[str, Any] | None, extra_headers: Mapping[str, str] | None
-) -> Mapping[str, Any] | None:
-    if not extra_headers:
-        return params
-    bad = [k for k, v in extra_headers.items() if not isinstance(k, str) or not isinstance(v, str)]  # pyright: ignore[reportUnnecessaryIsInstance]
-    if bad:
-        raise ConfigurationError(f"extra_headers must map strings to strings; fix {bad!r}.")
-    if params and "extra_headers" in params:
-        raise ConfigurationError(
-            "extra_headers was given both as an argument and in inference_params; give it once."
-        )
-    return {**(params or {}), "extra_headers": dict(extra_headers)}
-
-
-@dataclass(frozen=True)
-class EvaluationResult(Sequence[Feedback]):
-    """The feedback of a batch, in record order, and what the batch cost."""
-
-    feedback: tuple[Feedback, ...]
-    usage: Usage
-
-    def __len__(self) -> int:
-        return len(self.feedback)
-
-    def __getitem__(self, index: int) -> Feedback:  # type: ignore[override]
-        return self.feedback[index]
-
-    @property
-    def errors(self) -> list[int]:
-        """Positions of records that came back with an error."""
-        return [i for i, fb in enumerate(self.feedback) if fb.error is not None]
-
-    @property
-    def values(self) -> list[Any]:
-        """The verdicts, ``None`` where a record failed."""
-        return [fb.value for fb in self.feedback]
 
 
 class Judge:
@@ -201,14 +171,14 @@ class Judge:
         label_scores: Mapping[str, float] | None = None,
         max_field_chars: int | None = DEFAULT_MAX_FIELD_CHARS,
     ) -> None:
-        self.name = _check_name(name)
-        self.instructions = _check_instructions(instructions)
+        self.name = check_name(name)
+        self.instructions = check_instructions(instructions)
         self.variables = tuple(placeholders(self.instructions))
         self.value_spec = value_spec
         self.description = description
-        self.inference_params = _check_params(inference_params)
-        self.base_url = _check_base_url(base_url)
-        self.label_scores = _check_label_scores(label_scores, value_spec)
+        self.inference_params = check_params(inference_params)
+        self.base_url = check_base_url(base_url)
+        self.label_scores = check_label_scores(label_scores, value_spec)
         self.max_field_chars = check_max_field_chars(max_field_chars)
         # A verdict is a few sentences: a default limit stops a reply that runs on, and
         # inference_params' own max_tokens wins (see judgealign.models._reply_limits).
@@ -321,7 +291,7 @@ class Judge:
                 f"got {type(expectations).__name__}."
             )
         if conversation is not None:
-            _check_conversation(conversation)
+            check_conversation(conversation)
         return {v: given[v] for v in self.variables}
 
     def build_messages(
@@ -347,7 +317,7 @@ class Judge:
         if limit is None:
             return messages, cut, None
         key = capability_key(self.model)
-        sizes = field_sizes(fields, _field_text)
+        sizes = field_sizes(fields, field_text)
         fitted = CONTEXT_WINDOWS.field_limit(key, messages, sizes, self._reply_tokens())
         if below is not None:
             fitted = min(fitted or below, int(below * 0.7))
@@ -376,7 +346,7 @@ class Judge:
         fitted, cut = fit_fields(fields, limit, judge=self.name, window=window)
         parts = [_PREAMBLE, "## Evaluation instructions\n" + self.instructions]
         parts += [f"## {title}\n{body}" for title, body in sections]
-        parts.append(_output_format(self.value_spec))
+        parts.append(output_format(self.value_spec))
         user = "Judge this record.\n<record>\n" + quote_record(fitted) + "\n</record>"
         messages = [
             Message(role="system", content="\n\n".join(parts)),
@@ -460,7 +430,7 @@ class Judge:
         metadata: Mapping[str, Any] | None,
         usage: Usage,
     ) -> Feedback:
-        sizes = field_sizes(fields, _field_text)
+        sizes = field_sizes(fields, field_text)
         size = ", ".join(f"{name} {chars:,}" for name, chars in sizes.items())
         window = f"{exc.window:,}-token context window" if exc.window else "context window"
         said = f" (the prompt had {exc.prompt_tokens:,} tokens)" if exc.prompt_tokens else ""
@@ -504,14 +474,36 @@ class Judge:
             return float(self.label_scores[value])
         return None
 
+    @overload
     def align(
         self,
         records: Iterable[Any] | None = None,
-        optimizer: Any = None,
+        optimizer: None = None,
         *,
         traces: Iterable[Any] | None = None,
-    ) -> Any:
+    ) -> SupportsJudging: ...
+
+    @overload
+    def align(
+        self,
+        records: Iterable[Any] | None,
+        optimizer: SupportsAlign[AlignedT],
+        *,
+        traces: Iterable[Any] | None = None,
+    ) -> AlignedT: ...
+
+    def align(
+        self,
+        records: Iterable[Any] | None = None,
+        optimizer: SupportsAlign[SupportsJudging] | None = None,
+        *,
+        traces: Iterable[Any] | None = None,
+    ) -> SupportsJudging:
         """Align this judge with expert feedback; returns an aligned judge.
+
+        With ``optimizer=MemAlignOptimizer(...)`` the result is typed as that optimizer's
+        judge (an :class:`~judgealign.AlignedJudge`); with the default it is a
+        :class:`~judgealign.SupportsJudging` (at run time, an ``AlignedJudge`` too).
 
         Args:
             records: labelled records (see :class:`judgealign.LabeledRecord`), dicts, or
@@ -523,7 +515,7 @@ class Judge:
             ConfigurationError: no records, records given twice, or not an optimizer.
         """
         records = records_or_traces(records, traces)
-        aligner: Any = optimizer or default_aligner()
+        aligner: SupportsAlign[SupportsJudging] = optimizer or default_aligner()
         if not callable(getattr(aligner, "align", None)):
             raise ConfigurationError(
                 f"optimizer={optimizer!r} must be an alignment optimizer such as "
@@ -619,7 +611,7 @@ class Judge:
         """
         data = self.to_dict()
         for key, value in data["inference_params"].items():
-            if not _json_ok(value, strict=True):
+            if not json_ok(value, strict=True):
                 raise ConfigurationError(
                     f"inference_params[{key!r}] ({type(value).__name__}) cannot be saved as "
                     "JSON; remove it before saving and pass it again after loading."
@@ -664,124 +656,6 @@ class Judge:
         )
 
 
-def run_batch(
-    score: Callable[[Any], Feedback],
-    items: Sequence[Any],
-    *,
-    name: str,
-    max_workers: int,
-    progress: bool | None,
-) -> EvaluationResult:
-    """Score ``items`` with a thread pool, preserving order; a crash in ``score`` for one
-    item becomes an error feedback for that item."""
-
-    def safe(item: Any) -> Feedback:
-        try:
-            return score(item)
-        except Exception as exc:  # one bad record must not abort the batch
-            return Feedback(name=name, error=redact(f"{type(exc).__name__}: {exc}"))
-
-    show = progress if progress is not None else (len(items) >= 50 and sys.stderr.isatty())
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items) or 1))) as pool:
-        results = pool.map(safe, items)
-        if show:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=len(items), desc="judging", unit="record")
-        feedback = tuple(results)
-    usage = Usage(calls=0)
-    for fb in feedback:
-        usage = usage + _usage_from_metadata(fb.metadata)
-    return EvaluationResult(feedback=feedback, usage=usage)
-
-
-def batch_records(records: object, max_workers: object) -> list[Any]:
-    """The records of an ``evaluate`` call as a list, after checking the arguments.
-
-    Raises:
-        ConfigurationError: ``records`` is not iterable, or ``max_workers`` is not an
-            integer >= 1.
-    """
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise ConfigurationError(f"max_workers={max_workers!r} must be an integer >= 1.")
-    records = table_rows(records)
-    kind = type(records).__name__
-    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
-        raise ConfigurationError(
-            "records must be an iterable of records (dicts with inputs, outputs, ...), "
-            f"got {kind}; wrap a single record in a list."
-        )
-    return list(cast(Iterable[Any], records))
-
-
-def table_rows(records: object) -> object:
-    """An MLflow ``EvaluationDataset`` or a pandas DataFrame as a list of row dicts (its
-    ``inputs``/``outputs``/``expectations`` columns); anything else as it is.
-
-    Iterating a DataFrame would give its column names, not its rows.
-    """
-    to_df = getattr(records, "to_df", None)
-    if callable(to_df):  # MLflow's EvaluationDataset
-        records = to_df()
-    to_dict = getattr(records, "to_dict", None)
-    if callable(to_dict) and hasattr(records, "columns"):  # a pandas DataFrame
-        return cast("list[Any]", to_dict(orient="records"))
-    return records
-
-
-def record_fields(record: Any) -> dict[str, Any]:
-    """Pull the judge fields out of a mapping or an object with those attributes."""
-    if isinstance(record, Mapping):
-        mapping = cast(Mapping[str, Any], record)
-        get: Callable[[str], Any] = lambda key: mapping.get(key)  # noqa: E731
-    elif any(hasattr(record, v) for v in TEMPLATE_VARIABLES):
-        get = lambda key: getattr(record, key, None)  # noqa: E731
-    else:
-        raise ConfigurationError(
-            f"A record must be a dict with keys among {', '.join(TEMPLATE_VARIABLES)}; got "
-            f"{type(record).__name__}."
-        )
-    return {v: get(v) for v in TEMPLATE_VARIABLES}
-
-
-def record_label(record: Any, position: int) -> str:
-    """How error messages name a record: its position in the batch, and its id if any."""
-    ident: Any = (
-        cast(Mapping[str, Any], record).get("id")
-        if isinstance(record, Mapping)
-        else getattr(record, "id", None)
-    )
-    named = f" (id {ident!r})" if isinstance(ident, (str, int)) and ident != "" else ""
-    return f"record {position}{named}"
-
-
-def _field_text(value: Any) -> str | None:
-    """A field as the judge writes it out (a string as is, anything else as JSON)."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return None
-
-
-def quote_record(fields: Mapping[str, Any]) -> str:
-    """The record as JSON data. ``</`` is escaped so content cannot close the tag.
-
-    Raises:
-        ConfigurationError: a field cannot be written as JSON (e.g. a circular dict).
-    """
-    try:
-        text = json.dumps(dict(fields), indent=2, ensure_ascii=False, default=str)
-    except (TypeError, ValueError) as exc:
-        name = next((k for k, v in fields.items() if not _json_ok(v)), "record")
-        raise ConfigurationError(
-            f"The record's {name} cannot be sent to the model as JSON ({exc}); pass plain "
-            "dicts, lists, strings and numbers (no circular references)."
-        ) from None
-    return text.replace("</", "<\\/")
-
-
 def _without_secrets(value: Any) -> Any:
     """``value`` with secret-named keys dropped at every depth and URL credentials stripped
     from strings (see :meth:`Judge.to_dict`); other values are returned as they are."""
@@ -799,139 +673,6 @@ def _without_secrets(value: Any) -> Any:
     return value
 
 
-def _json_ok(value: Any, *, strict: bool = False) -> bool:
-    try:
-        json.dumps(value) if strict else json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def verdict_schema(spec: ValueSpec) -> dict[str, Any]:
-    """The JSON schema of a verdict: a rationale, then the result."""
-    return {
-        "type": "object",
-        "properties": {
-            "rationale": {"type": "string", "description": "Why, in a few sentences."},
-            "result": {**spec.json_schema(), "description": "The verdict."},
-        },
-        "required": ["rationale", "result"],
-        "additionalProperties": False,
-    }
-
-
-def _output_format(spec: ValueSpec) -> str:
-    return (
-        "## Output\nReply with only a JSON object with two fields, and nothing else:\n"
-        '- "rationale" (string): a short explanation, written before the verdict.\n'
-        f'- "result" ({spec.describe()}): the verdict.'
-    )
-
-
-def usage_metadata(model_uri: str, usage: Usage) -> dict[str, Any]:
-    """The usage keys of every judge feedback's metadata (zeros when no call was made)."""
-    return {
-        "model": model_uri,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "cost_usd": usage.cost_usd,
-        "latency_ms": round(usage.latency_ms, 3),
-        "model_calls": usage.calls,
-    }
-
-
-def _usage_from_metadata(metadata: Mapping[str, Any]) -> Usage:
-    if "prompt_tokens" not in metadata:
-        return Usage(calls=0)
-    return Usage(
-        prompt_tokens=int(metadata["prompt_tokens"]),
-        completion_tokens=int(metadata["completion_tokens"]),
-        cost_usd=metadata.get("cost_usd"),
-        latency_ms=float(metadata.get("latency_ms", 0.0)),
-        calls=int(metadata.get("model_calls", 1)),
-    )
-
-
-def _check_label_scores(
-    label_scores: Mapping[str, float] | None, spec: ValueSpec
-) -> dict[str, float] | None:
-    if label_scores is None:
-        return None
-    if spec.kind != "label":
-        raise ConfigurationError(
-            "label_scores applies only to Literal judges; remove it or declare "
-            "feedback_value_type=Literal[...]."
-        )
-    if not isinstance(label_scores, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise ConfigurationError(
-            f"label_scores must be a dict of label -> score in [0, 1], got {label_scores!r}."
-        )
-    for label, score in label_scores.items():
-        if isinstance(score, bool) or not isinstance(score, (int, float)):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigurationError(
-                f"label_scores[{label!r}]={score!r} must be a number in [0, 1], "
-                f"e.g. label_scores={{{label!r}: 1.0, ...}}."
-            )
-    missing = [c for c in spec.choices if c not in label_scores]
-    extra = [k for k in label_scores if k not in spec.choices]
-    bad = [k for k, v in label_scores.items() if not 0.0 <= float(v) <= 1.0]
-    if missing or extra or bad:
-        raise ConfigurationError(
-            f"label_scores must give every label ({', '.join(spec.choices)}) a score in "
-            f"[0, 1]; missing: {missing}, unknown: {extra}, out of range: {bad}."
-        )
-    return {k: float(v) for k, v in label_scores.items()}
-
-
-def _check_params(params: object) -> dict[str, Any]:
-    if params is None:
-        return {}
-    if not isinstance(params, Mapping):
-        raise ConfigurationError(
-            f"inference_params must be a dict of model parameters such as "
-            f"{{'temperature': 0}}, got {type(params).__name__}."
-        )
-    return dict(cast(Mapping[str, Any], params))
-
-
-def _check_base_url(base_url: object) -> str | None:
-    if base_url is not None and not isinstance(base_url, str):
-        raise ConfigurationError(
-            f"base_url={base_url!r} must be a string, the endpoint root or its chat-completions "
-            "URL, for example 'http://localhost:8000/v1' or "
-            "'http://localhost:8000/v1/chat/completions', or None for the provider's default."
-        )
-    return base_url
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigurationError(
-            f"name={name!r} must be a non-empty string, for example name='correctness'."
-        )
-    return name.strip()
-
-
-def _check_instructions(instructions: object) -> str:
-    if not isinstance(instructions, str) or not instructions.strip():
-        raise ConfigurationError("instructions must be a non-empty string.")
-    names = placeholders(instructions)
-    unknown = [n for n in names if n not in TEMPLATE_VARIABLES]
-    allowed = ", ".join("{{ " + v + " }}" for v in TEMPLATE_VARIABLES)
-    if unknown:
-        raise ConfigurationError(
-            f"instructions use unknown template variable(s) {', '.join(unknown)}. "
-            f"Allowed: {allowed}."
-        )
-    if not names:
-        raise ConfigurationError(
-            "instructions must refer to the record through at least one template variable, "
-            f"for example 'Is {{{{ outputs }}}} a correct answer to {{{{ inputs }}}}?'. "
-            f"Allowed: {allowed}."
-        )
-    return instructions
-
-
 def _trace_data(trace: Any) -> dict[str, Any]:
     """A trace's request and response, from a dict or an MLflow ``Trace`` (duck-typed)."""
     if isinstance(trace, Mapping):
@@ -946,18 +687,6 @@ def _trace_data(trace: Any) -> dict[str, Any]:
         "trace must be a dict with 'request' and 'response' (or 'inputs'/'outputs') or an "
         f"MLflow Trace; got {type(trace).__name__}."
     )
-
-
-def _check_conversation(conversation: Any) -> None:
-    ok = isinstance(conversation, Sequence) and not isinstance(conversation, str)
-    if ok:
-        items = cast(Sequence[Any], conversation)
-        ok = all(isinstance(m, Mapping) and "role" in m and "content" in m for m in items)
-    if not ok:
-        raise ConfigurationError(
-            "conversation must be a list of messages like "
-            "[{'role': 'user', 'content': '...'}, {'role': 'assistant', 'content': '...'}]."
-        )
 
 
 def read_json_file(path: str | Path) -> dict[str, Any]:

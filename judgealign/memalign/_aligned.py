@@ -26,17 +26,13 @@ from judgealign.core._events import announce
 from judgealign.core._files import atomic_write_text
 from judgealign.core._usage import Usage
 from judgealign.embeddings._protocol import Embedder
+from judgealign.judges._batch import EvaluationResult, batch_records, run_batch
 from judgealign.judges._extensions import register_judge
 from judgealign.judges._feedback import Feedback
-from judgealign.judges._judge import (
-    EvaluationResult,
-    Judge,
-    batch_records,
-    records_or_traces,
-    run_batch,
-)
+from judgealign.judges._judge import Judge, records_or_traces
 from judgealign.judges._records import LabeledRecord
 from judgealign.judges._traces import is_trace
+from judgealign.judges._wrapped import WrappedJudge
 from judgealign.memalign._engine import MemAlignEngine, RecordsLike
 from judgealign.memalign._memory import Guideline, MemoryState, new_guideline_id
 from judgealign.memalign._recall import EXAMPLES_TITLE, GUIDELINES_TITLE, Recall
@@ -44,12 +40,12 @@ from judgealign.memalign._result import AlignmentResult, Operation
 from judgealign.models._chat import ChatModel, Message
 
 if TYPE_CHECKING:
-    from judgealign.judges._values import ValueSpec
+    pass
 
 __all__ = ["EXAMPLES_TITLE", "GUIDELINES_TITLE", "AlignedJudge"]  # titles: see _recall
 
 
-class AlignedJudge:
+class AlignedJudge(WrappedJudge):
     """A judge aligned with expert feedback; call it exactly like a :class:`Judge`.
 
     Made by ``judge.align(records)`` or ``MemAlignOptimizer(...).align(judge, records)``.
@@ -83,7 +79,7 @@ class AlignedJudge:
             raise ConfigurationError(
                 f"AlignedJudge wraps a Judge made by make_judge; got {type(base).__name__}."
             )
-        self.base_judge = base
+        super().__init__(base)
         self._optimizer = optimizer or MemAlignEngine()
         self._state = state or MemoryState()
         self._lock = threading.RLock()
@@ -100,11 +96,6 @@ class AlignedJudge:
     # -- the Judge surface -----------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """The base judge's name; it names every feedback."""
-        return self.base_judge.name
-
-    @property
     def instructions(self) -> str:
         """The base judge's instructions followed by the guidelines, as MLflow's aligned
         judge shows them (the retrieved examples are chosen per call, so they are not here).
@@ -116,48 +107,10 @@ class AlignedJudge:
         return base if not lines else base + "\n\nGuidelines:\n" + "\n".join(lines)
 
     @property
-    def variables(self) -> tuple[str, ...]:
-        """The template variables of the instructions."""
-        return self.base_judge.variables
-
-    @property
-    def description(self) -> str | None:
-        """The base judge's description."""
-        return self.base_judge.description
-
-    @property
-    def label_scores(self) -> dict[str, float] | None:
-        """The base judge's score per label (``Literal`` judges)."""
-        return self.base_judge.label_scores
-
-    @property
-    def value_spec(self) -> ValueSpec:
-        """The verdict type."""
-        return self.base_judge.value_spec
-
-    @property
-    def model(self) -> ChatModel:
-        """The judging model (the base judge's)."""
-        return self.base_judge.model
-
-    @property
-    def model_uri(self) -> str:
-        """The URI of the judging model."""
-        return self.base_judge.model_uri
-
-    @property
     def usage(self) -> Usage:
         """Tokens, cost and latency of every call the base judge made (alignment's
         reflection calls are in each :class:`AlignmentResult`)."""
         return self.base_judge.usage
-
-    def normalize(self, value: Any) -> float | None:
-        """Map a verdict to [0, 1], as :meth:`Judge.normalize`."""
-        return self.base_judge.normalize(value)
-
-    def collect_fields(self, **fields: Any) -> dict[str, Any]:
-        """Check a record's fields, as :meth:`Judge.collect_fields`."""
-        return self.base_judge.collect_fields(**fields)
 
     def __call__(
         self,

@@ -24,16 +24,11 @@ from judgealign.core._errors import JudgeAlignError, ModelError
 from judgealign.core._redact import redact
 from judgealign.core._usage import ZERO_USAGE
 from judgealign.embeddings._protocol import Embedder
+from judgealign.judges._batch import EvaluationResult, record_fields, run_batch, usage_metadata
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
-from judgealign.judges._judge import (
-    EvaluationResult,
-    Judge,
-    quote_record,
-    record_fields,
-    run_batch,
-    usage_metadata,
-)
+from judgealign.judges._judge import Judge
 from judgealign.judges._memorised import MEMORISED_KEY, MemoryLookup, explicit_id
+from judgealign.judges._rendering import quote_record
 from judgealign.memalign._memory import MemoryState, StoredRecord
 from judgealign.models._chat import Message
 
