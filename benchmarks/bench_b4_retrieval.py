@@ -12,7 +12,7 @@ What is timed, one query per call as an aligned judge retrieves:
 * ``shipped``: judgealign's episodic-memory index, ``judgealign.memalign._memory.VectorIndex``, as
   it ships, through its ``search`` method (one query on the calling thread): exact up to
   ``EXACT_MAX`` (16,000) vectors, an ``IndexIVFFlat`` with ``nlist = 4 * sqrt(n)`` and
-  ``nprobe = 96`` above (``judgealign/_vector_index.py`` says how these were chosen, on
+  ``nprobe = 96`` above (``judgealign/memalign/_index.py`` says how these were chosen, on
   real sentence embeddings too); its build includes the k-means training, as when a
   judge is loaded or crosses the threshold; recall is measured on all 1,000 queries;
 * ``exact``: the same class with its threshold lifted, so an exact

@@ -96,7 +96,7 @@ def test_fast_demo_stays_within_its_call_budget(scripted: FunctionModel, tmp_pat
     budget = DemoSettings(model="x", **FAST).expected_calls()
     assert len(scripted.requests) <= budget, (len(scripted.requests), budget)
     default = DemoSettings(model="x").expected_calls()
-    # Sized for SmolLM2 on two cores (see judgealign/_cli_demo.py): 10 minutes at most.
+    # Sized for SmolLM2 on two cores (see judgealign/cli/_demo.py): 10 minutes at most.
     assert budget <= 40 and default <= 80
 
 

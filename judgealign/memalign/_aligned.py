@@ -400,7 +400,7 @@ class AlignedJudge(WrappedJudge):
     def to_dict(self) -> dict[str, Any]:
         """A self-contained, JSON-ready description: the base judge, the settings, the
         guidelines, the records and their vectors, with a checksum (layout documented in
-        ``judgealign/_aligned_file.py``)."""
+        ``judgealign/memalign/_file.py``)."""
         from judgealign.memalign._file import dump_aligned
 
         with self._lock:

@@ -44,36 +44,22 @@ else:
 
 __all__ = ["EXACT_MAX", "NPROBE", "RETRAIN_GROWTH", "VectorIndex"]
 
-# The settings below were chosen by measurement: 2 cores, load average under 1, one query
-# per call searched on one thread, 384-d unit vectors of two kinds: B4's synthetic clustered
-# data (benchmarks/bench_b4_retrieval.py) and real embeddings, 61,724 sentences of the
-# DeFacto, ExpertQA and BBH data sets embedded by the default MiniLM embedder, 1,000 of them
-# held out as queries. Recall is recall@5 against exact search.
+# The settings below were chosen by measurement (recall@5 against exact search, query
+# latency, training time, on synthetic and real embeddings); the figures are in
+# benchmarks/RESULTS.md, "B4: how the index settings were chosen".
 #
-# EXACT_MAX: an exact scan costs about 0.09 ms per 1,000 vectors while they fit the CPU
-# cache, then more: p50 1.41 ms (real) / 1.57 ms (B4 data) at 16k vectors, 2.27 / 3.14 ms
-# at 20k, 3.69 / 4.36 ms at 24k. Up to 16k exact search stays within the 2 ms that B4 allows
-# at 100k, with recall 1 and no training; an IVF build of 16k vectors trains for ~0.5 s.
+# EXACT_MAX: exact search up to this many vectors (recall 1, no training, within B4's
+# latency budget); an IVF index beyond.
 EXACT_MAX = 16_000
-# NPROBE and LISTS_PER_ROOT (nlist = LISTS_PER_ROOT * sqrt(n) at training time): on real
-# embeddings recall depends mostly on nprobe. At 60.7k vectors, nlist 493 (2 sqrt n) gave
-# 0.878 at nprobe 16 (the first proposal), 0.927 at 32, 0.963 at 64; nlist 986 (4 sqrt n)
-# gave 0.948 at 64, 0.963 at 96, 0.975 at 128; at 20k, 4 sqrt n with nprobe 96 gave 0.976.
-# B4's synthetic data is easier (>= 0.999 from 100k on at any of these). A query scans
-# nlist centroids and about nprobe * n / nlist vectors: p50 on B4 data at 1M was 5.8 ms
-# with 2 sqrt n / 64, 3.3 ms with 4 sqrt n / 64, 4.8 ms with 4 sqrt n / 96 (100k: 1.5 ms).
-# 4 sqrt n / 96 is the cheapest measured setting with recall >= 0.96 on real embeddings up
-# to 60k within 5 ms at 1M. Real-embedding recall fell slightly as nlist grew (0.976 at
-# 20k, 0.963 at 60k); at 1M it is unmeasured (no corpus that large here). The finer cells
-# cost training time: building 1M vectors took 55 s (2 sqrt n: 21 s).
+# nlist = LISTS_PER_ROOT * sqrt(n) at training time, NPROBE cells scanned per query: the
+# cheapest measured setting with recall >= 0.96 on real embeddings.
 LISTS_PER_ROOT = 4.0
 NPROBE = 96
 # k-means is trained on TRAIN_PER_LIST sampled vectors per cell (faiss warns below 39).
 TRAIN_PER_LIST = 40
 # RETRAIN_GROWTH: nlist is fixed when the IVF is trained, so as it grows g times its cells
-# fill and a query scans sqrt(g) times the vectors a fresh index would: 1.41x just before a
-# retrain at 2x, 2x at 4x (by that arithmetic ~9.6 ms instead of 4.8 at 1M). Building grows
-# a little faster than linearly with n, so retraining at each doubling adds up to less than
+# fill and a query scans sqrt(g) times the vectors a fresh index would. Building grows a
+# little faster than linearly with n, so retraining at each doubling adds up to less than
 # one more final build.
 RETRAIN_GROWTH = 2
 SEED = 1234

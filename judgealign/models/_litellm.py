@@ -7,13 +7,12 @@ path: retries, timeouts, usage accounting, the cache and the network switch.
 
 Why chat calls to OpenAI-style endpoints skip ``litellm.completion``
 --------------------------------------------------------------------
-Profiling ``litellm.completion`` against a local server (``benchmarks/README.md``) showed
-about 9 ms of CPU per call on this project's 2-core machine, of which the HTTP exchange
-itself is under 1 ms: the rest is work that gives the same answer on every call of a judge
-(resolving the provider, mapping parameters, building a logging object, the openai SDK's
-request transformation and response models, and the cost lookup, which alone walks the
-price table for about 2 ms). A judge makes thousands of identical-shaped calls, and with
-the GIL that CPU, not the model's latency, bounds how fast a batch can go.
+Profiling ``litellm.completion`` against a local server (figures in ``benchmarks/README.md``
+and B1) showed that most of its CPU per call is work that gives the same answer on every
+call of a judge (resolving the provider, mapping parameters, building a logging object, the
+openai SDK's request transformation and response models, and the cost lookup); the HTTP
+exchange itself is a small part. A judge makes thousands of identical-shaped calls, and
+with the GIL that CPU, not the model's latency, bounds how fast a batch can go.
 
 So for ``openai:/...`` models (OpenAI itself and every OpenAI-compatible server: vLLM,
 llama.cpp, proxies) litellm is asked once per model how it would shape the request (its
@@ -444,9 +443,8 @@ def litellm_embed(
     # The direct route (see the module docstring) skips the openai SDK's response models,
     # which cost seconds for a few hundred vectors; extra parameters stay on litellm. It
     # asks for base64 float32 vectors, as the openai SDK does by default (so servers made
-    # for that SDK accept it): half the bytes of JSON numbers and no float parsing (reading
-    # 500 vectors of 384 dimensions took 18 ms of CPU instead of 56 ms here). A server that
-    # answers with lists of numbers anyway still works.
+    # for that SDK accept it): half the bytes of JSON numbers and no float parsing. A
+    # server that answers with lists of numbers anyway still works.
     endpoint = None
     if provider == "openai" and set(params) <= {"dimensions"} and _direct_http_allowed():
         endpoint = _openai_endpoint(api_key, api_base)
@@ -810,8 +808,8 @@ def _post(url: str, headers: dict[str, str], payload: bytes, timeout: float) -> 
     """Send one POST; returns the status and an ``httpx.Response``-like object.
 
     Without proxy variables in the environment the request goes straight to a pooled
-    ``httpcore`` connection: httpx's request and response models cost about 0.4 ms of CPU
-    per call on top (B1). With a proxy configured, ``httpx`` (which honours them) sends it.
+    ``httpcore`` connection, skipping httpx's request and response models (their CPU cost
+    per call is in B1). With a proxy configured, ``httpx`` (which honours them) sends it.
     """
     import httpcore
     import httpx

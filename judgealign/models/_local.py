@@ -34,18 +34,13 @@ Design choices, briefly:
   are not thread-safe, and with a 135M model the CPU, not the lock, is the bottleneck.
 * **Greedy JSON replies (temperature 0) are decoded here**, not by create_chat_completion:
   same prompt, same KV-cache prefix reuse, same tokens, but the grammar only checks the
-  token greedy decoding would pick (see :func:`_generate_greedy`). Where a judge call's
-  time goes (SmolLM2, 2-core Xeon, 1 thread, idle): the judge's system prompt (about 185
-  of 226 prompt tokens) is reused from the KV cache, so about 41 record tokens are
-  evaluated at 13 ms each (0.55 s), then about 26 reply tokens are decoded at 23 ms each
-  (0.6 s). The grammar over the whole 49,152-token vocabulary cost another 11 ms a token
-  (0.3 s) before this path; now about 2 ms a call.
+  token greedy decoding would pick (see :func:`_generate_greedy`). The judge's system
+  prompt is reused from the KV cache, so only the record is evaluated. Where a judge
+  call's time goes, measured, is in ``benchmarks/RESULTS.md`` (B7).
 * **Threads: cores - 1 (at least 1)**, or ``JUDGEALIGN_LOCAL_THREADS``. llama.cpp's worker
-  threads spin-wait; on a busy 2-core machine 2 threads made some calls 10x slower than
-  1 thread, and leaving one core free keeps Python and the rest of the process responsive.
-  Measured again for the benchmark (20 judge calls, load average 6): 1 thread 2.04 s
-  median, 2 threads 14.3 s median and 137 s worst. Idle, 2 threads would evaluate a
-  prompt 1.6x and decode 1.2x faster, which does not make up for that risk.
+  threads spin-wait; on a busy machine more threads made some calls many times slower,
+  and leaving one core free keeps Python and the rest of the process responsive (the
+  measurements behind this choice are in ``benchmarks/RESULTS.md``, B7).
 * **Quiet**: llama.cpp's log lines go to the ``judgealign.local`` logger (llama.cpp
   warnings at INFO, errors at WARNING) instead of stderr. The log hook is process-wide.
 """
@@ -620,95 +615,117 @@ def _generate_greedy(
 ) -> dict[str, Any] | None:
     """Greedy grammar-constrained decoding: create_chat_completion's tokens, in less time.
 
-    llama-cpp-python runs the grammar over the whole vocabulary (49,152 tokens for SmolLM2)
-    before every greedy pick: 11 ms a token, 0.2-0.3 s of a 1.5 s judge call (measured on
-    the 2-core benchmark machine, 1 thread). Here the unconstrained argmax is checked
-    against the grammar first (as llama.cpp's own ``common_sampler`` does: 0.08 ms) and
-    only a rejected argmax (about 5 picks a call) sends the grammar over the top logits
-    (:func:`_best_allowed`). The tokens are the same: an allowed argmax is also the argmax
-    of the allowed tokens, ties going to the lowest id in both; 47 of 47 replies were
-    identical in a side-by-side run with the same KV cache. Decoding also stops once the
-    JSON value is complete rather than decoding one more token to reach end-of-turn (one
-    23 ms decode a call), which drops at most trailing whitespace. Returns None when the
-    grammar does not compile, so the caller falls back to llama-cpp-python's path.
+    llama-cpp-python runs the grammar over the whole vocabulary before every greedy pick.
+    Here the unconstrained argmax is checked against the grammar first (as llama.cpp's own
+    ``common_sampler`` does) and only a rejected argmax sends the grammar over the top
+    logits (:func:`_best_allowed`). The tokens are the same: an allowed argmax is also the
+    argmax of the allowed tokens, ties going to the lowest id in both. Decoding also stops
+    once the JSON value is complete rather than decoding one more token to reach
+    end-of-turn, which drops at most trailing whitespace. What this saves, measured, is in
+    ``benchmarks/RESULTS.md`` (local judge). Returns None when the grammar does not
+    compile, so the caller falls back to llama-cpp-python's path.
     """
-    import numpy as np
-
     rules = getattr(grammar, "_grammar", None)  # LlamaGrammar keeps its GBNF text here
     root = getattr(grammar, "_root", "root")
     if not isinstance(rules, str) or not isinstance(root, str):
         return None
-    llama = loaded.llama
-    vocab = llama._model.vocab
+    vocab = loaded.llama._model.vocab
     sampler = llama_cpp.llama_sampler_init_grammar(
         vocab, rules.encode("utf-8"), root.encode("utf-8")
     )
     if not sampler:
         return None
     try:
-        formatted = loaded.formatter(messages=messages)
-        prompt: list[int] = list(
-            llama.tokenize(
-                formatted.prompt.encode("utf-8"),
-                add_bos=not formatted.added_special,
-                special=True,
-            )
-        )
-        if len(prompt) >= loaded.n_ctx:
-            raise ConfigurationError(
-                f"The prompt needs {len(prompt)} tokens; the local model's context holds "
-                f"{loaded.n_ctx}. Shorten the messages."
-            )
+        prompt, stops = _greedy_prompt(loaded, messages)
         limit = min(max_tokens, loaded.n_ctx - len(prompt))
-        stop: Any = formatted.stop or []
-        stop_texts: list[Any] = [stop] if isinstance(stop, str) else list(stop)
-        stops = [str(s).encode("utf-8") for s in stop_texts if s]
-        _eval_prompt(llama, prompt)
-        n_vocab = int(llama.n_vocab())
-        completion: list[int] = []
-        text = b""
-        finish = "length"
-        while len(completion) < limit:
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(n_vocab,)
-            )
-            token = int(logits.argmax())
-            if not _grammar_allows(llama_cpp, sampler, token):
-                token = _best_allowed(llama_cpp, sampler, logits)
-                if token < 0:  # no token fits: leave the reply cut off
-                    break
-            if llama_cpp.llama_token_is_eog(vocab, token):
-                finish = "stop"
-                break
-            llama_cpp.llama_sampler_accept(sampler, token)
-            completion.append(token)
-            text = bytes(llama.detokenize(completion, prev_tokens=prompt))
-            hit = next((s for s in stops if s in text), None)
-            if hit is not None:
-                text = text[: text.index(hit)]
-                finish = "stop"
-                break
-            if _json_closed(text):
-                finish = "stop"
-                break
-            if len(completion) < limit:
-                llama.eval([token])
+        _eval_prompt(loaded.llama, prompt)
+        completion, text, finish = _decode_greedy(
+            llama_cpp, loaded.llama, sampler, prompt, limit, stops
+        )
     finally:
         llama_cpp.llama_sampler_free(sampler)
+    return _chat_reply(text.decode("utf-8", "ignore"), finish, len(prompt), len(completion))
+
+
+def _greedy_prompt(
+    loaded: _LoadedModel, messages: list[dict[str, str]]
+) -> tuple[list[int], list[bytes]]:
+    """The prompt's tokens (checked against the context) and the chat format's stop texts."""
+    formatted = loaded.formatter(messages=messages)
+    prompt: list[int] = list(
+        loaded.llama.tokenize(
+            formatted.prompt.encode("utf-8"),
+            add_bos=not formatted.added_special,
+            special=True,
+        )
+    )
+    if len(prompt) >= loaded.n_ctx:
+        raise ConfigurationError(
+            f"The prompt needs {len(prompt)} tokens; the local model's context holds "
+            f"{loaded.n_ctx}. Shorten the messages."
+        )
+    stop: Any = formatted.stop or []
+    stop_texts: list[Any] = [stop] if isinstance(stop, str) else list(stop)
+    return prompt, [str(s).encode("utf-8") for s in stop_texts if s]
+
+
+def _decode_greedy(
+    llama_cpp: Any,
+    llama: Any,
+    sampler: Any,
+    prompt: list[int],
+    limit: int,
+    stops: list[bytes],
+) -> tuple[list[int], bytes, str]:
+    """Pick tokens greedily within the grammar until a stop: ``(tokens, text, finish)``."""
+    import numpy as np
+
+    vocab = llama._model.vocab
+    n_vocab = int(llama.n_vocab())
+    completion: list[int] = []
+    text = b""
+    while len(completion) < limit:
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(n_vocab,)
+        )
+        token = int(logits.argmax())
+        if not _grammar_allows(llama_cpp, sampler, token):
+            token = _best_allowed(llama_cpp, sampler, logits)
+            if token < 0:  # no token fits: leave the reply cut off
+                return completion, text, "length"
+        if llama_cpp.llama_token_is_eog(vocab, token):
+            return completion, text, "stop"
+        llama_cpp.llama_sampler_accept(sampler, token)
+        completion.append(token)
+        text = bytes(llama.detokenize(completion, prev_tokens=prompt))
+        hit = next((s for s in stops if s in text), None)
+        if hit is not None:
+            return completion, text[: text.index(hit)], "stop"
+        if _json_closed(text):
+            return completion, text, "stop"
+        if len(completion) < limit:
+            llama.eval([token])
+    return completion, text, "length"
+
+
+def _chat_reply(
+    content: str, finish: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    """An OpenAI-shaped chat completion of one choice."""
     return {
         "id": f"chatcmpl-local-{uuid.uuid4().hex}",
         "created": int(time.time()),
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text.decode("utf-8", "ignore")},
+                "message": {"role": "assistant", "content": content},
                 "finish_reason": finish,
             }
         ],
         "usage": {
-            "prompt_tokens": len(prompt),
-            "completion_tokens": len(completion),
-            "total_tokens": len(prompt) + len(completion),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }
 
@@ -717,7 +734,7 @@ def _eval_prompt(llama: Any, prompt: list[int]) -> None:
     """Evaluate ``prompt``, reusing the KV cache for its longest prefix already evaluated.
 
     The same rule as ``Llama.generate``: the judge's system prompt is the same on every
-    call, so only the record and the reply header are evaluated (about 41 of 226 tokens).
+    call, so only the record and the reply header are evaluated.
     """
     reused = 0
     if llama.n_tokens > 0:
@@ -742,9 +759,8 @@ def _best_allowed(llama_cpp: Any, sampler: Any, logits: Any) -> int:
     The grammar sees the top 64, then the top 4096 logits before the whole vocabulary:
     every token outside a shortlist has a strictly lower logit than every token in it, so
     the best allowed token of a shortlist, if there is one, is the best allowed token of
-    the vocabulary. A whole-vocabulary pass takes 9 ms; the top 64 settle about 4 of the
-    5 rejected picks of a judge call in 0.15 ms each, the top 4096 the other (the key
-    after ``{ "``) in 1 ms.
+    the vocabulary. Most rejected picks are settled by the first shortlist, so the
+    whole-vocabulary pass is rarely needed.
     """
     import numpy as np
 
