@@ -480,3 +480,23 @@ def test_single_record_serves_as_train_and_validation() -> None:
     assert result.details["split"]["source"] == "shared"
     assert result.details["improved"] is True and result.final_eval_score == 1.0
     assert eval_fn.records == result.details["metric_calls_used"] == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "bad"),
+    [
+        ("max_metric_calls", 0),
+        ("max_metric_calls", 2.5),
+        ("minibatch_size", 0),
+        ("max_merge_attempts", -1),
+        ("max_workers", 0),
+        ("seed", True),
+        ("val_fraction", 1.0),
+        ("patience", 0),
+        ("score_threshold", 1.5),
+        ("timeout_s", -1),
+    ],
+)
+def test_each_bad_option_is_named_in_the_error(option: str, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match=rf"^{option}={bad!r} is invalid; it must be"):
+        GepaPromptOptimizer(reflection_model=FunctionModel(lambda r: "x"), **{option: bad})

@@ -14,7 +14,7 @@ import logging
 import random
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -111,41 +111,16 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         run_dir = options.get("run_dir", run_dir)
         if progress is None:
             progress = options.get("progress", display_progress_bar)
-        for name, value in (
-            ("max_metric_calls", max_metric_calls),
-            ("minibatch_size", minibatch_size),
-            ("max_merge_attempts", max_merge_attempts),
-            ("max_workers", max_workers),
-            ("seed", seed),
-        ):
-            _require(_is_int(value), name, value, "an int")
-        _require(max_metric_calls >= 1, "max_metric_calls", max_metric_calls, "an int >= 1")
-        _require(minibatch_size >= 1, "minibatch_size", minibatch_size, "an int >= 1")
-        _require(
-            _is_number(val_fraction) and 0.0 < val_fraction < 1.0,
-            "val_fraction",
-            val_fraction,
-            "in (0, 1)",
-        )
-        _require(max_merge_attempts >= 0, "max_merge_attempts", max_merge_attempts, "an int >= 0")
-        _require(max_workers >= 1, "max_workers", max_workers, "an int >= 1")
-        _require(
-            patience is None or (_is_int(patience) and patience >= 1),
-            "patience",
-            patience,
-            "None or an int >= 1",
-        )
-        _require(
-            score_threshold is None or (_is_number(score_threshold) and 0 <= score_threshold <= 1),
-            "score_threshold",
-            score_threshold,
-            "None or in [0, 1]",
-        )
-        _require(
-            timeout_s is None or (_is_number(timeout_s) and timeout_s >= 0),
-            "timeout_s",
-            timeout_s,
-            "None or a number >= 0",
+        _check_options(
+            max_metric_calls=max_metric_calls,
+            minibatch_size=minibatch_size,
+            max_merge_attempts=max_merge_attempts,
+            max_workers=max_workers,
+            seed=seed,
+            val_fraction=val_fraction,
+            patience=patience,
+            score_threshold=score_threshold,
+            timeout_s=timeout_s,
         )
         # A reflection reply is a whole rewritten prompt: its own default reply limit.
         self.reflection_model = with_reply_limit(
@@ -388,6 +363,36 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _require(ok: bool, name: str, value: object, expected: str) -> None:
-    if not ok:
-        raise ConfigurationError(f"{name}={value!r} is invalid; it must be {expected}")
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+# Each numeric option: the check it must pass and the words that say what it must be.
+_OPTION_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "max_metric_calls": (lambda v: _is_int(v) and cast(int, v) >= 1, "an int >= 1"),
+    "minibatch_size": (lambda v: _is_int(v) and cast(int, v) >= 1, "an int >= 1"),
+    "max_merge_attempts": (lambda v: _is_int(v) and cast(int, v) >= 0, "an int >= 0"),
+    "max_workers": (lambda v: _is_int(v) and cast(int, v) >= 1, "an int >= 1"),
+    "seed": (_is_int, "an int"),
+    "val_fraction": (lambda v: _is_number(v) and 0.0 < cast(float, v) < 1.0, "in (0, 1)"),
+    "patience": (
+        _optional(lambda v: _is_int(v) and cast(int, v) >= 1),
+        "None or an int >= 1",
+    ),
+    "score_threshold": (
+        _optional(lambda v: _is_number(v) and 0 <= cast(float, v) <= 1),
+        "None or in [0, 1]",
+    ),
+    "timeout_s": (
+        _optional(lambda v: _is_number(v) and cast(float, v) >= 0),
+        "None or a number >= 0",
+    ),
+}
+
+
+def _check_options(**values: object) -> None:
+    """Raise a ConfigurationError naming the first option that breaks its rule."""
+    for name, value in values.items():
+        check, expected = _OPTION_RULES[name]
+        if not check(value):
+            raise ConfigurationError(f"{name}={value!r} is invalid; it must be {expected}")
