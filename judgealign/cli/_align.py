@@ -248,27 +248,15 @@ def align_command(
     "label" and, best, a "rationale". JUDGE_FILE may be an aligned judge: it then learns
     the new and changed records only.
     """
-    from judgealign.cli._data import load_labelled, parse_columns
-    from judgealign.cli._judge import echo_problems
     from judgealign.core._errors import ConfigurationError
-    from judgealign.evaluation._split import split_records
     from judgealign.memalign._aligned import AlignedJudge
 
     if (data is None) == (experiment is None):
         raise ConfigurationError("Give either a DATA file or --experiment NAME (not both).")
     session = Session()
     judge = session.judge(judge_file, model=model, base_url=base_url)
-    if data is not None:
-        loaded = load_labelled(data, judge=judge, columns=parse_columns(columns), limit=limit)
-    else:
-        from judgealign.cli._tracking import records_from_experiment
-
-        loaded = records_from_experiment(str(experiment), judge=judge, limit=limit)
-    echo_problems(loaded, data or Path(str(experiment)))
-    records = list(loaded)
-    train, held_out = (
-        (records, []) if test_size == 0 else split_records(records, test_size=test_size, seed=seed)
-    )
+    records = _labelled_records(judge, data, experiment, columns, limit)
+    train, held_out = _split(records, test_size, seed)
     echo(
         f"{len(records)} labelled records: {len(train)} to align, {len(held_out)} held out; "
         f"judge {judge.name!r} on {judge.model_uri}"
@@ -285,6 +273,53 @@ def align_command(
         base_url=base_url,
     )
     run = align_and_compare(session, judge, train, held_out, optimizer, workers=workers)
+    _echo_run(run, output)
+    if report_path is not None:
+        payload = {
+            "judge": judge.name,
+            "model": judge.model_uri,
+            "records": {"train": [r.id for r in train], "held_out": [r.id for r in held_out]},
+            "alignment": alignment_summary(run.aligned),
+            "comparison": None if run.comparison is None else run.comparison.to_dict(),
+        }
+        echo(f"report written to {write_json(report_path, payload)}")
+    echo(session.summary())
+
+
+def _labelled_records(
+    judge: Judge | AlignedJudge,
+    data: Path | None,
+    experiment: str | None,
+    columns: tuple[str, ...],
+    limit: int | None,
+) -> list[LabeledRecord]:
+    """The expert records from DATA, else from the MLflow experiment."""
+    from judgealign.cli._data import load_labelled, parse_columns
+    from judgealign.cli._judge import echo_problems
+
+    if data is not None:
+        loaded = load_labelled(data, judge=judge, columns=parse_columns(columns), limit=limit)
+    else:
+        from judgealign.cli._tracking import records_from_experiment
+
+        loaded = records_from_experiment(str(experiment), judge=judge, limit=limit)
+    echo_problems(loaded, data or Path(str(experiment)))
+    return list(loaded)
+
+
+def _split(
+    records: list[LabeledRecord], test_size: float, seed: int
+) -> tuple[list[LabeledRecord], list[LabeledRecord]]:
+    """Train and held-out records (all to train when ``test_size`` is 0)."""
+    from judgealign.evaluation._split import split_records
+
+    if test_size == 0:
+        return records, []
+    return split_records(records, test_size=test_size, seed=seed)
+
+
+def _echo_run(run: AlignmentRun, output: Path) -> None:
+    """What alignment did, the guidelines, the comparison; then save the aligned judge."""
     aligned = run.aligned
     if aligned.last_alignment is not None:
         echo(aligned.last_alignment.format(), indent=2)
@@ -294,13 +329,3 @@ def align_command(
         echo()
         echo(run.comparison.format())
     echo(f"\naligned judge written to {aligned.save(output)}")
-    if report_path is not None:
-        payload = {
-            "judge": judge.name,
-            "model": judge.model_uri,
-            "records": {"train": [r.id for r in train], "held_out": [r.id for r in held_out]},
-            "alignment": alignment_summary(aligned),
-            "comparison": None if run.comparison is None else run.comparison.to_dict(),
-        }
-        echo(f"report written to {write_json(report_path, payload)}")
-    echo(session.summary())

@@ -189,7 +189,6 @@ def run_demo(settings: DemoSettings, out: Path) -> dict[str, Any]:
 def _run_steps(
     session: Session, settings: DemoSettings, out: Path
 ) -> tuple[dict[str, Any], Any, Any]:
-    from judgealign.cli._align import align_and_compare, alignment_summary, make_optimizer
     from judgealign.cli._demo_files import DEMO_DIR, JUDGE_FILE, copy_inputs, write_artifacts
 
     judge = session.judge(DEMO_DIR / JUDGE_FILE, model=settings.model)
@@ -197,6 +196,37 @@ def _run_steps(
     inputs = copy_inputs(out)
     train, held_out = _step_records(judge, inputs, settings)
     step(2, STEPS, f"The base judge on the {len(held_out)} held-out records")
+    run = _step_align(session, settings, judge, train, held_out)
+    assert run.comparison is not None and run.base_result and run.aligned_result
+    echo(run.comparison.format(), indent=2)
+    _echo_lap(session)
+    step(5, STEPS, "Optimizing the support assistant's prompt with the aligned judge")
+    optimization, curve = _step_optimize(session, run, inputs, settings)
+    _echo_lap(session)
+    report = _report(session, settings, judge.model_uri, (train, held_out), run, optimization)
+    artifacts = write_artifacts(
+        out,
+        report=report,
+        aligned=run.aligned,
+        comparison=run.comparison,
+        held_out=held_out,
+        verdicts=(run.base_result, run.aligned_result),
+        optimized_prompt=optimization["optimized_prompt"],
+        curve=curve,
+    )
+    return report, artifacts, run.aligned
+
+
+def _step_align(
+    session: Session,
+    settings: DemoSettings,
+    judge: Judge | AlignedJudge,
+    train: list[LabeledRecord],
+    held_out: list[LabeledRecord],
+) -> AlignmentRun:
+    """Steps 2 to 4: the base judge on held-out records, aligning, and both compared."""
+    from judgealign.cli._align import align_and_compare, make_optimizer
+
     optimizer = make_optimizer(
         session,
         settings.model,
@@ -216,7 +246,7 @@ def _run_steps(
         _echo_lap(session)
         step(4, STEPS, f"Base vs aligned judge on the {len(held_out)} held-out records")
 
-    run = align_and_compare(
+    return align_and_compare(
         session,
         judge,
         train,
@@ -226,15 +256,24 @@ def _run_steps(
         on_base=before_alignment,
         on_aligned=after_alignment,
     )
-    assert run.comparison is not None and run.base_result and run.aligned_result
-    echo(run.comparison.format(), indent=2)
-    _echo_lap(session)
-    step(5, STEPS, "Optimizing the support assistant's prompt with the aligned judge")
-    optimization, curve = _step_optimize(session, run, inputs, settings)
-    _echo_lap(session)
-    report = {
+
+
+def _report(
+    session: Session,
+    settings: DemoSettings,
+    judge_model: str,
+    split: tuple[list[LabeledRecord], list[LabeledRecord]],
+    run: AlignmentRun,
+    optimization: dict[str, Any],
+) -> dict[str, Any]:
+    """The demo's report.json: settings, split, what alignment did, comparison, cost."""
+    from judgealign.cli._align import alignment_summary
+
+    train, held_out = split
+    assert run.comparison is not None
+    return {
         "task": "Nimbus Drive support replies, judged by the support lead",
-        "settings": {**asdict(settings), "judge_model": judge.model_uri},
+        "settings": {**asdict(settings), "judge_model": judge_model},
         "records": {"train": [r.id for r in train], "held_out": [r.id for r in held_out]},
         "alignment": alignment_summary(run.aligned),
         "comparison": run.comparison.to_dict(),
@@ -244,17 +283,6 @@ def _run_steps(
             "seconds": round(session.progress.elapsed, 1),
         },
     }
-    artifacts = write_artifacts(
-        out,
-        report=report,
-        aligned=run.aligned,
-        comparison=run.comparison,
-        held_out=held_out,
-        verdicts=(run.base_result, run.aligned_result),
-        optimized_prompt=optimization["optimized_prompt"],
-        curve=curve,
-    )
-    return report, artifacts, run.aligned
 
 
 def _step_records(
