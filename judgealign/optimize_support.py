@@ -12,8 +12,10 @@ stable for the bundled optimizers, not a promise to third parties.
 * Text: :func:`redact` (secrets out of messages), :func:`atomic_write_text` (crash-safe
   files), and the one ``{{ variable }}`` grammar: :func:`template_variables`,
   :func:`format_template`, :func:`repair_template`, :func:`single_brace`.
-* Prompt candidates: :func:`add_prompt_override` (swap candidate text in for registered
-  text while a ``predict_fn`` runs).
+* Prompts: :class:`PromptTemplate` (one class for prompts from any registry),
+  :func:`overriding_prompts` (swap candidate text in while a ``predict_fn`` runs, with the
+  :class:`PromptUsage` of what was read), :func:`prompt_override`, and the prompt steps of
+  a prediction (:func:`capture_steps`, :func:`record_step`).
 * Observation: :func:`announce` (tell observers, such as tracking, what finished).
 """
 
@@ -36,12 +38,20 @@ from judgealign.models._reply_limits import (
     with_reply_limit,
 )
 from judgealign.models._structured import complete_structured
-from judgealign.prompts._overrides import add_prompt_override
+from judgealign.prompts._overrides import PromptUsage, overriding_prompts, prompt_override
+from judgealign.prompts._steps import PromptStep, capture_steps, record_step
+from judgealign.prompts._template import PromptTemplate
 
 __all__ = [
     "REFLECTION_MAX_TOKENS",
     "MeteredModel",
-    "add_prompt_override",
+    "PromptStep",
+    "PromptTemplate",
+    "PromptUsage",
+    "capture_steps",
+    "overriding_prompts",
+    "prompt_override",
+    "record_step",
     "announce",
     "atomic_write_text",
     "complete_structured",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from judgealign import ConfigurationError
-from judgealign.optimize_support import add_prompt_override, announce, repair_template
+from judgealign.optimize_support import announce, repair_template
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
 from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
 from optimizers.prompts._registry import (
@@ -38,13 +38,8 @@ from optimizers.prompts._registry import (
     load_prompt,
     register_prompt,
 )
-from optimizers.prompts._store import swapped_text
 
 __all__ = ["PromptOptimizationResult", "PromptOptimizationWarning", "optimize_prompts"]
-
-# Candidates must also reach prompts loaded the MLflow way (mlflow.genai.load_prompt) in
-# predict_fn; judgealign's MLflow store asks this lookup, which reads our per-context swap.
-add_prompt_override(swapped_text)
 
 
 class PromptOptimizationWarning(UserWarning):

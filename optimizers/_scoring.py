@@ -20,7 +20,7 @@ call, unless an ``aggregation`` is given.
 
 A ``predict_fn`` or scorer that raises on one record scores that record 0 with the error
 text as feedback; the other records go on. A record's ``trace`` lists the prompts
-``predict_fn`` filled in, with their values, in order (see :mod:`optimizers.prompts._steps`).
+``predict_fn`` filled in, with their values, in order (see :mod:`judgealign.prompts._steps`).
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from judgealign import ConfigurationError, Feedback
-from judgealign.optimize_support import redact
+from judgealign.optimize_support import capture_steps, redact
 from optimizers._aggregation import AggregationFn, bind_aggregation
 from optimizers._base import EvaluationResultRecord
 from optimizers._unit_score import SCALE_FIX, outside_unit_range
 from optimizers.prompts._registry import PromptUsage, candidate_prompts
-from optimizers.prompts._steps import capture_steps
 
 __all__ = [
     "AggregationFn",

@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from judgealign import ConfigurationError
+from judgealign.optimize_support import prompt_override
 from optimizers.prompts._store import (
     InMemoryPromptStore,
     PromptStore,
     PromptTemplate,
     PromptUsage,
     candidate_prompts,
-    swapped_text,
 )
 
 __all__ = [
@@ -248,7 +248,7 @@ def load_prompt(
         if allow_missing:
             return None
         raise
-    swapped_text(name)  # loading a swapped prompt counts as using it
+    prompt_override(name)  # loading a swapped prompt counts as using it
     return prompt
 
 

@@ -1,26 +1,19 @@
-"""Prompt templates, the store protocol with its in-memory store, and candidate swapping.
+"""Where prompts are registered: the :class:`PromptStore` protocol and the in-process store.
 
-An optimizer evaluates a candidate by running the user's ``predict_fn`` while the
-candidate is *swapped in*: inside :func:`candidate_prompts`, every
-:class:`PromptTemplate` of a swapped name (whenever and however it was loaded) reads the
-candidate text. The swap lives in a :class:`contextvars.ContextVar`, so two threads (or
-two asyncio tasks) evaluating different candidates each see their own; worker threads
-inherit it when started with ``contextvars.copy_context().run``. Nothing is patched
-process-wide.
+Prompt templates and candidate swapping are judgealign's (``judgealign.prompts``), so that
+prompts from MLflow's registry and from this one behave alike; ``candidate_prompts`` is
+judgealign's ``overriding_prompts`` under the name optimizers has always used.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from judgealign import ConfigurationError
-from judgealign.optimize_support import format_template, single_brace, template_variables
-from optimizers.prompts._steps import record_step
+from judgealign.optimize_support import PromptTemplate, PromptUsage, overriding_prompts
 
 __all__ = [
     "InMemoryPromptStore",
@@ -28,140 +21,9 @@ __all__ = [
     "PromptTemplate",
     "PromptUsage",
     "candidate_prompts",
-    "swapped_text",
 ]
 
-
-class PromptUsage:
-    """Which swapped prompt names were read while a candidate was in effect.
-
-    Shared by every thread that runs inside the same :func:`candidate_prompts` block.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._names: set[str] = set()
-
-    def record(self, name: str) -> None:
-        """Note that the prompt ``name`` was loaded or read."""
-        with self._lock:
-            self._names.add(name)
-
-    @property
-    def accessed(self) -> frozenset[str]:
-        """The swapped prompt names read so far."""
-        with self._lock:
-            return frozenset(self._names)
-
-
-@dataclass(frozen=True)
-class _Swap:
-    templates: Mapping[str, str]
-    usage: PromptUsage
-
-
-_SWAP: ContextVar[_Swap | None] = ContextVar("optimizers_candidate_prompts", default=None)
-
-
-def swapped_text(name: str) -> str | None:
-    swap = _SWAP.get()
-    if swap is None or name not in swap.templates:
-        return None
-    swap.usage.record(name)
-    return swap.templates[name]
-
-
-@contextmanager
-def candidate_prompts(templates: Mapping[str, str]) -> Iterator[PromptUsage]:
-    """Swap candidate templates in, by prompt name, for the current context only.
-
-    Inside the block, ``load_prompt(...)`` of a swapped name, and ``.template`` /
-    ``.format()`` of any :class:`PromptTemplate` of that name, give the candidate text.
-    Blocks nest; an inner block's templates win.
-
-    Args:
-        templates: prompt name -> candidate template.
-
-    Yields:
-        A :class:`PromptUsage` recording which swapped names were read.
-
-    Example:
-        >>> with candidate_prompts({"qa": "Answer briefly: {{ question }}"}) as usage:
-        ...     answer = predict_fn(question="2+2?")
-        >>> "qa" in usage.accessed
-    """
-    outer = _SWAP.get()
-    merged = {**(outer.templates if outer else {}), **templates}
-    usage = PromptUsage()
-    token = _SWAP.set(_Swap(templates=merged, usage=usage))
-    try:
-        yield usage
-    finally:
-        _SWAP.reset(token)
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """One version of a registered prompt.
-
-    It answers what MLflow's ``PromptVersion`` answers in user code: ``name``,
-    ``version``, ``uri``, ``template``, ``tags``, ``aliases``, ``commit_message``,
-    ``response_format``, ``model_config``, ``variables``, ``format(**values)`` and
-    ``to_single_brace_format()``.
-
-    Attributes:
-        name: the prompt's name in the registry.
-        stored_template: the text as registered.
-        version: the registry version (``None`` for a prompt that is not registered).
-        commit_message: the note given at registration, if any.
-        tags: the version's tags.
-        aliases: the aliases that pointed at this version when it was loaded.
-        response_format: the response format given at registration (kept, not used).
-        model_config: the model configuration given at registration (kept, not used).
-    """
-
-    name: str
-    stored_template: str = field(repr=False)
-    version: int | None = None
-    commit_message: str | None = None
-    tags: Mapping[str, str] = field(default_factory=lambda: {}, compare=False, repr=False)
-    aliases: tuple[str, ...] = field(default=(), compare=False)
-    response_format: Any = field(default=None, compare=False, repr=False)
-    model_config: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def template(self) -> str:
-        """The text in effect: the candidate being evaluated, else :attr:`stored_template`."""
-        swapped = swapped_text(self.name)
-        return self.stored_template if swapped is None else swapped
-
-    @property
-    def uri(self) -> str:
-        """``prompts:/<name>/<version>``, or the bare name of an unregistered prompt."""
-        return self.name if self.version is None else f"prompts:/{self.name}/{self.version}"
-
-    @property
-    def variables(self) -> frozenset[str]:
-        """The template's ``{{ variable }}`` names."""
-        return frozenset(template_variables(self.stored_template))
-
-    def format(self, **values: object) -> str:
-        """Fill in every variable of the text in effect.
-
-        Inside an evaluation, the call is recorded as one of the record's prompt steps
-        (see :mod:`optimizers.prompts._steps`).
-
-        Raises:
-            KeyError: when a variable has no value.
-        """
-        text = format_template(self.template, values)
-        record_step(self.name, values)
-        return text
-
-    def to_single_brace_format(self) -> str:
-        """The text in effect with ``{{ variable }}`` written ``{variable}`` (``str.format``
-        style, as MLflow's ``PromptVersion.to_single_brace_format``)."""
-        return single_brace(self.template)
+candidate_prompts = overriding_prompts
 
 
 @runtime_checkable

@@ -17,71 +17,22 @@ formats the candidate being evaluated, per thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from judgealign.core._errors import ConfigurationError
-from judgealign.core._templates import format_template, single_brace, template_variables
 from judgealign.integrations.mlflow import _client as _mlflow
 from judgealign.prompts._evaluate import score_templates
 from judgealign.prompts._overrides import prompt_override
+from judgealign.prompts._template import PromptTemplate
 
 __all__ = ["MlflowPromptStore", "Promotion", "RegistryPrompt", "promote_if_improved"]
 
 _TAG = "judgealign."
 
 
-@dataclass(frozen=True)
-class RegistryPrompt:
-    """One version of a prompt in MLflow's registry (shaped like ``optimizers.PromptTemplate``).
-
-    Attributes:
-        name: the prompt's name.
-        stored_template: the registered text.
-        version: the version number.
-        commit_message: the note given at registration.
-        tags: the version's tags.
-        aliases: the aliases pointing at this version.
-        response_format: the response format registered with the version.
-        model_config: the model configuration registered with the version.
-    """
-
-    name: str
-    stored_template: str = field(repr=False)
-    version: int | None = None
-    commit_message: str | None = None
-    tags: Mapping[str, str] = field(default_factory=lambda: {}, repr=False, compare=False)
-    aliases: tuple[str, ...] = field(default=(), compare=False)
-    response_format: Any = field(default=None, compare=False, repr=False)
-    model_config: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def template(self) -> str:
-        """The text in effect here: a candidate being evaluated, else the stored text."""
-        swapped = prompt_override(self.name)
-        return self.stored_template if swapped is None else swapped
-
-    @property
-    def uri(self) -> str:
-        """``prompts:/<name>/<version>``."""
-        return self.name if self.version is None else f"prompts:/{self.name}/{self.version}"
-
-    @property
-    def variables(self) -> frozenset[str]:
-        """The ``{{ variable }}`` names of the stored text."""
-        return frozenset(template_variables(self.stored_template))
-
-    def format(self, **values: object) -> str:
-        """Fill in every variable of the text in effect.
-
-        Raises:
-            KeyError: when a variable has no value.
-        """
-        return format_template(self.template, values)
-
-    def to_single_brace_format(self) -> str:
-        """The text in effect with ``{{ variable }}`` written ``{variable}``."""
-        return single_brace(self.template)
+RegistryPrompt = PromptTemplate
+"""A prompt version from MLflow's registry: the same class as ``optimizers.PromptTemplate``."""
 
 
 class MlflowPromptStore:
