@@ -44,7 +44,7 @@ from judgealign.judges._field_limits import (
     check_max_field_chars,
     fit_fields,
 )
-from judgealign.judges._protocol import AlignedT, SupportsAlign, SupportsJudging
+from judgealign.judges._protocol import AlignedT, JudgeBase, SupportsAlign, SupportsJudging
 from judgealign.judges._rendering import (
     field_text,
     json_ok,
@@ -150,7 +150,7 @@ def make_judge(
     )
 
 
-class Judge:
+class Judge(JudgeBase):
     """An LLM judge: instructions, a model and a typed verdict.
 
     Call it on one record (``judge(inputs=..., outputs=...)``) or on many
@@ -205,29 +205,6 @@ class Judge:
     def usage(self) -> Usage:
         """Tokens, cost and latency of every call this judge made so far."""
         return self._usage.total
-
-    def __call__(
-        self,
-        *,
-        inputs: Any = None,
-        outputs: Any = None,
-        expectations: Mapping[str, Any] | None = None,
-        trace: Any = None,
-        conversation: Sequence[Mapping[str, Any]] | None = None,
-    ) -> Feedback:
-        """Judge one record.
-
-        Raises:
-            ConfigurationError: a field the instructions use is missing or malformed.
-        """
-        fields = self.collect_fields(
-            inputs=inputs,
-            outputs=outputs,
-            expectations=expectations,
-            trace=trace,
-            conversation=conversation,
-        )
-        return self.score_fields(fields)
 
     def evaluate(
         self,

@@ -1,4 +1,4 @@
-"""What every judge offers, and what an alignment optimizer offers.
+"""What every judge offers, the call every judge shares, and what an aligner offers.
 
 :class:`SupportsJudging` is the shape that code taking "a judge" is typed against: a
 plain :class:`~judgealign.Judge`, an :class:`~judgealign.AlignedJudge`, or any object of
@@ -8,6 +8,7 @@ optimizer=...)`` needs of an optimizer; the judge it returns is typed by the opt
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from judgealign.judges._feedback import Feedback
     from judgealign.judges._values import ValueSpec
 
-__all__ = ["SupportsAlign", "SupportsJudging"]
+__all__ = ["JudgeBase", "SupportsAlign", "SupportsJudging"]
 
 
 @runtime_checkable
@@ -92,3 +93,50 @@ class SupportsAlign(Protocol[AlignedT]):
     def align(self, judge: Any, records: Any = None) -> AlignedT:
         """Align ``judge`` with expert-labelled ``records``; returns the aligned judge."""
         ...
+
+
+class JudgeBase(ABC):
+    """The call shared by every judge of this library: check the record, then score it.
+
+    Subclasses say how a record's fields are read (:meth:`collect_fields`) and judged
+    (:meth:`score_fields`); calling the judge is the two in turn.
+    """
+
+    @abstractmethod
+    def collect_fields(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        expectations: Mapping[str, Any] | None = None,
+        trace: Any = None,
+        conversation: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A record's fields as the judge reads them (checked)."""
+
+    @abstractmethod
+    def score_fields(self, fields: Mapping[str, Any]) -> Feedback:
+        """Judge already-checked fields; a failure is a feedback with ``error``."""
+
+    def __call__(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        expectations: Mapping[str, Any] | None = None,
+        trace: Any = None,
+        conversation: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Feedback:
+        """Judge one record.
+
+        Raises:
+            ConfigurationError: a field the instructions use is missing or malformed.
+        """
+        fields = self.collect_fields(
+            inputs=inputs,
+            outputs=outputs,
+            expectations=expectations,
+            trace=trace,
+            conversation=conversation,
+        )
+        return self.score_fields(fields)

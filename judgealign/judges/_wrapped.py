@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from judgealign.judges._values import ValueSpec
     from judgealign.models._chat import ChatModel
 
+from judgealign.judges._protocol import JudgeBase
+
 __all__ = ["WrappedJudge"]
 
 
-class WrappedJudge:
+class WrappedJudge(JudgeBase):
     """A judge built around ``base_judge``: every member it does not override is the base's.
 
     Args:

@@ -112,30 +112,6 @@ class AlignedJudge(WrappedJudge):
         reflection calls are in each :class:`AlignmentResult`)."""
         return self.base_judge.usage
 
-    def __call__(
-        self,
-        *,
-        inputs: Any = None,
-        outputs: Any = None,
-        expectations: Mapping[str, Any] | None = None,
-        trace: Any = None,
-        conversation: Sequence[Mapping[str, Any]] | None = None,
-    ) -> Feedback:
-        """Judge one record with the guidelines and the most similar expert examples.
-
-        Raises:
-            ConfigurationError: a field the instructions use is missing or malformed, or
-                the embedder does not match the stored vectors.
-        """
-        fields = self.base_judge.collect_fields(
-            inputs=inputs,
-            outputs=outputs,
-            expectations=expectations,
-            trace=trace,
-            conversation=conversation,
-        )
-        return self.score_fields(fields)
-
     def score_fields(self, fields: Mapping[str, Any]) -> Feedback:
         """Judge already-checked fields against the current memory."""
         return self._recall.score_fields(self._state, fields)

@@ -50,45 +50,28 @@ CHARS_PER_TOKEN = 4
 DISTILL_SCHEMA_NAME = "DistilledGuidelines"
 CONSOLIDATE_SCHEMA_NAME = "ConsolidatedGuidelines"
 
-_DISTILL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "guidelines": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "source_ids": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["text", "source_ids"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["guidelines"],
-    "additionalProperties": False,
-}
 
-_CONSOLIDATE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "guidelines": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "merged_ids": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["text", "merged_ids"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["guidelines"],
-    "additionalProperties": False,
-}
+def _guidelines_schema(ids_key: str) -> dict[str, Any]:
+    """A reply of guidelines, each with its text and the ids named by ``ids_key``."""
+    item = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            ids_key: {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["text", ids_key],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"guidelines": {"type": "array", "items": item}},
+        "required": ["guidelines"],
+        "additionalProperties": False,
+    }
+
+
+_DISTILL_SCHEMA = _guidelines_schema("source_ids")
+_CONSOLIDATE_SCHEMA = _guidelines_schema("merged_ids")
 
 
 @dataclass(frozen=True)
