@@ -258,9 +258,10 @@ def test_metaprompt_reports_a_reflection_cut_by_the_limit() -> None:
     assert "MetaPromptOptimizer(reflection_model=LiteLLMModel('openai:/fake'" in note
 
 
-def test_the_clis_counting_model_gets_the_default_limits_too() -> None:
+def test_the_clis_metered_model_gets_the_default_limits_too() -> None:
     from judgealign import LiteLLMModel
-    from judgealign.cli._models import CallCounter, CountingModel
+    from judgealign.cli._models import CallCounter
+    from judgealign.models._metering import MeteredModel
 
     counter = CallCounter()
     with FakeOpenAIServer() as server:
@@ -268,7 +269,7 @@ def test_the_clis_counting_model_gets_the_default_limits_too() -> None:
         judge = make_judge(
             name="score",
             instructions=INSTRUCTIONS,
-            model=CountingModel(inner, counter),
+            model=MeteredModel(inner, counter),
             feedback_value_type=int,
             value_range=(1, 5),
         )
@@ -276,3 +277,4 @@ def test_the_clis_counting_model_gets_the_default_limits_too() -> None:
 
     assert server.requests[0].body["max_tokens"] == 512
     assert counter.calls == 1
+    assert counter.total.prompt_tokens > 0  # the session sums tokens, not only calls

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from judgealign.cli import _models as _cli_models
-from judgealign.cli._models import CallCounter, CountingModel
+from judgealign.cli._models import CallCounter
 from judgealign.cli._output import Progress
+from judgealign.models._metering import MeteredModel
 
 if TYPE_CHECKING:
     from judgealign.judges._batch import EvaluationResult
@@ -103,7 +104,7 @@ class Session:
 
     def wrap(self, model: ChatModel) -> ChatModel:
         """``model`` with its calls counted."""
-        return CountingModel(model, self.counter)
+        return MeteredModel(model, self.counter)
 
     def judge(
         self, path: str | Path, *, model: str | None = None, base_url: str | None = None

@@ -9,24 +9,26 @@ Before a model is built, :func:`check_model_ready` catches the two set-up mistak
 would otherwise surface as a failed call per record: the local model without its extra,
 and a hosted provider without its API key.
 
-:class:`CountingModel` wraps a model so that each finished call ticks a
-:class:`CallCounter`, which feeds the progress bar and the closing summary.
+Each model is wrapped in a ``MeteredModel`` that adds every call's usage (failed calls
+included) to the session's :class:`CallCounter`, which feeds the progress bar and the
+closing summary.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from judgealign.core._usage import ZERO_USAGE, Usage
+
 if TYPE_CHECKING:
-    from judgealign.models._chat import ChatModel, Completion, Message
+    from judgealign.models._chat import ChatModel
 
 __all__ = [
     "DEFAULT_MODEL",
     "CallCounter",
-    "CountingModel",
     "check_model_ready",
     "default_model_uri",
     "make_model",
@@ -113,64 +115,37 @@ def _check_local(name: str) -> None:
 
 
 class CallCounter:
-    """Counts finished model calls (thread-safe) and tells a listener about each one."""
+    """The session's model usage: every call of every model, and a listener per call.
+
+    Models are wrapped in a ``MeteredModel`` that adds each call's usage here (failed
+    calls count, with what they cost); the listener feeds the progress bar.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls = 0
+        self._total = ZERO_USAGE
         self._listener: Callable[[], None] | None = None
+
+    @property
+    def total(self) -> Usage:
+        """The usage of every call so far."""
+        with self._lock:
+            return self._total
 
     @property
     def calls(self) -> int:
         """Calls finished so far."""
-        with self._lock:
-            return self._calls
+        return self.total.calls
 
     def listen(self, listener: Callable[[], None] | None) -> None:
         """Call ``listener()`` after every later call (``None`` stops)."""
         with self._lock:
             self._listener = listener
 
-    def tick(self) -> None:
-        """Record one finished call."""
+    def add(self, usage: Usage) -> None:
+        """Record one finished call's usage."""
         with self._lock:
-            self._calls += 1
+            self._total = self._total + usage
             listener = self._listener
         if listener is not None:
             listener()
-
-
-class CountingModel:
-    """A :class:`ChatModel` that delegates to ``inner`` and ticks ``counter`` per call.
-
-    Its ``uri`` is the inner model's, so files and feedback name the real model.
-    """
-
-    def __init__(self, inner: ChatModel, counter: CallCounter) -> None:
-        self.inner = inner
-        self.counter = counter
-
-    @property
-    def uri(self) -> str:
-        """The inner model's URI."""
-        return self.inner.uri
-
-    def with_default_max_tokens(self, max_tokens: int) -> CountingModel:
-        """The same counting, around the inner model with that default reply limit (see
-        ``judgealign.models._reply_limits``): a CLI judge's calls are bounded like any judge's."""
-        from judgealign.models._reply_limits import with_reply_limit
-
-        return CountingModel(with_reply_limit(self.inner, max_tokens), self.counter)
-
-    def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        response_format: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> Completion:
-        """Answer with the inner model, then count the call (failed calls count too)."""
-        try:
-            return self.inner.complete(messages, response_format=response_format, timeout=timeout)
-        finally:
-            self.counter.tick()

@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from judgealign.core._errors import ModelError
 from judgealign.core._usage import ZERO_USAGE, Usage, UsageTotals
 from judgealign.models._chat import ChatModel, Completion, Message
+from judgealign.models._reply_limits import with_reply_limit
 
-__all__ = ["MeteredModel", "usage_of_error"]
+__all__ = ["MeteredModel", "UsageSink", "usage_of_error"]
+
+
+class UsageSink(Protocol):
+    """Where a metered model puts each call's usage (:class:`UsageTotals` is one)."""
+
+    @property
+    def total(self) -> Usage:
+        """The usage added so far."""
+        ...
+
+    def add(self, usage: Usage) -> None:
+        """Add one call's usage."""
+        ...
 
 
 class MeteredModel:
@@ -30,11 +44,14 @@ class MeteredModel:
 
     Args:
         inner: the model that answers.
+        totals: where each call's usage is added; a new :class:`UsageTotals` by default.
+            Several models may share one (the command line sums a whole session's calls
+            in one, and it tells the progress bar about each).
     """
 
-    def __init__(self, inner: ChatModel) -> None:
+    def __init__(self, inner: ChatModel, totals: UsageSink | None = None) -> None:
         self.inner = inner
-        self._totals = UsageTotals()
+        self._totals: UsageSink = totals if totals is not None else UsageTotals()
 
     @property
     def uri(self) -> str:
@@ -45,6 +62,11 @@ class MeteredModel:
     def total(self) -> Usage:
         """The usage of every call so far (``calls == 0`` before the first)."""
         return self._totals.total
+
+    def with_default_max_tokens(self, max_tokens: int) -> MeteredModel:
+        """The same metering around the inner model with that default reply limit (see
+        :mod:`judgealign.models._reply_limits`)."""
+        return MeteredModel(with_reply_limit(self.inner, max_tokens), self._totals)
 
     def complete(
         self,
