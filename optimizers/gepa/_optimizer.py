@@ -363,30 +363,35 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
-    return lambda value: value is None or check(value)
+Rule = tuple[Callable[[object], bool], str]
+
+
+def _int_at_least(low: int) -> Rule:
+    return (lambda v: _is_int(v) and cast(int, v) >= low), f"an int >= {low}"
+
+
+def _number_in(low: float, high: float, *, open_interval: bool = False) -> Rule:
+    if open_interval:
+        return (lambda v: _is_number(v) and low < cast(float, v) < high), f"in ({low:g}, {high:g})"
+    return (lambda v: _is_number(v) and low <= cast(float, v) <= high), f"in [{low:g}, {high:g}]"
+
+
+def _or_none(rule: Rule) -> Rule:
+    check, expected = rule
+    return (lambda v: v is None or check(v)), f"None or {expected}"
 
 
 # Each numeric option: the check it must pass and the words that say what it must be.
-_OPTION_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "max_metric_calls": (lambda v: _is_int(v) and cast(int, v) >= 1, "an int >= 1"),
-    "minibatch_size": (lambda v: _is_int(v) and cast(int, v) >= 1, "an int >= 1"),
-    "max_merge_attempts": (lambda v: _is_int(v) and cast(int, v) >= 0, "an int >= 0"),
-    "max_workers": (lambda v: _is_int(v) and cast(int, v) >= 1, "an int >= 1"),
+_OPTION_RULES: dict[str, Rule] = {
+    "max_metric_calls": _int_at_least(1),
+    "minibatch_size": _int_at_least(1),
+    "max_merge_attempts": _int_at_least(0),
+    "max_workers": _int_at_least(1),
     "seed": (_is_int, "an int"),
-    "val_fraction": (lambda v: _is_number(v) and 0.0 < cast(float, v) < 1.0, "in (0, 1)"),
-    "patience": (
-        _optional(lambda v: _is_int(v) and cast(int, v) >= 1),
-        "None or an int >= 1",
-    ),
-    "score_threshold": (
-        _optional(lambda v: _is_number(v) and 0 <= cast(float, v) <= 1),
-        "None or in [0, 1]",
-    ),
-    "timeout_s": (
-        _optional(lambda v: _is_number(v) and cast(float, v) >= 0),
-        "None or a number >= 0",
-    ),
+    "val_fraction": _number_in(0.0, 1.0, open_interval=True),
+    "patience": _or_none(_int_at_least(1)),
+    "score_threshold": _or_none(_number_in(0.0, 1.0)),
+    "timeout_s": _or_none((lambda v: _is_number(v) and cast(float, v) >= 0, "a number >= 0")),
 }
 
 
