@@ -13,11 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from judgealign import make_judge
-from judgealign.embeddings._hashing import HashingEmbedder
-from judgealign.judges._judge import Judge
-from judgealign.judges._loaders import load_jsonl
-from judgealign.judges._records import LabeledRecord
+from judgealign import HashingEmbedder, Judge, LabeledRecord, load_jsonl, make_judge
 from judgealign.memalign._view import DEFAULT_VIEW, view_texts
 from judgealign.testing import FunctionModel, ModelRequest
 

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from judgealign import ConfigurationError, Feedback
-from judgealign.evaluation._api import (
+from judgealign import (
     AgreementReport,
+    ConfigurationError,
+    Feedback,
     agreement,
     compare_judges,
     split_records,

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from memalign_support import Brain, CountingEmbedder, fixture_records, judge_for, record_view
 
-from judgealign import ConfigurationError
-from judgealign.memalign._aligned import AlignedJudge
-from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign import AlignedJudge, ConfigurationError, MemAlignOptimizer
 
 
 def verdict_by_outputs(request: Any) -> dict[str, Any]:

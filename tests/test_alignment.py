@@ -23,11 +23,10 @@ from memalign_support import (
     record_view,
 )
 
-from judgealign import ConfigurationError
-from judgealign.judges._records import LabeledRecord
-from judgealign.memalign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE, AlignedJudge
+from judgealign import AlignedJudge, ConfigurationError, LabeledRecord, MemAlignOptimizer
+from judgealign.memalign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE
 from judgealign.memalign._distill import estimate_tokens
-from judgealign.memalign._optimizer import MemAlignOptimizer, render_view
+from judgealign.memalign._optimizer import render_view
 
 
 def setup(count: int = 20, **options: Any):

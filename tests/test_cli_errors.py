@@ -11,10 +11,9 @@ import click.testing
 import pytest
 from cli_support import demo_model
 
-from judgealign import ModelCallError
+from judgealign import Completion, Message, ModelCallError
 from judgealign.cli import _models as _cli_models
 from judgealign.cli._main import cli, describe_failure
-from judgealign.models._chat import Completion, Message
 
 SPEC = {"name": "ok", "instructions": "Is {{ outputs }} fine?"}
 

@@ -116,8 +116,8 @@ def test_align_from_a_missing_experiment_names_it_and_creates_nothing(
 def test_demo_logs_each_held_out_record_as_a_trace_with_judge_and_expert(
     scripted: FunctionModel, mlflow_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from optimizers import InMemoryPromptStore
     from optimizers.prompts._auto import AutoPromptStore
-    from optimizers.prompts._registry import InMemoryPromptStore
 
     # The automatic prompt store of a new process (earlier tests registered the demo's
     # prompt in this one, which would keep it here).

@@ -14,10 +14,10 @@ import pytest
 import ui_support
 from click.testing import CliRunner
 
+from judgealign import ConfigurationError
 from judgealign.cli import _ui as _cli_ui
 from judgealign.cli._main import cli
 from judgealign.cli._ui import UiServer, choose_port, resolve_store, server_environment
-from judgealign.core._errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,13 +16,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from judgealign import ConfigurationError, make_judge
-from judgealign.embeddings._hashing import HashingEmbedder
+from judgealign import (
+    AlignedJudge,
+    ConfigurationError,
+    HashingEmbedder,
+    LiteLLMEmbedder,
+    MemAlignOptimizer,
+    make_judge,
+)
 from judgealign.embeddings._protocol import ESTIMATED_WINDOW, token_window
-from judgealign.embeddings._remote import LiteLLMEmbedder
 from judgealign.judges._records import canonical_json
-from judgealign.memalign._aligned import AlignedJudge
-from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.memalign._view import (
     DEFAULT_VIEW,
     _fair_shares,  # pyright: ignore[reportPrivateUsage]
@@ -300,8 +303,7 @@ def test_a_remote_text_is_cut_to_its_estimated_window():
 
 
 def _minilm() -> Any:
-    from judgealign.core._errors import MissingExtraError
-    from judgealign.embeddings._minilm import MiniLMEmbedder
+    from judgealign import MiniLMEmbedder, MissingExtraError
 
     try:
         return MiniLMEmbedder()

@@ -20,12 +20,17 @@ import pytest
 import judgealign.embeddings._minilm as minilm_module
 import judgealign.embeddings._remote as remote_module
 import judgealign.embeddings._resolve as resolve_module
-from judgealign.core._errors import ConfigurationError, MissingExtraError, ModelOutputError
-from judgealign.embeddings._hashing import HashingEmbedder
-from judgealign.embeddings._minilm import MiniLMEmbedder
-from judgealign.embeddings._protocol import Embedder
-from judgealign.embeddings._remote import LiteLLMEmbedder
-from judgealign.embeddings._resolve import default_embedder, resolve_embedder
+from judgealign import (
+    ConfigurationError,
+    Embedder,
+    HashingEmbedder,
+    LiteLLMEmbedder,
+    MiniLMEmbedder,
+    MissingExtraError,
+    ModelOutputError,
+    default_embedder,
+    resolve_embedder,
+)
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,13 +15,8 @@ from typing import Any
 
 import pytest
 
-from judgealign.testing._server import (
-    ChatRequest,
-    FakeOpenAIServer,
-    FaultPlan,
-    Reply,
-    fake_embedding,
-)
+from judgealign.testing import ChatRequest, FakeOpenAIServer, FaultPlan, Reply
+from judgealign.testing._server import fake_embedding
 
 
 def _call(

@@ -19,9 +19,8 @@ import pytest
 
 from judgealign import ConfigurationError, ModelCallError
 from judgealign.testing import FunctionModel, ModelRequest, ScriptedModel
-from optimizers._api import PromptOptimizationWarning
-from optimizers._base import EvaluationResultRecord
-from optimizers.gepa._optimizer import GEPA, GepaPromptOptimizer, split_data
+from optimizers import GEPA, EvaluationResultRecord, GepaPromptOptimizer, PromptOptimizationWarning
+from optimizers.gepa._optimizer import split_data
 from optimizers.gepa._reflect import parse_proposal
 
 SEED_PROMPT = "Answer the question {{question}}."

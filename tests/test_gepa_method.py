@@ -25,18 +25,18 @@ import pytest
 
 from judgealign import make_judge
 from judgealign.testing import FunctionModel, ModelRequest
-from optimizers._api import optimize_prompts
-from optimizers._base import EvaluationResultRecord
-from optimizers.gepa._checkpoint import STATE_FILE
-from optimizers.gepa._optimizer import GepaPromptOptimizer
-from optimizers.gepa._pareto import plan_merge
-from optimizers.gepa._state import Candidate
-from optimizers.prompts._registry import (
+from optimizers import (
+    EvaluationResultRecord,
+    GepaPromptOptimizer,
     InMemoryPromptStore,
     load_prompt,
+    optimize_prompts,
     register_prompt,
     set_prompt_store,
 )
+from optimizers.gepa._checkpoint import STATE_FILE
+from optimizers.gepa._pareto import plan_merge
+from optimizers.gepa._state import Candidate
 
 _CURRENT = re.compile(r"Its current text:\n\n```\n(.*?)\n```", re.DOTALL)
 _NAMED = re.compile(r'The prompt to improve is named "([^"]+)"')

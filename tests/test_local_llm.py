@@ -18,8 +18,7 @@ from typing import Any, Literal, cast
 
 import pytest
 
-from judgealign import make_judge
-from judgealign.core._errors import ConfigurationError, MissingExtraError
+from judgealign import ConfigurationError, MissingExtraError, make_judge
 from judgealign.models import _local
 
 BOOL_SCHEMA: dict[str, Any] = {

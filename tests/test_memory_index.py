@@ -14,13 +14,10 @@ import numpy as np
 import pytest
 
 import judgealign.memalign._index as vector_index
-from judgealign import make_judge
-from judgealign.embeddings._hashing import HashingEmbedder
-from judgealign.judges._records import LabeledRecord
+from judgealign import HashingEmbedder, LabeledRecord, MemAlignOptimizer, make_judge
 from judgealign.memalign._file import dump_aligned, restore_aligned
 from judgealign.memalign._index import VectorIndex
 from judgealign.memalign._memory import MemoryState, StoredRecord
-from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.testing import FunctionModel
 
 DIM = 64

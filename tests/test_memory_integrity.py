@@ -24,9 +24,8 @@ from memalign_support import (
     needs_defacto,
 )
 
-from judgealign import ConfigurationError
-from judgealign.memalign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE, AlignedJudge
-from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign import AlignedJudge, ConfigurationError, MemAlignOptimizer
+from judgealign.memalign._aligned import EXAMPLES_TITLE, GUIDELINES_TITLE
 from judgealign.testing import ModelRequest
 
 

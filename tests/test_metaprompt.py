@@ -11,13 +11,15 @@ import pytest
 
 from judgealign import ConfigurationError, Feedback, ModelCallError
 from judgealign.testing import FunctionModel, ModelRequest, ScriptedModel
-from optimizers._api import optimize_prompts
-from optimizers._base import EvaluationResultRecord
-from optimizers._scoring import Evaluator, make_eval_fn
-from optimizers.metaprompt._optimizer import IterationRecord, MetaPromptOptimizer
-from optimizers.prompts._registry import (
+from optimizers import (
+    EvaluationResultRecord,
+    Evaluator,
     InMemoryPromptStore,
+    IterationRecord,
+    MetaPromptOptimizer,
     load_prompt,
+    make_eval_fn,
+    optimize_prompts,
     register_prompt,
     set_prompt_store,
 )

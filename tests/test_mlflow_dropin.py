@@ -452,7 +452,7 @@ def test_prompt_registered_in_mlflow_is_optimized_and_versioned_there(
 def test_without_mlflow_configured_prompts_stay_in_the_process(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from judgealign.integrations.mlflow._client import configured_tracking_uri
+    from judgealign.mlflow_integration import configured_tracking_uri
     from optimizers import load_prompt, register_prompt
 
     monkeypatch.chdir(tmp_path)

@@ -14,10 +14,7 @@ import mlflow
 import pytest
 from mlflow_support import Store, mlflow_store
 
-from judgealign import ConfigurationError, make_judge
-from judgealign.judges._judge import Judge
-from judgealign.memalign._aligned import AlignedJudge
-from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign import AlignedJudge, ConfigurationError, Judge, MemAlignOptimizer, make_judge
 from judgealign.mlflow_integration import list_judge_versions, load_judge, log_judge
 from judgealign.testing import ChatRequest, FakeOpenAIServer, FunctionModel, ModelRequest
 

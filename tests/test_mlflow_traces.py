@@ -11,8 +11,7 @@ import pytest
 from mlflow.entities import AssessmentSource, AssessmentSourceType
 from mlflow_support import Store, mlflow_store
 
-from judgealign import ConfigurationError, make_judge
-from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign import ConfigurationError, MemAlignOptimizer, make_judge
 from judgealign.mlflow_integration import (
     MlflowTracker,
     as_scorer,

@@ -16,11 +16,10 @@ import mlflow
 import pytest
 from mlflow_support import Store, artifact_names, mlflow_store, runs_by_operation
 
-from judgealign import make_judge
+from judgealign import TrackingWarning, make_judge, use_tracker
 from judgealign.integrations.mlflow import _client as _mlflow
 from judgealign.mlflow_integration import MlflowTracker, use_mlflow_tracking
 from judgealign.testing import FunctionModel, ModelRequest
-from judgealign.tracking._tracker import TrackingWarning, use_tracker
 
 __all__ = ["mlflow_store"]
 
@@ -193,8 +192,8 @@ def test_a_dead_store_never_breaks_optimize_or_alignment_reports(
     mlflow_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import optimizers
+    from judgealign import MemAlignOptimizer
     from judgealign.core._events import announce
-    from judgealign.memalign._optimizer import MemAlignOptimizer
 
     def dead(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("tracking server unreachable")

@@ -24,9 +24,7 @@ from mlflow.entities import AssessmentSource, AssessmentSourceType
 from mlflow_support import Store, artifact_names, mlflow_store, runs_by_operation
 
 import optimizers
-from judgealign import make_judge, resolve_model
-from judgealign.evaluation._api import compare_judges
-from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign import MemAlignOptimizer, compare_judges, make_judge, resolve_model, use_tracker
 from judgealign.mlflow_integration import (
     MlflowPromptStore,
     MlflowTracker,
@@ -35,7 +33,6 @@ from judgealign.mlflow_integration import (
     records_from_traces,
 )
 from judgealign.testing import ChatRequest, FakeOpenAIServer
-from judgealign.tracking._tracker import use_tracker
 
 __all__ = ["mlflow_store"]
 

@@ -15,10 +15,11 @@ from judgealign.cli._optimization_view import proposals
 from judgealign.cli._optimize import echo_optimization, optimization_summary
 from judgealign.cli._plots import curve_factory
 from judgealign.testing import ScriptedModel
-from optimizers import MetaPromptOptimizer, optimize_prompts
-from optimizers.prompts._registry import (
+from optimizers import (
     InMemoryPromptStore,
+    MetaPromptOptimizer,
     load_prompt,
+    optimize_prompts,
     register_prompt,
     set_prompt_store,
 )

@@ -13,22 +13,22 @@ import pytest
 
 from judgealign import ConfigurationError, Feedback
 from judgealign.testing import ScriptedModel
-from optimizers._api import (
+from optimizers import (
+    BasePromptOptimizer,
+    EvalFn,
+    GepaPromptOptimizer,
+    InMemoryPromptStore,
+    MetaPromptOptimizer,
     PromptOptimizationResult,
     PromptOptimizationWarning,
-    accepts_val_data,
-    optimize_prompts,
-)
-from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
-from optimizers._scoring import make_eval_fn
-from optimizers.gepa._optimizer import GepaPromptOptimizer
-from optimizers.metaprompt._optimizer import MetaPromptOptimizer
-from optimizers.prompts._registry import (
-    InMemoryPromptStore,
+    PromptOptimizerOutput,
     load_prompt,
+    make_eval_fn,
+    optimize_prompts,
     register_prompt,
     set_prompt_store,
 )
+from optimizers._api import accepts_val_data
 
 # -- a small deterministic task ---------------------------------------------------------------
 # predict_fn answers "OK" for a letter only when the prompt lists that letter as "[x]"; the

@@ -15,14 +15,14 @@ import pytest
 
 from judgealign import ConfigurationError, make_judge
 from judgealign.testing import FunctionModel, ModelRequest
-from optimizers._api import optimize_prompts
-from optimizers._base import EvaluationResultRecord
-from optimizers._scoring import make_eval_fn
-from optimizers.gepa._optimizer import GepaPromptOptimizer
-from optimizers.metaprompt._optimizer import MetaPromptOptimizer
-from optimizers.prompts._registry import (
+from optimizers import (
+    EvaluationResultRecord,
+    GepaPromptOptimizer,
     InMemoryPromptStore,
+    MetaPromptOptimizer,
     load_prompt,
+    make_eval_fn,
+    optimize_prompts,
     register_prompt,
     set_prompt_store,
 )

@@ -10,16 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from judgealign import ConfigurationError
-from optimizers.prompts._registry import (
+from optimizers import (
     InMemoryPromptStore,
     PromptTemplate,
     candidate_prompts,
     get_prompt_store,
     load_prompt,
-    parse_prompt_uri,
     register_prompt,
     set_prompt_store,
 )
+from optimizers.prompts._registry import parse_prompt_uri
 
 
 @pytest.fixture(autouse=True)

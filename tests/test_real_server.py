@@ -25,9 +25,10 @@ from judgealign import (
     MemAlignOptimizer,
     ModelCallError,
     RetryPolicy,
+    get_default_retry_policy,
     make_judge,
+    set_default_retry_policy,
 )
-from judgealign.models._retry import get_default_retry_policy, set_default_retry_policy
 from judgealign.models._structured import structured_rung
 
 if TYPE_CHECKING:

@@ -10,9 +10,14 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from judgealign import ConfigurationError, make_judge
-from judgealign.judges._loaders import load_dataframe, load_jsonl, load_records
-from judgealign.judges._records import LabeledRecord
+from judgealign import (
+    ConfigurationError,
+    LabeledRecord,
+    load_dataframe,
+    load_jsonl,
+    load_records,
+    make_judge,
+)
 from judgealign.testing import ScriptedModel
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from judgealign import Judge, LiteLLMModel, ModelCallError, ResponseCache, make_judge
+from judgealign import Judge, LiteLLMModel, Message, ModelCallError, ResponseCache, make_judge
 from judgealign.core._redact import is_secret_name, strip_url_credentials
-from judgealign.models._chat import Message
 from judgealign.models._litellm import EndpointError
 from judgealign.testing import FakeOpenAIServer, Reply, no_retry_waits
 

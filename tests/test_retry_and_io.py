@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from judgealign import ModelCallError, NetworkForbiddenError, RetryPolicy, forbid_network
+from judgealign import (
+    ModelCallError,
+    NetworkForbiddenError,
+    RetryPolicy,
+    forbid_network,
+    set_network_allowed,
+)
 from judgealign.core._files import atomic_write_text
 from judgealign.core._redact import redact
-from judgealign.models._network import check_endpoint, set_network_allowed
+from judgealign.models._network import check_endpoint
 from judgealign.models._retry import CallFailure, _Clock, run_with_retries
 
 

@@ -198,9 +198,8 @@ def test_a_limit_large_enough_lets_a_long_reply_through() -> None:
 
 
 def test_distillation_has_its_own_default_limit_whatever_the_judges_model() -> None:
-    from judgealign import LiteLLMModel
+    from judgealign import Guideline, LiteLLMModel
     from judgealign.memalign._distill import consolidate_guidelines
-    from judgealign.memalign._memory import Guideline
 
     guidelines = [Guideline(id=f"g{i}", text=f"Rule {i}.", source_ids=(f"r{i}",)) for i in range(4)]
     reply = {"guidelines": [{"text": "Rules.", "merged_ids": ["g0", "g1", "g2", "g3"]}]}
@@ -223,7 +222,7 @@ def test_distillation_has_its_own_default_limit_whatever_the_judges_model() -> N
 
 def test_gepa_rejects_a_reflection_cut_by_the_limit_instead_of_taking_the_fragment() -> None:
     from judgealign import LiteLLMModel
-    from optimizers.gepa._optimizer import GepaPromptOptimizer
+    from optimizers import GepaPromptOptimizer
     from tests.test_gepa import KEYWORDS, CountingEval, make_data
 
     rambling = "```\nAnswer the question {{question}}. Mention alpha, " + "and so on " * 2500
@@ -242,7 +241,7 @@ def test_gepa_rejects_a_reflection_cut_by_the_limit_instead_of_taking_the_fragme
 
 def test_metaprompt_reports_a_reflection_cut_by_the_limit() -> None:
     from judgealign import LiteLLMModel
-    from optimizers.metaprompt._optimizer import MetaPromptOptimizer
+    from optimizers import MetaPromptOptimizer
     from tests.test_metaprompt import ORIGINAL
 
     prompt = "Be exact. Reply about {{ letter }}. " + "Really exact. " * 2000

@@ -15,17 +15,18 @@ from typing import Any, ClassVar
 import pytest
 
 import optimizers
-from judgealign import Feedback, make_judge
-from judgealign.core._events import announce
-from judgealign.testing import FunctionModel, ModelRequest
-from judgealign.tracking._events import optimization_curve, safe_params
-from judgealign.tracking._tracker import (
+from judgealign import (
+    Feedback,
     NoOpTracker,
     TrackingWarning,
     get_tracker,
+    make_judge,
     set_tracker,
     use_tracker,
 )
+from judgealign.core._events import announce
+from judgealign.testing import FunctionModel, ModelRequest
+from judgealign.tracking._events import optimization_curve, safe_params
 
 INSTRUCTIONS = "Is {{ outputs }} the right answer to {{ inputs }}?"
 
@@ -240,7 +241,7 @@ def test_the_logged_judge_definition_loses_url_credentials() -> None:
 
 
 def test_alignment_report_has_settings_changes_and_guidelines() -> None:
-    from judgealign.memalign._optimizer import MemAlignOptimizer
+    from judgealign import MemAlignOptimizer
 
     def reflect(request: ModelRequest) -> Any:
         if "calibrating" in request.system:
@@ -266,7 +267,7 @@ def test_alignment_report_has_settings_changes_and_guidelines() -> None:
 
 
 def test_comparison_report_has_both_judges_and_the_deltas() -> None:
-    from judgealign.evaluation._api import compare_judges
+    from judgealign import compare_judges
 
     lenient = make_judge(
         name="correct",
@@ -375,7 +376,7 @@ def test_a_tracker_failing_mid_report_still_returns_every_record() -> None:
 
 
 def test_align_and_aligned_evaluate_report_through_the_tracker() -> None:
-    from judgealign.memalign._optimizer import MemAlignOptimizer
+    from judgealign import MemAlignOptimizer
 
     tracker = RecordingTracker()
     optimizer = MemAlignOptimizer(embedding_model="hashing", retrieval_k=1)

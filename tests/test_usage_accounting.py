@@ -13,8 +13,15 @@ from typing import Any
 
 import pytest
 
-from judgealign import HashingEmbedder, LabeledRecord, MemAlignOptimizer, ModelCallError, make_judge
-from judgealign.core._errors import ModelOutputError, NetworkForbiddenError
+from judgealign import (
+    HashingEmbedder,
+    LabeledRecord,
+    MemAlignOptimizer,
+    ModelCallError,
+    ModelOutputError,
+    NetworkForbiddenError,
+    make_judge,
+)
 from judgealign.models._structured import generate_structured
 from judgealign.testing import (
     FakeOpenAIServer,
