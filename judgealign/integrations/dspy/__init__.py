@@ -1,0 +1,28 @@
+"""DSPy integration: judges as DSPy metrics (the only module of judgealign importing dspy).
+
+Install with ``pip install "judgealign[dspy]"``. A judge becomes a metric with
+``judge.as_dspy_metric()`` (or :func:`as_dspy_metric`); :func:`combine_metrics` averages
+or weights several. Each takes DSPy's ``metric(example, prediction, trace=None)`` call
+(returning a float) and GEPA's five-argument call (returning
+``dspy.Prediction(score=..., feedback=...)`` with the judge's rationale as feedback), so
+it works with ``dspy.Evaluate``, ``dspy.GEPA`` and ``optimizers.optimize_program``.
+
+dspy itself is imported only when a metric first answers GEPA's call.
+"""
+
+from __future__ import annotations
+
+from judgealign.integrations.dspy._combine import CombinedMetric, combine_metrics
+from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
+from judgealign.integrations.dspy._metric import JudgeMetric, as_dspy_metric
+from judgealign.integrations.dspy._outcome import MetricOutcome
+
+__all__ = [
+    "CombinedMetric",
+    "FieldMap",
+    "FieldSpec",
+    "JudgeMetric",
+    "MetricOutcome",
+    "as_dspy_metric",
+    "combine_metrics",
+]

@@ -1,0 +1,170 @@
+"""Several metrics as one: a weighted mean of their scores, their feedback side by side.
+
+Guides that optimize a DSPy program with several LLM judges average them into one metric;
+:func:`combine_metrics` does it with weights, keeps each judge's rationale in the feedback
+(labelled with its name and score) and, like a single judge metric, answers GEPA's
+five-argument call with ``dspy.Prediction(score=..., feedback=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from judgealign import ConfigurationError
+from judgealign._redact import redact  # private: provider errors can echo an API key
+from judgealign.integrations.dspy._fields import FieldMap
+from judgealign.integrations.dspy._metric import JudgeMetric
+from judgealign.integrations.dspy._outcome import MetricOutcome, call_metric
+
+__all__ = ["CombinedMetric", "combine_metrics"]
+
+_UNSET: Any = object()
+
+
+class CombinedMetric:
+    """The weighted mean of several metrics (see :func:`combine_metrics`).
+
+    Attributes:
+        metrics: the parts, in order.
+        weights: each part's weight, summing to 1.
+        name: the metric's name.
+    """
+
+    def __init__(
+        self, metrics: Sequence[Callable[..., Any]], weights: Sequence[float], name: str
+    ) -> None:
+        self.metrics = tuple(metrics)
+        total = sum(weights)
+        self.weights = tuple(w / total for w in weights)
+        self.name = name
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{_name(m)}: {w:.3g}" for m, w in zip(self.metrics, self.weights, strict=True)
+        )
+        return f"CombinedMetric({parts})"
+
+    def __call__(
+        self,
+        gold: Any,
+        pred: Any,
+        trace: Any = None,
+        pred_name: Any = _UNSET,
+        pred_trace: Any = _UNSET,
+    ) -> Any:
+        """A float, or ``dspy.Prediction(score, feedback)`` for GEPA's five arguments."""
+        outcome = self.evaluate(gold, pred, trace)
+        if pred_name is _UNSET and pred_trace is _UNSET:
+            return outcome.score
+        import dspy  # the integration's one dependency, imported when first needed
+
+        return dspy.Prediction(score=outcome.score, feedback=outcome.feedback)
+
+    def check_example(self, example: Any) -> None:
+        """Raise unless every part can read ``example`` (before any model call).
+
+        Raises:
+            ConfigurationError: from the first part that cannot.
+        """
+        for metric in self.metrics:
+            check = getattr(metric, "check_example", None)
+            if callable(check):
+                check(example)
+
+    def evaluate(self, gold: Any, pred: Any, trace: Any = None) -> MetricOutcome:
+        """Every part's outcome, combined.
+
+        Raises:
+            ConfigurationError: from a part, on misuse.
+        """
+        score, lines, errors = 0.0, list[str](), list[str]()
+        for metric, weight in zip(self.metrics, self.weights, strict=True):
+            outcome = _part(metric, gold, pred, trace)
+            score += weight * outcome.score
+            lines.append(f"[{_name(metric)}, score {outcome.score:.3f}] {outcome.feedback}")
+            if outcome.error:
+                errors.append(f"{_name(metric)}: {outcome.error}")
+        return MetricOutcome(score, "\n".join(lines), "; ".join(errors) or None)
+
+
+def combine_metrics(
+    metrics: Sequence[Any] | Mapping[Any, float],
+    weights: Sequence[float] | None = None,
+    *,
+    name: str = "combined",
+) -> CombinedMetric:
+    """Combine judges and DSPy metrics into one metric: the weighted mean of their scores.
+
+    Args:
+        metrics: judges (wrapped with the default field mapping), metrics from
+            :func:`as_dspy_metric`, or any DSPy metric returning a bool, a number in
+            [0, 1] or ``dspy.Prediction(score=..., feedback=...)``; or a mapping from
+            each to its weight.
+        weights: one non-negative weight per metric (default: equal); normalised to sum
+            to 1, so the combined score stays in [0, 1].
+        name: the combined metric's name.
+
+    Raises:
+        ConfigurationError: no metrics, a weight that is negative or not a number, the
+            wrong number of weights, or all weights zero.
+    """
+    if isinstance(metrics, Mapping):
+        if weights is not None:
+            raise ConfigurationError(
+                "combine_metrics: give weights either as the mapping's values or as weights=, "
+                "not both"
+            )
+        parts, weights = list(metrics.keys()), list(metrics.values())
+    else:
+        parts = list(metrics)
+    if not parts:
+        raise ConfigurationError("combine_metrics needs at least one metric")
+    weights = [1.0] * len(parts) if weights is None else list(weights)
+    if len(weights) != len(parts):
+        raise ConfigurationError(
+            f"combine_metrics got {len(weights)} weights for {len(parts)} metrics; give one "
+            "weight per metric"
+        )
+    for weight in weights:
+        ok = isinstance(weight, int | float) and not isinstance(weight, bool)  # pyright: ignore[reportUnnecessaryIsInstance]
+        if not ok or not math.isfinite(weight) or weight < 0:
+            raise ConfigurationError(
+                f"combine_metrics: weight {weight!r} must be a finite number >= 0"
+            )
+    if sum(weights) <= 0:
+        raise ConfigurationError("combine_metrics: at least one weight must be above 0")
+    return CombinedMetric([_as_metric(p) for p in parts], weights, name)
+
+
+def _as_metric(part: Any) -> Callable[..., Any]:
+    if not callable(part):
+        raise ConfigurationError(f"combine_metrics: {part!r:.80} is not a judge or a metric")
+    if isinstance(part, JudgeMetric | CombinedMetric) or not _is_judge(part):
+        return part
+    owner = f"combine_metrics part {getattr(part, 'name', '?')!r}"
+    return JudgeMetric(part, fields=FieldMap(owner=owner))
+
+
+def _is_judge(part: object) -> bool:
+    """A judgealign judge (or look-alike): it scores named fields, not (example, pred)."""
+    return hasattr(part, "value_spec") and hasattr(part, "collect_fields")
+
+
+def _part(metric: Callable[..., Any], gold: Any, pred: Any, trace: Any) -> MetricOutcome:
+    if isinstance(metric, JudgeMetric):
+        return metric.evaluate(gold, pred)
+    if isinstance(metric, CombinedMetric):
+        return metric.evaluate(gold, pred, trace)
+    try:
+        return call_metric(metric, gold, pred, trace)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # one failed record is data, never an abort
+        text = redact(f"{_name(metric)} raised {type(exc).__name__}: {exc}")
+        return MetricOutcome(0.0, text, text)
+
+
+def _name(metric: object) -> str:
+    return str(getattr(metric, "name", None) or getattr(metric, "__name__", "metric"))
