@@ -15,6 +15,7 @@ reads (:meth:`JudgeMetric.check_example` finds that before any model call).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -59,6 +60,7 @@ class JudgeMetric:
         self.fields = fields
         self.label_scores = dict(label_scores or {})
         _check_scale(judge, self.name, self.label_scores)
+        self._accepted = _accepted_fields(judge, self.name)
 
     def __repr__(self) -> str:
         return f"JudgeMetric(name={self.name!r})"
@@ -109,7 +111,7 @@ class JudgeMetric:
         """
         fields = self.fields.fields(gold, pred)
         try:
-            result = self.judge(**fields)
+            result = self.judge(**{k: v for k, v in fields.items() if k in self._accepted})
         except ConfigurationError:
             raise
         except Exception as exc:  # one failed record is data, never an abort
@@ -159,6 +161,24 @@ def as_dspy_metric(
     owner = f"as_dspy_metric({name or getattr(judge, 'name', 'judge')!r})"
     fields = FieldMap(inputs, outputs, expectations, owner=owner)
     return JudgeMetric(judge, fields=fields, label_scores=label_scores, name=name)
+
+
+def _accepted_fields(judge: Any, name: str) -> frozenset[str]:
+    """The fields ``judge`` takes by keyword (a plain callable may take only some)."""
+    every = frozenset(("inputs", "outputs", "expectations"))
+    try:
+        params = list(inspect.signature(judge).parameters.values())
+    except (TypeError, ValueError):  # no signature: offer everything
+        return every
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return every
+    accepted = every & {p.name for p in params if p.kind is not p.POSITIONAL_ONLY}
+    if not accepted:
+        raise ConfigurationError(
+            f"metric {name!r}: the judge must take some of inputs=, outputs=, expectations= "
+            f"by keyword; its parameters are {[p.name for p in params]}"
+        )
+    return accepted
 
 
 def _normalised(judge: Any, value: Any) -> float | None:
