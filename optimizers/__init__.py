@@ -41,6 +41,11 @@ if TYPE_CHECKING:
         set_prompt_alias,
         set_prompt_store,
     )
+    from optimizers.programs import (
+        ProgramOptimizationResult,
+        ProgramOptimizer,
+        optimize_program,
+    )
 
 # Each public name and the private module that defines it; imported on first access.
 _EXPORTS: dict[str, str] = {
@@ -71,6 +76,9 @@ _EXPORTS: dict[str, str] = {
     "Scorer": "optimizers._scoring",
     "make_eval_fn": "optimizers._scoring",
     "template_variables": "judgealign.optimize_support",
+    "ProgramOptimizationResult": "optimizers.programs",
+    "ProgramOptimizer": "optimizers.programs",
+    "optimize_program": "optimizers.programs",
 }
 
 __all__ = [
@@ -85,6 +93,8 @@ __all__ = [
     "IterationRecord",
     "MetaPromptOptimizer",
     "PredictFn",
+    "ProgramOptimizationResult",
+    "ProgramOptimizer",
     "PromptOptimizationResult",
     "PromptOptimizationWarning",
     "PromptOptimizerOutput",
@@ -96,6 +106,7 @@ __all__ = [
     "get_prompt_store",
     "load_prompt",
     "make_eval_fn",
+    "optimize_program",
     "optimize_prompts",
     "register_prompt",
     "set_prompt_alias",

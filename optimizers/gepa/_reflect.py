@@ -154,7 +154,10 @@ def _render_trace(trace: object, component: str | None) -> list[str]:
                 entry = cast("dict[str, Any]", step)
                 name = str(entry.get("prompt", "?"))
                 mark = " <- the prompt to improve" if name == component else ""
-                lines.append(f'- prompt "{name}"{mark}: {_show(entry.get("variables", {}))}')
+                line = f'- prompt "{name}"{mark}: {_show(entry.get("variables", {}))}'
+                if "outputs" in entry:  # a DSPy predictor's step also records what it produced
+                    line += f"; it produced {_show(entry['outputs'])}"
+                lines.append(line)
         return lines if len(lines) > 1 else []
     spans: Any = getattr(getattr(trace, "data", None), "spans", None)
     if not spans:

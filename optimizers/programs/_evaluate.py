@@ -1,0 +1,153 @@
+"""The ``eval_fn`` that optimizers climb, for a DSPy program.
+
+Candidate prompts are predictor instructions by name; a record is one ``dspy.Example``
+(by its position in the data). Each candidate runs on a deep copy of the program, records
+concurrently (up to ``num_threads``, each thread inheriting the caller's ``dspy.context``),
+and each record's ``trace`` lists every predictor call with that predictor's own inputs
+and outputs, so GEPA's reflection on one predictor sees what that predictor was given and
+what it produced, not only the program's final answer.
+
+A program that raises on one record scores it 0 with the error as feedback; the other
+records go on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from judgealign import ConfigurationError
+from optimizers._base import EvaluationResultRecord
+from optimizers._scoring import _error_text  # pyright: ignore[reportPrivateUsage]
+from optimizers.programs._metric import ProgramMetric, example_fields, prediction_outputs
+from optimizers.programs._program import run_traced, with_instructions
+
+__all__ = ["ProgramEvaluator", "record_of"]
+
+_EXAMPLE_KEY = "example"
+
+
+def record_of(position: int, example: Any) -> dict[str, Any]:
+    """The record an optimizer sees for the example at ``position`` (plain JSON data, so
+    checkpoints can fingerprint it)."""
+    inputs, labels = example_fields(example)
+    return {_EXAMPLE_KEY: position, "inputs": inputs, "expectations": labels or None}
+
+
+class ProgramEvaluator:
+    """``eval_fn(candidate_instructions, records)`` for a DSPy program.
+
+    Args:
+        program: the program; never changed (candidates run on copies).
+        examples: every example, by the position its record carries.
+        metric: how predictions are scored.
+        num_threads: records evaluated at once.
+    """
+
+    def __init__(
+        self, program: Any, examples: Sequence[Any], metric: ProgramMetric, *, num_threads: int
+    ) -> None:
+        self._program = program
+        self._examples = list(examples)
+        self._metric = metric
+        self._threads = num_threads
+        self._lock = threading.Lock()
+        self._checked: dict[str, EvaluationResultRecord] = {}
+        self.records_evaluated = 0
+        """Every (candidate, record) pair run so far: the metric calls paid for."""
+
+    def check(self, instructions: Mapping[str, str], record: Mapping[str, Any]) -> None:
+        """Run one record strictly (a failing program or metric raises) and keep the
+        result: the first evaluation of the same pair is served from it, not paid twice.
+
+        Raises:
+            ConfigurationError: the program or the metric failed on the record.
+        """
+        program = with_instructions(self._program, instructions)
+        result = self._evaluate_one(program, record, strict=True)
+        with self._lock:
+            self._checked[_pair_key(instructions, record)] = result
+
+    @property
+    def unused_checks(self) -> int:
+        """Checks no evaluation reused (each was a metric call outside the optimizer)."""
+        with self._lock:
+            return len(self._checked)
+
+    def __call__(
+        self, candidate_prompts: dict[str, str], dataset: Sequence[dict[str, Any]]
+    ) -> list[EvaluationResultRecord]:
+        """Score the candidate instructions on every record; one result each, in order."""
+        results: list[EvaluationResultRecord | None] = [None] * len(dataset)
+        with self._lock:
+            for i, record in enumerate(dataset):
+                results[i] = self._checked.pop(_pair_key(candidate_prompts, record), None)
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            program = with_instructions(self._program, candidate_prompts)
+            workers = min(self._threads, len(todo))
+            if workers <= 1:
+                for i in todo:
+                    results[i] = self._evaluate_one(program, dataset[i], strict=False)
+            else:
+                with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-dspy") as pool:
+                    futures = {
+                        i: pool.submit(
+                            contextvars.copy_context().run,
+                            self._evaluate_one,
+                            program,
+                            dataset[i],
+                            strict=False,
+                        )
+                        for i in todo
+                    }
+                    for i, future in futures.items():
+                        results[i] = future.result()
+        return [r for r in results if r is not None]
+
+    def _evaluate_one(
+        self, program: Any, record: Mapping[str, Any], *, strict: bool
+    ) -> EvaluationResultRecord:
+        with self._lock:
+            self.records_evaluated += 1
+        example = self._examples[int(record[_EXAMPLE_KEY])]
+        inputs, labels = example_fields(example)
+        try:
+            prediction, steps = run_traced(program, inputs)
+        except Exception as exc:
+            error = f"the program raised {_error_text(exc)}"
+            if strict:
+                raise ConfigurationError(
+                    f"{error} on the first example {example!r:.120}; fix the program (or the "
+                    "model it calls) before optimizing it"
+                ) from exc
+            return EvaluationResultRecord(
+                inputs=inputs,
+                outputs=None,
+                expectations=labels or None,
+                score=0.0,
+                rationales={self._metric.name: f"not scored: {error}"},
+                individual_scores={self._metric.name: 0.0},
+                error=error,
+            )
+        scored = self._metric.score(example, prediction, strict=strict)
+        return EvaluationResultRecord(
+            inputs=inputs,
+            outputs=prediction_outputs(prediction),
+            expectations=labels or None,
+            score=scored.score,
+            trace=steps,
+            rationales=scored.rationales,
+            individual_scores=scored.individual_scores,
+            error=scored.error,
+        )
+
+
+def _pair_key(instructions: Mapping[str, str], record: Mapping[str, Any]) -> str:
+    text = json.dumps([dict(instructions), dict(record)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

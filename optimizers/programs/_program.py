@@ -1,0 +1,106 @@
+"""A DSPy program seen as prompts: each named predictor's instructions is one component.
+
+dspy is imported lazily (only when a program is optimized), so ``import optimizers`` stays
+free of it. Programs are never changed in place: candidates run on deep copies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from judgealign import ConfigurationError, MissingExtraError
+
+__all__ = [
+    "ProgramSteps",
+    "instructions_of",
+    "load_dspy",
+    "predictors_of",
+    "run_traced",
+    "with_instructions",
+]
+
+ProgramSteps = list[dict[str, Any]]
+"""Per predictor call, in order: ``{"prompt": name, "variables": inputs, "outputs": ...}``."""
+
+_MAX_VALUE_CHARS = 4_000
+
+
+def load_dspy() -> Any:
+    """The ``dspy`` module.
+
+    Raises:
+        MissingExtraError: when dspy is not installed.
+    """
+    try:
+        return importlib.import_module("dspy")
+    except ImportError as exc:
+        raise MissingExtraError("Optimizing a DSPy program", "dspy", "dspy") from exc
+
+
+def predictors_of(program: object) -> list[tuple[str, Any]]:
+    """The program's named predictors, in DSPy's order.
+
+    Raises:
+        ConfigurationError: when ``program`` is not a ``dspy.Module`` or has no predictor.
+    """
+    dspy = load_dspy()
+    if not isinstance(program, dspy.Module):
+        raise ConfigurationError(
+            f"program={program!r:.80} is not a DSPy program; pass a dspy.Module (for example "
+            "dspy.ChainOfThought('question -> answer') or your own dspy.Module subclass)"
+        )
+    module: Any = program
+    named: list[tuple[str, Any]] = [(str(n), p) for n, p in module.named_predictors()]
+    if not named:
+        raise ConfigurationError(
+            f"program {type(program).__name__} has no predictors, so it has no instructions "
+            "to optimize; give it dspy.Predict / dspy.ChainOfThought attributes (set in "
+            "__init__, e.g. self.answer = dspy.Predict('question -> answer'))"
+        )
+    return named
+
+
+def instructions_of(program: object) -> dict[str, str]:
+    """Predictor name -> its signature's instructions."""
+    return {name: str(p.signature.instructions) for name, p in predictors_of(program)}
+
+
+def with_instructions(program: Any, instructions: Mapping[str, str]) -> Any:
+    """A deep copy of ``program`` whose predictors carry ``instructions`` (by name)."""
+    copy = program.deepcopy()
+    for name, predictor in copy.named_predictors():
+        if name in instructions:
+            predictor.signature = predictor.signature.with_instructions(instructions[name])
+    return copy
+
+
+def run_traced(program: Any, inputs: Mapping[str, Any]) -> tuple[Any, ProgramSteps]:
+    """Run ``program(**inputs)`` and return the prediction and each predictor's own inputs
+    and outputs (from DSPy's trace), by predictor name."""
+    dspy = load_dspy()
+    names = {id(p): str(n) for n, p in program.named_predictors()}
+    with dspy.context(trace=[]):
+        prediction = program(**inputs)
+        trace: list[Any] = list(dspy.settings.trace or [])
+    steps: ProgramSteps = []
+    for predictor, step_inputs, step_outputs in trace:
+        outputs = step_outputs.toDict() if hasattr(step_outputs, "toDict") else step_outputs
+        steps.append(
+            {
+                "prompt": names.get(id(predictor), type(predictor).__name__),
+                "variables": {k: _bounded(v) for k, v in dict(step_inputs).items()},
+                "outputs": {k: _bounded(v) for k, v in dict(outputs).items()},
+            }
+        )
+    return prediction, steps
+
+
+def _bounded(value: object) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= _MAX_VALUE_CHARS:
+        return text
+    return text[:_MAX_VALUE_CHARS] + f"... [{len(text) - _MAX_VALUE_CHARS} more characters]"

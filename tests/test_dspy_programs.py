@@ -1,0 +1,206 @@
+"""optimize_program: our GEPA on a DSPy program, offline (dspy.LM -> FakeOpenAIServer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+dspy = pytest.importorskip("dspy")
+
+from judgealign import ConfigurationError  # noqa: E402
+from judgealign.testing import FakeOpenAIServer  # noqa: E402
+from optimizers import GepaPromptOptimizer, optimize_program  # noqa: E402
+from optimizers.programs import ProgramOptimizer, auto_budget  # noqa: E402
+from tests.dspy_support import (  # noqa: E402
+    TwoStep,
+    capitals_judge,
+    examples,
+    program_reply,
+    reflection_model,
+)
+
+
+@pytest.fixture()
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(reply=program_reply) as fake:
+        lm = dspy.LM("openai/fake", api_base=fake.base_url, api_key="sk-fake", cache=False)
+        with dspy.context(lm=lm):
+            yield fake
+
+
+def gepa(seen: list[str] | None = None, **options: Any) -> GepaPromptOptimizer:
+    options.setdefault("max_metric_calls", 60)
+    return GepaPromptOptimizer(reflection_model(seen), **options)
+
+
+def test_gepa_improves_the_predictor_the_feedback_points_at(server: FakeOpenAIServer) -> None:
+    program = TwoStep()
+    original = {n: p.signature.instructions for n, p in program.named_predictors()}
+    seen: list[str] = []
+    data = examples()
+    result = optimize_program(
+        program,
+        data[:4],
+        data[4:],
+        metric=capitals_judge().as_dspy_metric(),
+        optimizer=gepa(seen),
+    )
+    assert result.initial_score == 0.0 and result.final_score == 1.0
+    assert result.improvement == 1.0
+    assert "UPPERCASE" in result.instructions_after["answer"]
+    assert result.changed_predictors == ["answer"]
+    assert result.instructions_before == original
+    # The original program is untouched; the optimized one is a copy that scores.
+    assert {n: p.signature.instructions for n, p in program.named_predictors()} == original
+    assert result.optimized_program is not program
+    prediction = result.optimized_program(question="What is the capital of Peru?")
+    assert prediction.answer == "LIMA"
+    # Hard budget; every example scored is counted.
+    assert result.metric_calls == result.details["metric_calls_used"] <= 60
+    # The reflection saw each predictor's own inputs and outputs, and the judge's rationale.
+    answer_prompts = [t for t in seen if 'named "answer"' in t]
+    assert answer_prompts
+    assert '<- the prompt to improve: {"draft": "probably' in answer_prompts[0]
+    assert (
+        "it produced" in answer_prompts[0] and "must be written in UPPERCASE" in answer_prompts[0]
+    )
+
+
+def test_budget_is_never_exceeded(server: FakeOpenAIServer) -> None:
+    data = examples()
+    for budget in (8, 13, 21):
+        result = optimize_program(
+            TwoStep(),
+            data[:4],
+            data[4:],
+            metric=capitals_judge().as_dspy_metric(),
+            optimizer=gepa(max_metric_calls=budget),
+        )
+        assert result.metric_calls <= budget
+        assert result.max_metric_calls == budget
+
+
+def test_auto_budget_and_default_split(server: FakeOpenAIServer) -> None:
+    assert auto_budget("light", predictors=2, val_size=3) == 3 + 6 * 2 * (6 + 3)
+    data = examples()
+    result = optimize_program(
+        TwoStep(),
+        data,
+        metric=capitals_judge().as_dspy_metric(),
+        auto="light",
+        reflection_model=reflection_model(),
+    )
+    split = result.details["split"]
+    assert len(split["val_ids"]) == 2 and len(split["train_ids"]) == 6  # 0.3 of 8 held out
+    assert result.max_metric_calls == auto_budget("light", predictors=2, val_size=2)
+    assert result.final_score == 1.0
+
+
+def test_scorers_and_sme_label_scores(server: FakeOpenAIServer) -> None:
+    def rating(*, outputs: Any) -> str:
+        return "excellent" if str(outputs).isupper() else "fair"
+
+    data = examples()
+    result = ProgramOptimizer(gepa()).optimize(
+        program=TwoStep(),
+        trainset=data[:4],
+        valset=data[4:],
+        scorers=[rating],
+        label_scores={"excellent": 1.0, "fair": 0.5, "poor": 0.0},
+    )
+    assert result.initial_score == 0.5 and result.final_score == 1.0
+
+
+def test_a_program_error_on_one_record_scores_zero_and_the_run_goes_on(
+    server: FakeOpenAIServer,
+) -> None:
+    class Fragile(TwoStep):
+        def forward(self, question: str) -> Any:
+            if "Kenya" in question:  # a validation example, not the first one
+                raise RuntimeError("tool unavailable")
+            return super().forward(question)
+
+    data = examples()
+    result = optimize_program(
+        Fragile(), data[:4], data[4:], metric=capitals_judge().as_dspy_metric(), optimizer=gepa()
+    )
+    # Kenya's record scores 0 under every candidate; the others still improve.
+    assert result.initial_score == 0.0 and result.final_score == pytest.approx(0.75)
+
+
+def test_bad_input_is_refused_before_any_model_call(server: FakeOpenAIServer) -> None:
+    metric = capitals_judge().as_dspy_metric()
+    data = examples()
+
+    class Empty(dspy.Module):
+        def forward(self, question: str) -> Any:
+            return dspy.Prediction(answer=question)
+
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"program": Empty(), "trainset": data}, r"has no predictors.*dspy\.Predict"),
+        ({"program": object(), "trainset": data}, r"not a DSPy program"),
+        (
+            {"program": TwoStep(), "trainset": [dict(e) for e in data]},
+            r"trainset\[0\] is a dict.*dspy\.Example\(question=\.\.\., answer=\.\.\.\)",
+        ),
+        (
+            {"program": TwoStep(), "trainset": [dspy.Example(question="q", answer="a")]},
+            r"trainset\[0\] has no input fields.*with_inputs",
+        ),
+        (
+            {
+                "program": TwoStep(),
+                "trainset": data,
+                "metric": capitals_judge().as_dspy_metric(inputs=["question", "country"]),
+            },
+            r"has no field 'country' for inputs",
+        ),
+        ({"program": TwoStep(), "trainset": []}, r"trainset must be a non-empty list"),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises(ConfigurationError, match=pattern):
+            optimize_program(**{"metric": metric, "optimizer": gepa(), **kwargs})
+    with pytest.raises(ConfigurationError, match=r"exactly one of metric= .* and scorers="):
+        optimize_program(TwoStep(), data, optimizer=gepa())
+    with pytest.raises(ConfigurationError, match=r"either optimizer= or auto="):
+        optimize_program(TwoStep(), data, metric=metric, optimizer=gepa(), auto="light")
+    assert server.stats.get("chat", 0) == 0
+
+
+def test_a_metric_that_raises_is_reported_on_the_first_example(server: FakeOpenAIServer) -> None:
+    def broken(example: Any, prediction: Any, trace: Any = None) -> float:
+        raise KeyError("expected_answer")
+
+    data = examples()
+    with pytest.raises(ConfigurationError, match=r"broken raised KeyError.*first example"):
+        optimize_program(TwoStep(), data[:4], data[4:], metric=broken, optimizer=gepa())
+    assert server.stats["chat"] == 2  # one run of the two-predictor program, then it stopped
+
+
+def test_plain_float_metric_without_feedback(server: FakeOpenAIServer) -> None:
+    def exact(example: Any, prediction: Any, trace: Any = None) -> bool:
+        return prediction.answer == example.answer.upper()
+
+    data = examples()
+    result = optimize_program(TwoStep(), data[:4], data[4:], metric=exact, optimizer=gepa())
+    assert result.initial_score == 0.0 and result.final_score == 1.0
+
+
+def test_resume_from_run_dir_pays_for_nothing_twice(
+    server: FakeOpenAIServer, tmp_path: Any
+) -> None:
+    data = examples()
+    metric = capitals_judge().as_dspy_metric()
+    first = optimize_program(
+        TwoStep(), data[:4], data[4:], metric=metric, optimizer=gepa(run_dir=tmp_path)
+    )
+    chats = server.stats["chat"]
+    again = optimize_program(
+        TwoStep(), data[:4], data[4:], metric=metric, optimizer=gepa(run_dir=tmp_path)
+    )
+    assert again.details["resumed"] is True
+    assert again.instructions_after == first.instructions_after
+    # Only the setup check ran the program again (one example, two predictor calls).
+    assert server.stats["chat"] - chats == 2 and again.metric_calls == 1
