@@ -26,6 +26,9 @@ answers a judge's JSON schema with a valid verdict):
 * ``gepa``: a task whose accuracy rises with each reflection. Question ``Q<i>`` needs
   ``i % 4`` rules in the prompt to be answered right; a reflection request (either
   library's) gets the current prompt back with one more numbered rule, in a fence.
+* ``dspy``: the same task for a two-predictor DSPy program (B11), answered in DSPy's chat
+  format; only the ``answer`` predictor's rules count. Reflections as in ``gepa``, and
+  dspy.GEPA's (a DSPy signature with a ``new_instruction`` output) in its chat format.
 """
 
 from __future__ import annotations
@@ -137,6 +140,39 @@ def _gepa(request: ChatRequest) -> Any:
     return None
 
 
+def _dspy_program(request: ChatRequest) -> Any:
+    """B11: a two-predictor DSPy program (``draft``, then ``answer``) in DSPy's chat format.
+
+    ``answer`` to question ``i`` is right only when the ``answer`` predictor's own
+    instructions hold at least ``i % 4`` numbered rules; ``draft``'s rules do not matter.
+    Reflection requests are answered as in ``gepa`` mode (one more rule)."""
+    system = str(request.messages[0].get("content") or "") if request.messages else ""
+    if "Your output fields are" not in system:
+        return _gepa(request)
+    outputs = system.split("Your output fields are", 1)[1].split("All interactions", 1)[0]
+    if "`new_instruction`" in outputs:  # dspy.GEPA's reflection is itself a DSPy signature
+        current = request.last_user.split("[[ ## current_instruction ## ]]", 1)[1]
+        current = current.split("[[ ## ", 1)[0].strip()
+        rules = len(_RULE.findall(current))
+        return _dspy_reply(request, new_instruction=f"{current} Rule {rules + 1}. Be careful.")
+    question = _QUESTION.search(request.last_user)
+    if question is None:
+        return None
+    number, a, b = (int(g) for g in question.groups())
+    if "`draft`" in outputs:
+        return _dspy_reply(request, draft=f"{a} + {b}")
+    rules = len(_RULE.findall(system.rsplit("your objective is:", 1)[-1]))
+    return _dspy_reply(request, answer=str(a + b if rules >= number % 4 else a + b + 1))
+
+
+def _dspy_reply(request: ChatRequest, **fields: str) -> Any:
+    """DSPy's chat format, or a JSON object when the request asks for one (JSONAdapter)."""
+    if request.response_format is not None:
+        return fields
+    body = "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in fields.items())
+    return body + "[[ ## completed ## ]]"
+
+
 def _reply(mode: str) -> Any:
     if mode == "memalign":
 
@@ -147,6 +183,8 @@ def _reply(mode: str) -> Any:
         return memalign
     if mode == "gepa":
         return _gepa
+    if mode == "dspy":
+        return _dspy_program
     return None
 
 
