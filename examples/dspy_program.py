@@ -102,13 +102,16 @@ def stand_in_reply(request: ChatRequest) -> str | None:
     """The offline program LM: DSPy chat-format replies that follow simple rules."""
     system = str(request.messages[0].get("content", ""))
     term = _field(request.last_user, "term") or "it"
-    if "`key_points`" in system.split("Your input fields are", 1)[-1].split("All interactions")[0]:
-        if "`explanation`" not in system:
-            return f"[[ ## key_points ## ]]\n{term}: what it is, why it matters\n\n[[ ## completed ## ]]"
+    if "`explanation`" not in system:  # the outline predictor
+        points = f"{term}: what it is, why it matters"
+        return f"[[ ## key_points ## ]]\n{points}\n\n[[ ## completed ## ]]"
     objective = system.rsplit("your objective is:", 1)[-1].lower()
     text = f"{term.capitalize()} is a security mechanism governed by technical controls."
     if "example" in objective:
-        text = f"{term.capitalize()} keeps your work safe. For example, it stops a stranger reading your files."
+        text = (
+            f"{term.capitalize()} keeps your work safe. For example, it stops a stranger "
+            "reading your files."
+        )
     return f"[[ ## explanation ## ]]\n{text}\n\n[[ ## completed ## ]]"
 
 

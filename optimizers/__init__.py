@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer, make_eval_fn
     from optimizers.gepa._optimizer import GEPA, GepaPromptOptimizer
     from optimizers.metaprompt._optimizer import IterationRecord, MetaPromptOptimizer
+    from optimizers.programs import (
+        ProgramOptimizationResult,
+        ProgramOptimizer,
+        optimize_program,
+    )
     from optimizers.prompts._registry import (
         InMemoryPromptStore,
         PromptStore,

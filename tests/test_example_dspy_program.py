@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("dspy")
 
-from judgealign.testing import FunctionModel, ModelRequest  # noqa: E402
+from judgealign.testing import FunctionModel, ModelRequest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dspy_program.py"
 

@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 from judgealign import ChatModel, ConfigurationError
 from optimizers._aggregation import AggregationFn
 from optimizers._base import BasePromptOptimizer, PromptOptimizerOutput
-from optimizers._gepa import GepaPromptOptimizer, split_data
+from optimizers.gepa._optimizer import GepaPromptOptimizer, split_data
 from optimizers.programs._evaluate import ProgramEvaluator, record_of
 from optimizers.programs._metric import ProgramMetric
 from optimizers.programs._program import instructions_of, load_dspy, with_instructions

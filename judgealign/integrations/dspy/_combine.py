@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from judgealign import ConfigurationError
-from judgealign._redact import redact  # private: provider errors can echo an API key
+from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap
 from judgealign.integrations.dspy._metric import JudgeMetric
 from judgealign.integrations.dspy._outcome import MetricOutcome, call_metric

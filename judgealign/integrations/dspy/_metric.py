@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from judgealign import ConfigurationError, Feedback
-from judgealign._redact import redact  # private: provider errors can echo an API key
+from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._outcome import MetricOutcome, read_result
 
