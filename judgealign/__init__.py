@@ -217,11 +217,18 @@ def _register_judge(judge: Any, *, name: str | None, experiment_id: str | None) 
     return log_judge(judge, name=name, experiment_id=experiment_id)
 
 
+def _dspy_metric(judge: Any, **options: Any) -> Any:
+    from judgealign.integrations.dspy import as_dspy_metric
+
+    return as_dspy_metric(judge, **options)
+
+
 def _wire() -> None:
     from judgealign.integrations.mlflow._hook import accept_judges_in_mlflow
-    from judgealign.judges._extensions import install
+    from judgealign.judges._extensions import install, install_dspy_metric
 
     install(aligner=_default_aligner, registrar=_register_judge)
+    install_dspy_metric(_dspy_metric)
     # mlflow.genai.evaluate(scorers=[judge]) accepts judges as they are; mlflow itself is
     # not imported here (an import hook waits for it).
     accept_judges_in_mlflow()

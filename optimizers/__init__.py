@@ -46,11 +46,6 @@ if TYPE_CHECKING:
         set_prompt_alias,
         set_prompt_store,
     )
-    from optimizers.programs import (
-        ProgramOptimizationResult,
-        ProgramOptimizer,
-        optimize_program,
-    )
 
 # Each public name and the private module that defines it; imported on first access.
 _EXPORTS: dict[str, str] = {

@@ -17,7 +17,7 @@ from judgealign import (  # noqa: E402
     ModelCallError,
     make_judge,
 )
-from judgealign.integrations.dspy import as_dspy_metric, combine_metrics  # noqa: E402
+from judgealign.dspy import as_dspy_metric, combine_metrics  # noqa: E402
 from judgealign.testing import FunctionModel, ModelRequest  # noqa: E402
 
 Rating = Literal["excellent", "fair", "poor"]

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["default_aligner", "install", "register_judge"]
+__all__ = ["default_aligner", "dspy_metric", "install", "install_dspy_metric", "register_judge"]
 
 AlignerFactory = Callable[[], Any]
 Registrar = Callable[..., Any]
 
 _aligner: AlignerFactory | None = None
 _registrar: Registrar | None = None
+_dspy_metric: Callable[..., Any] | None = None
 
 
 def install(*, aligner: AlignerFactory, registrar: Registrar) -> None:
@@ -49,3 +50,20 @@ def register_judge(judge: Any, *, name: str | None, experiment_id: str | None) -
             "No scorer registry is installed; use judgealign.mlflow_integration.log_judge."
         )
     return _registrar(judge, name=name, experiment_id=experiment_id)
+
+
+def install_dspy_metric(factory: Callable[..., Any]) -> None:
+    """Plug in ``as_dspy_metric(judge, **options)`` (the DSPy integration sits above judges)."""
+    global _dspy_metric
+    _dspy_metric = factory
+
+
+def dspy_metric(judge: Any, **options: Any) -> Any:
+    """``judge`` as a DSPy metric (the DSPy integration's, once installed)."""
+    if _dspy_metric is None:  # only if judgealign/__init__.py was bypassed
+        from judgealign.core._errors import ConfigurationError
+
+        raise ConfigurationError(
+            "No DSPy integration is installed; use judgealign.dspy.as_dspy_metric(judge)."
+        )
+    return _dspy_metric(judge, **options)

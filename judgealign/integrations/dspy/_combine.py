@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from judgealign import ConfigurationError
+from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap
 from judgealign.integrations.dspy._metric import JudgeMetric

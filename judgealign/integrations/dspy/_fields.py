@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from judgealign import ConfigurationError
+from judgealign.core._errors import ConfigurationError
 
 __all__ = ["FieldMap", "FieldSpec", "example_keys", "is_example"]
 

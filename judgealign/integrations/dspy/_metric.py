@@ -19,10 +19,11 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, cast
 
-from judgealign import ConfigurationError, Feedback
+from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._outcome import MetricOutcome, read_result
+from judgealign.judges._feedback import Feedback
 
 __all__ = ["JudgeMetric", "as_dspy_metric"]
 

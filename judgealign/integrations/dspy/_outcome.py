@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from judgealign import ConfigurationError
+from judgealign.core._errors import ConfigurationError
 
 __all__ = ["MetricOutcome", "accepts_feedback_args", "call_metric", "read_result"]
 
