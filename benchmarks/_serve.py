@@ -167,7 +167,8 @@ def _dspy_program(request: ChatRequest) -> Any:
 
 def _dspy_reply(request: ChatRequest, **fields: str) -> Any:
     """DSPy's chat format, or a JSON object when the request asks for one (JSONAdapter)."""
-    if request.response_format is not None:
+    system = str(request.messages[0].get("content") or "") if request.messages else ""
+    if request.response_format is not None or "Outputs will be a JSON object" in system:
         return fields
     body = "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in fields.items())
     return body + "[[ ## completed ## ]]"

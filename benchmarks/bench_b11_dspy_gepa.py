@@ -8,24 +8,25 @@ least ``i % 4`` numbered rules (``draft``'s do not count); a reflection request 
 library's) gets the current instructions back with one more rule. Seed score 0.25; three
 accepted reflections on ``answer`` reach 1.0.
 
-Both sides get the same program, data (train = validation = the 20 questions, as in B6),
-metric, budget and concurrency, each library's defaults otherwise:
+Both sides get the same program, data (questions 0-11 train, 12-19 validate), metric and
+budget, and each library's defaults otherwise (both evaluate 8 examples at once by
+default: ``dspy.settings.num_threads`` and ``optimize_program``'s ``num_threads``):
 
 * metric: exact match, in GEPA's feedback form
   ``metric(gold, pred, trace=None, pred_name=None, pred_trace=None)`` returning
   ``dspy.Prediction(score, feedback)`` ("expected X, got Y");
-* ``judgealign``: ``optimizers.optimize_program(program, data, data, metric=metric,
-  optimizer=GepaPromptOptimizer(reflection_model="openai:/fake", max_metric_calls=150),
-  num_threads=4)``;
-* ``dspy``: ``dspy.GEPA(metric=metric, max_metric_calls=150, num_threads=4,
+* ``judgealign``: ``optimizers.optimize_program(program, train, val, metric=metric,
+  optimizer=GepaPromptOptimizer(reflection_model=resolve_model("openai:/fake",
+  base_url=...), max_metric_calls=150))``;
+* ``dspy``: ``dspy.GEPA(metric=metric, max_metric_calls=150,
   reflection_lm=dspy.LM("openai/fake", ...), track_stats=True).compile(program,
-  trainset=data, valset=data)`` (dspy 3.4.1, gepa 0.1.4).
+  trainset=train, valset=val)`` (dspy 3.4.1, gepa 0.1.4).
 
 Timed: the optimization call. Reported: wall time; metric calls as each library counts
 them (ours: examples scored; dspy: GEPA's ``total_metric_calls``), metric-function
 invocations (dspy.GEPA also calls the metric per predictor to collect feedback), the
 chat requests the server received; the final validation score, measured the same way for
-both outside the timing (the returned program answers the 20 questions once).
+both outside the timing (the returned program answers the 8 validation questions once).
 
 Run: ``python benchmarks/bench_b11_dspy_gepa.py --impl judgealign`` (or ``--impl dspy``)
 """
@@ -40,7 +41,7 @@ from typing import Any
 from _common import ServerProcess, apply_env, emit
 
 BUDGET = 150
-THREADS = 4
+TRAIN = 12
 
 
 def build(dspy: Any) -> tuple[Any, list[Any]]:
@@ -87,13 +88,17 @@ def score(program: Any, data: list[Any]) -> float:
     )
 
 
-def run_judgealign(dspy: Any, program: Any, data: list[Any], metric: Metric) -> dict[str, Any]:
+def run_judgealign(
+    dspy: Any, program: Any, data: list[Any], metric: Metric, base_url: str
+) -> dict[str, Any]:
+    from judgealign import resolve_model
     from optimizers import GepaPromptOptimizer, optimize_program
 
-    optimizer = GepaPromptOptimizer(reflection_model="openai:/fake", max_metric_calls=BUDGET)
+    reflection = resolve_model("openai:/fake", base_url=base_url)
+    optimizer = GepaPromptOptimizer(reflection_model=reflection, max_metric_calls=BUDGET)
     start = time.perf_counter()
     result = optimize_program(
-        program, data, data, metric=metric, optimizer=optimizer, num_threads=THREADS
+        program, data[:TRAIN], data[TRAIN:], metric=metric, optimizer=optimizer
     )
     wall = time.perf_counter() - start
     return {
@@ -113,12 +118,11 @@ def run_dspy(
     optimizer = dspy.GEPA(
         metric=metric,
         max_metric_calls=BUDGET,
-        num_threads=THREADS,
         reflection_lm=reflection,
         track_stats=True,
     )
     start = time.perf_counter()
-    optimized = optimizer.compile(program, trainset=data, valset=data)
+    optimized = optimizer.compile(program, trainset=data[:TRAIN], valset=data[TRAIN:])
     wall = time.perf_counter() - start
     stats = getattr(optimized, "detailed_results", None)
     return {
@@ -137,25 +141,24 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
     apply_env()
-    import os
-
     import dspy
 
     with ServerProcess(args.latency, mode="dspy") as server:
-        os.environ["OPENAI_API_BASE"] = server.base_url
+        # No OPENAI_API_BASE in the environment: with it, dspy.LM switches to its litellm
+        # engine; both sides name the server explicitly instead.
         lm = dspy.LM("openai/fake", api_base=server.base_url, api_key="sk-fake", cache=False)
         dspy.configure(lm=lm)
         program, data = build(dspy)
         metric = Metric(dspy)
         if args.impl == "judgealign":
-            run = run_judgealign(dspy, program, data, metric)
+            run = run_judgealign(dspy, program, data, metric, server.base_url)
         else:
             run = run_dspy(dspy, program, data, metric, server.base_url)
         run["chat_requests"] = server.control("stats")["chat"]
         run["metric_invocations"] = metric.calls
         optimized = run.pop("program")
-        run["initial_score"] = score(program, data)
-        run["final_score"] = score(optimized, data)
+        run["initial_score"] = score(program, data[TRAIN:])
+        run["final_score"] = score(optimized, data[TRAIN:])
     emit({"impl": args.impl, "latency_s": args.latency, "budget": BUDGET, **run})
 
 

@@ -499,6 +499,55 @@ def _b8_why(sets: dict[str, Any], default: str) -> list[str]:
     ]
 
 
+def b11(data: dict[str, Any]) -> tuple[Row, list[str]]:
+    ours, peer = data["judgealign"], data["dspy"]
+    wall = median([r["wall_s"] for r in ours])
+    peer_wall = median([r["wall_s"] for r in peer])
+    score = median([r["final_score"] for r in ours])
+    peer_score = median([r["final_score"] for r in peer])
+    budget = ours[0].get("budget", 150)
+    within = all(r["metric_calls"] <= budget for r in ours)
+    row = [
+        "B11",
+        f"DSPy program, GEPA, {budget} metric calls, 100 ms",
+        f"{_f(wall)} s, {median([r['metric_calls'] for r in ours]):.0f} metric calls, "
+        f"final score {_f(score)}",
+        f"{_f(peer_wall)} s, {median([r['metric_calls'] for r in peer]):.0f} metric calls, "
+        f"final score {_f(peer_score)} (dspy.GEPA)",
+        _ratio(wall, peer_wall),
+        "<= 0.33; budget kept; score >= peer",
+        f"{_yes(wall <= peer_wall / 3)}; {_yes(within)}; {_yes(score >= peer_score)}",
+        f"{len(ours)} (dspy {len(peer)})",
+    ]
+    lines = [
+        "Same two-predictor program, data (12 train, 8 validation questions), metric "
+        "(exact match with feedback) and budget; `bench_b11_dspy_gepa.py` says how each "
+        "side is called. Metric calls: ours counts every example scored (the setup check "
+        "included); dspy's is GEPA's `total_metric_calls`. Metric invocations: calls of the "
+        "metric function (dspy.GEPA also calls it per predictor for feedback).",
+        "",
+        "| implementation | run | wall (s) | metric calls | metric invocations | chat requests "
+        "| initial score | final score (8 validation questions) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, items in (("judgealign", ours), ("dspy.GEPA", peer)):
+        for n, r in enumerate(items, 1):
+            lines.append(
+                f"| {name} | {n} | {_f(r['wall_s'])} | {r['metric_calls']} | "
+                f"{r['metric_invocations']} | {r['chat_requests']} | {_f(r['initial_score'])} "
+                f"| {_f(r['final_score'])} |"
+            )
+    reasons = sorted({str(r.get("stop_reason")) for r in ours if r.get("stop_reason")})
+    if reasons:
+        lines += [
+            "",
+            f"judgealign's runs stopped with reason {', '.join(reasons)}; dspy.GEPA runs "
+            "until its budget is spent (its stop check comes between iterations, so an "
+            "iteration in flight can pass the budget).",
+        ]
+    return row, lines
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[Row, list[str]]]]] = {
     "B1": ("B1: per-call overhead", b1),
     "B2": ("B2: 1,000 judged records", b2),
@@ -508,6 +557,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[Row, list[str]]]
     "B6": ("B6: GEPA", b6),
     "B7": ("B7: local judge", b7),
     "B8": ("B8: retrieval view", b8),
+    "B11": ("B11: DSPy program with GEPA", b11),
 }
 
 
@@ -526,8 +576,9 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
         f"{raw.get('load_average_end', 'n/a')} at its end. The machine is shared with other "
         "work, so wall times carry its noise; each peer ran under the same conditions in the "
         "same run as judgealign.",
-        "- Peer: MLflow 3.17.2 (with dspy and gepa for MemAlign and GEPA), litellm 1.106.2, "
-        "all against `judgealign.testing.FakeOpenAIServer` on 127.0.0.1 in its own process.",
+        "- Peer: MLflow 3.17.2 (with dspy and gepa for MemAlign and GEPA), dspy 3.4.1 with "
+        "gepa 0.1.4 (B11), litellm 1.106.2, all against "
+        "`judgealign.testing.FakeOpenAIServer` on 127.0.0.1 in its own process.",
         "",
         "| id | what | judgealign (median) | peer (median) | ratio | target | met | runs "
         "| measured (UTC, load at start) |",

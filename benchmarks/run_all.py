@@ -1,4 +1,4 @@
-"""Run every benchmark (B1-B8) and rewrite ``benchmarks/RESULTS.md``.
+"""Run every benchmark (B1-B8, B11) and rewrite ``benchmarks/RESULTS.md``.
 
 Each benchmark runs in its own processes (see the ``bench_*.py`` docstrings for what is
 measured and how); this script collects their results, computes medians and ratios, and
@@ -31,7 +31,18 @@ from typing import Any
 
 from _common import BENCH, ROOT, bench_env, machine, now
 
-RUNS = {"B1": 5, "B2": 3, "B2_peer": 1, "B3": 3, "B3_peer": 3, "B5": 7, "B6": 3, "B6_peer": 2}
+RUNS = {
+    "B1": 5,
+    "B2": 3,
+    "B2_peer": 1,
+    "B3": 3,
+    "B3_peer": 3,
+    "B5": 7,
+    "B6": 3,
+    "B6_peer": 2,
+    "B11": 3,
+    "B11_peer": 2,
+}
 # B8 embeds every candidate view with the real MiniLM: about 5 texts/s on 2 loaded cores.
 B8_SAMPLE = {"defacto": 800, "queries": 150}
 
@@ -144,7 +155,25 @@ def b8() -> dict[str, Any]:
     )
 
 
-BENCHES = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7, "B8": b8}
+def b11() -> dict[str, Any]:
+    script = "bench_b11_dspy_gepa.py"
+    return {
+        "judgealign": [run(script, "--impl", "judgealign") for _ in range(RUNS["B11"])],
+        "dspy": [run(script, "--impl", "dspy") for _ in range(RUNS["B11_peer"])],
+    }
+
+
+BENCHES = {
+    "B1": b1,
+    "B2": b2,
+    "B3": b3,
+    "B4": b4,
+    "B5": b5,
+    "B6": b6,
+    "B7": b7,
+    "B8": b8,
+    "B11": b11,
+}
 
 
 def main() -> None:

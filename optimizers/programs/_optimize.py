@@ -109,7 +109,7 @@ def optimize_program(
     reflection_model: str | ChatModel | None = None,
     aggregation: AggregationFn | None = None,
     label_scores: Mapping[str, float] | None = None,
-    num_threads: int = 4,
+    num_threads: int = 8,
     seed: int = 0,
 ) -> ProgramOptimizationResult:
     """Optimize the instructions of a DSPy program's predictors against a metric.
@@ -132,7 +132,8 @@ def optimize_program(
         aggregation: with ``scorers``, how their scores combine (default: the mean).
         label_scores: what labels returned by the metric or scorers are worth, e.g. SME
             ratings ``{"excellent": 1, "fair": 0.5, "poor": 0}``.
-        num_threads: examples run at once (each in the caller's ``dspy.context``).
+        num_threads: examples run at once (each in the caller's ``dspy.context``); 8 is
+            DSPy's own default (``dspy.settings.num_threads``).
         seed: seeds the train/validation split and GEPA's sampling.
 
     Raises:
@@ -199,7 +200,7 @@ class ProgramOptimizer:
         *,
         auto: Auto | None = None,
         reflection_model: str | ChatModel | None = None,
-        num_threads: int = 4,
+        num_threads: int = 8,
         seed: int = 0,
     ) -> None:
         self.optimizer = optimizer
