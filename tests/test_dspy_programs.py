@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,17 +10,19 @@ import pytest
 
 dspy = pytest.importorskip("dspy")
 
-from judgealign import ConfigurationError  # noqa: E402
-from judgealign.testing import FakeOpenAIServer  # noqa: E402
-from optimizers import GepaPromptOptimizer, optimize_program  # noqa: E402
-from optimizers.programs import ProgramOptimizer, auto_budget  # noqa: E402
-from tests.dspy_support import (  # noqa: E402
+from dspy_support import (  # noqa: E402
     TwoStep,
     capitals_judge,
     examples,
     program_reply,
     reflection_model,
 )
+from memalign_support import DEFACTO, needs_defacto  # noqa: E402
+
+from judgealign import ConfigurationError  # noqa: E402
+from judgealign.testing import FakeOpenAIServer  # noqa: E402
+from optimizers import GepaPromptOptimizer, optimize_program  # noqa: E402
+from optimizers.programs import ProgramOptimizer, auto_budget  # noqa: E402
 
 
 @pytest.fixture()
@@ -204,3 +207,48 @@ def test_resume_from_run_dir_pays_for_nothing_twice(
     assert again.instructions_after == first.instructions_after
     # Only the setup check ran the program again (one example, two predictor calls).
     assert server.stats["chat"] - chats == 2 and again.metric_calls == 1
+
+
+@needs_defacto
+def test_long_defacto_documents_keep_the_reflection_prompt_bounded() -> None:
+    with DEFACTO.open(encoding="utf-8") as handle:
+        texts = [str(json.loads(line)["inputs"]["document"]) for line in list(handle)[:200]]
+    documents = sorted(texts, key=len)[-6:]  # the longest: thousands of tokens each
+    assert min(len(d) for d in documents) > 3_000  # longer than a reflection field
+
+    def reply(request: Any) -> str | None:
+        system = str(request.messages[0].get("content", ""))
+        if "Your output fields are" not in system:
+            return None
+        outputs = system.split("Your output fields are", 1)[1].split("All interactions", 1)[0]
+        if "`outline`" in outputs:
+            return "[[ ## outline ## ]]\nwho, what, where\n\n[[ ## completed ## ]]"
+        brief = "BRIEF" if "UPPERCASE" in system.rsplit("your objective is:", 1)[-1] else "brief"
+        return f"[[ ## summary ## ]]\n{brief}\n\n[[ ## completed ## ]]"
+
+    class Summarise(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.outline = dspy.Predict("document -> outline")
+            self.write = dspy.Predict("document, outline -> summary")
+
+        def forward(self, document: str) -> Any:
+            outline = self.outline(document=document).outline
+            return self.write(document=document, outline=outline)
+
+    def upper(example: Any, prediction: Any, trace: Any = None) -> Any:
+        ok = prediction.summary.isupper()
+        return dspy.Prediction(score=float(ok), feedback="" if ok else "write it in UPPERCASE")
+
+    data = [dspy.Example(document=d).with_inputs("document") for d in documents]
+    seen: list[str] = []
+    with FakeOpenAIServer(reply=reply) as fake:
+        lm = dspy.LM("openai/fake", api_base=fake.base_url, api_key="sk-fake", cache=False)
+        with dspy.context(lm=lm):
+            result = optimize_program(
+                Summarise(), data[:4], data[4:], metric=upper, optimizer=gepa(seen)
+            )
+    assert result.final_score == 1.0 and result.changed_predictors == ["write"]
+    # Every document field is cut to a bounded length before the reflection model sees it.
+    assert seen and max(len(text) for text in seen) < 40_000
+    assert any("more characters]" in text for text in seen)
