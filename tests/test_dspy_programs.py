@@ -20,8 +20,12 @@ from dspy_support import (  # noqa: E402
 from memalign_support import DEFACTO, needs_defacto  # noqa: E402
 
 from judgealign import ConfigurationError  # noqa: E402
-from judgealign.testing import FakeOpenAIServer  # noqa: E402
-from optimizers import GepaPromptOptimizer, optimize_program  # noqa: E402
+from judgealign.testing import (  # noqa: E402
+    FakeOpenAIServer,
+    FunctionModel,
+    ModelRequest,
+)
+from optimizers import GepaPromptOptimizer, MetaPromptOptimizer, optimize_program  # noqa: E402
 from optimizers.programs import ProgramOptimizer, auto_budget  # noqa: E402
 
 
@@ -252,3 +256,22 @@ def test_long_defacto_documents_keep_the_reflection_prompt_bounded() -> None:
     # Every document field is cut to a bounded length before the reflection model sees it.
     assert seen and max(len(text) for text in seen) < 40_000
     assert any("more characters]" in text for text in seen)
+
+
+def test_the_metaprompt_optimizer_rewrites_a_program_too(server: FakeOpenAIServer) -> None:
+    def engineer(request: ModelRequest) -> Any:
+        return {
+            "diagnosis": "the answers are not in capitals",
+            "prompts": {"answer": "Answer with the city in UPPERCASE.", "draft": "Draft it."},
+        }
+
+    data = examples()
+    result = optimize_program(
+        TwoStep(),
+        data[:4],
+        data[4:],
+        metric=capitals_judge().as_dspy_metric(),
+        optimizer=MetaPromptOptimizer(FunctionModel(engineer), max_iterations=1),
+    )
+    assert result.initial_score == 0.0 and result.final_score == 1.0
+    assert result.instructions_after["answer"] == "Answer with the city in UPPERCASE."

@@ -2,9 +2,10 @@
 
 Candidate prompts are predictor instructions by name; a record is one ``dspy.Example``
 (by its position in the data). Each candidate runs on a deep copy of the program, records
-concurrently (up to ``num_threads``, each thread inheriting the caller's ``dspy.context``),
-and each record's ``trace`` lists every predictor call with that predictor's own inputs
-and outputs, so GEPA's reflection on one predictor sees what that predictor was given and
+concurrently (up to ``num_threads``). Every record runs in a copy of the context
+``optimize_program`` was called in, so the caller's ``dspy.context(lm=...)`` holds even
+when an optimizer calls ``eval_fn`` from threads of its own. Each record's ``trace``
+lists every predictor call with that predictor's own inputs and outputs, so GEPA's reflection on one predictor sees what that predictor was given and
 what it produced, not only the program's final answer.
 
 A program that raises on one record scores it 0 with the error as feedback; the other
@@ -54,6 +55,8 @@ class ProgramEvaluator:
     ) -> None:
         self._program = program
         self._examples = list(examples)
+        # The caller's context (its dspy.context settings): every record runs in a copy.
+        self._context = contextvars.copy_context()
         self._metric = metric
         self._threads = num_threads
         self._lock = threading.Lock()
@@ -69,7 +72,7 @@ class ProgramEvaluator:
             ConfigurationError: the program or the metric failed on the record.
         """
         program = with_instructions(self._program, instructions)
-        result = self._evaluate_one(program, record, strict=True)
+        result = self._in_context(program, record, strict=True)
         with self._lock:
             self._checked[_pair_key(instructions, record)] = result
 
@@ -93,22 +96,21 @@ class ProgramEvaluator:
             workers = min(self._threads, len(todo))
             if workers <= 1:
                 for i in todo:
-                    results[i] = self._evaluate_one(program, dataset[i], strict=False)
+                    results[i] = self._in_context(program, dataset[i], strict=False)
             else:
                 with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-dspy") as pool:
                     futures = {
-                        i: pool.submit(
-                            contextvars.copy_context().run,
-                            self._evaluate_one,
-                            program,
-                            dataset[i],
-                            strict=False,
-                        )
+                        i: pool.submit(self._in_context, program, dataset[i], strict=False)
                         for i in todo
                     }
                     for i, future in futures.items():
                         results[i] = future.result()
         return [r for r in results if r is not None]
+
+    def _in_context(
+        self, program: Any, record: Mapping[str, Any], *, strict: bool
+    ) -> EvaluationResultRecord:
+        return self._context.copy().run(self._evaluate_one, program, record, strict=strict)
 
     def _evaluate_one(
         self, program: Any, record: Mapping[str, Any], *, strict: bool
