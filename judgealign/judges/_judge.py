@@ -37,7 +37,7 @@ from judgealign.judges._checks import (
     with_headers,
 )
 from judgealign.judges._context_fit import ContextWindows, field_sizes
-from judgealign.judges._extensions import default_aligner, dspy_metric, register_judge
+from judgealign.judges._extensions import default_aligner, register_judge
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
 from judgealign.judges._field_limits import (
     DEFAULT_MAX_FIELD_CHARS,
@@ -430,12 +430,6 @@ class Judge(JudgeBase):
         )
         meta = {**(metadata or {}), "error_kind": "context_length"}
         return self._error_feedback(message, meta, usage)
-
-    def as_dspy_metric(self, **options: Any) -> Any:
-        """This judge as a DSPy metric (a ``JudgeMetric``); the options are those of
-        :func:`judgealign.dspy.as_dspy_metric` (field mapping, ``label_scores``, ``name``).
-        Needs ``judgealign[dspy]``."""
-        return dspy_metric(self, **options)
 
     def normalize(self, value: Any) -> float | None:
         """Map a verdict to [0, 1] for use as an optimization objective.

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from judgealign.judges._extensions import dspy_metric
+
 if TYPE_CHECKING:
     from judgealign.core._usage import Usage
     from judgealign.judges._batch import EvaluationResult
@@ -117,6 +119,13 @@ class JudgeBase(ABC):
     @abstractmethod
     def score_fields(self, fields: Mapping[str, Any]) -> Feedback:
         """Judge already-checked fields; a failure is a feedback with ``error``."""
+
+    def as_dspy_metric(self, **options: Any) -> Any:
+        """This judge as a DSPy metric (a ``JudgeMetric``); the options are those of
+        :func:`judgealign.dspy.as_dspy_metric` (field mapping, ``label_scores``, ``name``).
+        Needs ``judgealign[dspy]``."""
+        # The DSPy integration sits above judges: the composition root plugs it in.
+        return dspy_metric(self, **options)
 
     def __call__(
         self,

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from judgealign.judges._extensions import dspy_metric
-
 if TYPE_CHECKING:
     from judgealign.core._usage import Usage
     from judgealign.judges._judge import Judge
@@ -76,10 +74,6 @@ class WrappedJudge(JudgeBase):
     def usage(self) -> Usage:
         """Tokens, cost and latency of every call the base judge made."""
         return self.base_judge.usage
-
-    def as_dspy_metric(self, **options: Any) -> Any:
-        """This judge as a DSPy metric, as :meth:`Judge.as_dspy_metric`."""
-        return dspy_metric(self, **options)
 
     def normalize(self, value: Any) -> float | None:
         """Map a verdict to [0, 1], as :meth:`Judge.normalize`."""
