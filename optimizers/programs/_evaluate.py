@@ -5,8 +5,9 @@ Candidate prompts are predictor instructions by name; a record is one ``dspy.Exa
 concurrently (up to ``num_threads``). Every record runs in a copy of the context
 ``optimize_program`` was called in, so the caller's ``dspy.context(lm=...)`` holds even
 when an optimizer calls ``eval_fn`` from threads of its own. Each record's ``trace``
-lists every predictor call with that predictor's own inputs and outputs, so GEPA's reflection on one predictor sees what that predictor was given and
-what it produced, not only the program's final answer.
+lists every predictor call with that predictor's own inputs and outputs, so GEPA's
+reflection on one predictor sees what that predictor was given and what it produced, not
+only the program's final answer.
 
 A program that raises on one record scores it 0 with the error as feedback; the other
 records go on.
