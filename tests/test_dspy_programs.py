@@ -25,8 +25,13 @@ from judgealign.testing import (  # noqa: E402
     FunctionModel,
     ModelRequest,
 )
-from optimizers import GepaPromptOptimizer, MetaPromptOptimizer, optimize_program  # noqa: E402
-from optimizers.programs import ProgramOptimizer, auto_budget  # noqa: E402
+from optimizers import (  # noqa: E402
+    GepaPromptOptimizer,
+    MetaPromptOptimizer,
+    ProgramOptimizer,
+    optimize_program,
+)
+from optimizers.programs import auto_budget  # noqa: E402
 
 
 @pytest.fixture()
