@@ -16,7 +16,7 @@ from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap
 from judgealign.integrations.dspy._metric import JudgeMetric
-from judgealign.integrations.dspy._outcome import MetricOutcome, call_metric
+from judgealign.integrations.dspy._outcome import MetricOutcome, call_metric, feedback_prediction
 
 __all__ = ["CombinedMetric", "combine_metrics"]
 
@@ -58,9 +58,7 @@ class CombinedMetric:
         outcome = self.evaluate(gold, pred, trace)
         if pred_name is _UNSET and pred_trace is _UNSET:
             return outcome.score
-        import dspy  # the integration's one dependency, imported when first needed
-
-        return dspy.Prediction(score=outcome.score, feedback=outcome.feedback)
+        return feedback_prediction(outcome)
 
     def check_example(self, example: Any) -> None:
         """Raise unless every part can read ``example`` (before any model call).

@@ -22,7 +22,7 @@ from typing import Any, cast
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
-from judgealign.integrations.dspy._outcome import MetricOutcome, read_result
+from judgealign.integrations.dspy._outcome import MetricOutcome, feedback_prediction, read_result
 from judgealign.judges._feedback import Feedback
 
 __all__ = ["JudgeMetric", "as_dspy_metric"]
@@ -83,9 +83,7 @@ class JudgeMetric:
         outcome = self.evaluate(gold, pred)
         if pred_name is _UNSET and pred_trace is _UNSET:
             return outcome.score
-        import dspy  # the integration's one dependency, imported when first needed
-
-        return dspy.Prediction(score=outcome.score, feedback=outcome.feedback)
+        return feedback_prediction(outcome)
 
     def check_example(self, example: Any) -> None:
         """Raise unless the judge can read ``example`` (called before any model call).

@@ -8,15 +8,22 @@ DSPy metrics come in two shapes: ``metric(example, prediction, trace=None)`` and
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from judgealign.core._errors import ConfigurationError
+from judgealign.core._errors import ConfigurationError, MissingExtraError
 
-__all__ = ["MetricOutcome", "accepts_feedback_args", "call_metric", "read_result"]
+__all__ = [
+    "MetricOutcome",
+    "accepts_feedback_args",
+    "call_metric",
+    "feedback_prediction",
+    "read_result",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,21 @@ class MetricOutcome:
     score: float
     feedback: str
     error: str | None = None
+
+
+def feedback_prediction(outcome: MetricOutcome) -> Any:
+    """``dspy.Prediction(score=..., feedback=...)``: GEPA's feedback-metric result.
+
+    dspy, the integration's one dependency, is imported here, when first needed.
+
+    Raises:
+        MissingExtraError: when dspy is not installed.
+    """
+    try:
+        dspy: Any = importlib.import_module("dspy")
+    except ImportError as exc:
+        raise MissingExtraError("A DSPy metric's feedback", "dspy", "dspy") from exc
+    return dspy.Prediction(score=outcome.score, feedback=outcome.feedback)
 
 
 def accepts_feedback_args(metric: Callable[..., Any]) -> bool:
