@@ -46,7 +46,7 @@ __all__ = ["EXACT_MAX", "NPROBE", "RETRAIN_GROWTH", "VectorIndex"]
 
 # The settings below were chosen by measurement (recall@5 against exact search, query
 # latency, training time, on synthetic and real embeddings); the figures are in
-# benchmarks/RESULTS.md, "B4: how the index settings were chosen".
+# benchmarks/DESIGN_MEASUREMENTS.md.
 #
 # EXACT_MAX: exact search up to this many vectors (recall 1, no training, within B4's
 # latency budget); an IVF index beyond.

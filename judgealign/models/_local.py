@@ -36,11 +36,11 @@ Design choices, briefly:
   same prompt, same KV-cache prefix reuse, same tokens, but the grammar only checks the
   token greedy decoding would pick (see :func:`_generate_greedy`). The judge's system
   prompt is reused from the KV cache, so only the record is evaluated. Where a judge
-  call's time goes, measured, is in ``benchmarks/RESULTS.md`` (B7).
+  call's time goes, measured, is in ``benchmarks/DESIGN_MEASUREMENTS.md``.
 * **Threads: cores - 1 (at least 1)**, or ``JUDGEALIGN_LOCAL_THREADS``. llama.cpp's worker
   threads spin-wait; on a busy machine more threads made some calls many times slower,
   and leaving one core free keeps Python and the rest of the process responsive (the
-  measurements behind this choice are in ``benchmarks/RESULTS.md``, B7).
+  measurements behind this choice are in ``benchmarks/DESIGN_MEASUREMENTS.md``).
 * **Quiet**: llama.cpp's log lines go to the ``judgealign.local`` logger (llama.cpp
   warnings at INFO, errors at WARNING) instead of stderr. The log hook is process-wide.
 """
@@ -622,7 +622,7 @@ def _generate_greedy(
     argmax of the allowed tokens, ties going to the lowest id in both. Decoding also stops
     once the JSON value is complete rather than decoding one more token to reach
     end-of-turn, which drops at most trailing whitespace. What this saves, measured, is in
-    ``benchmarks/RESULTS.md`` (local judge). Returns None when the grammar does not
+    ``benchmarks/DESIGN_MEASUREMENTS.md``. Returns None when the grammar does not
     compile, so the caller falls back to llama-cpp-python's path.
     """
     rules = getattr(grammar, "_grammar", None)  # LlamaGrammar keeps its GBNF text here
