@@ -45,9 +45,15 @@ if TYPE_CHECKING:
     from judgealign.judges._batch import EvaluationResult
     from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
     from judgealign.judges._judge import Judge, make_judge
-    from judgealign.judges._loaders import load_dataframe, load_jsonl, load_records
+    from judgealign.judges._loaders import load_csv, load_dataframe, load_jsonl, load_records
     from judgealign.judges._protocol import SupportsJudging
-    from judgealign.judges._records import DuplicateRecord, LabeledRecord, LoadResult, RecordProblem
+    from judgealign.judges._records import (
+        DuplicateRecord,
+        LabeledRecord,
+        LoadResult,
+        Rating,
+        RecordProblem,
+    )
     from judgealign.judges._rendering import TEMPLATE_VARIABLES
     from judgealign.memalign._aligned import AlignedJudge
     from judgealign.memalign._distill import FailedBatch
@@ -133,6 +139,8 @@ _EXPORTS: dict[str, str] = {
     "get_tracker": "judgealign.tracking._tracker",
     "set_tracker": "judgealign.tracking._tracker",
     "use_tracker": "judgealign.tracking._tracker",
+    "load_csv": "judgealign.judges._loaders",
+    "Rating": "judgealign.judges._records",
 }
 
 __version__ = "0.1.0"
@@ -171,6 +179,7 @@ __all__ = [
     "ModelOutputError",
     "NetworkForbiddenError",
     "NoOpTracker",
+    "Rating",
     "RecordProblem",
     "ResponseCache",
     "RetryPolicy",
@@ -185,6 +194,7 @@ __all__ = [
     "forbid_network",
     "get_default_retry_policy",
     "get_tracker",
+    "load_csv",
     "load_dataframe",
     "load_jsonl",
     "load_records",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["apply_columns", "load_labelled", "parse_columns", "read_rows", "write_jsonl"]
 
 _FIELDS = ("id", "inputs", "outputs", "expectations", "conversation", "trace", "label")
-_MAPPABLE = (*_FIELDS, "rationale", "annotator", "created_at")
+_MAPPABLE = (*_FIELDS, "rationale", "annotator", "created_at", "rater", "ratings")
 _DICT_FIELDS = ("inputs", "expectations")  # named fields: always a dict of the columns
 
 

@@ -115,7 +115,9 @@ def judge_command(
     session = Session()
     rows = apply_columns(read_rows(data, limit=limit), parse_columns(columns))
     judge = session.judge(judge_file, model=model, base_url=base_url)
-    labelled = bool(rows) and all(row.get("label") is not None for row in rows)
+    labelled = bool(rows) and all(
+        any(row.get(key) is not None for key in ("label", "ratings", "rater")) for row in rows
+    )
     records: Sequence[Any] = rows
     if labelled:
         loaded = read_records(rows, judge=judge)

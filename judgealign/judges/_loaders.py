@@ -10,7 +10,12 @@ Rules, applied by every loader and by ``align``:
   SHA-256 of its canonical-JSON fields, so the same content always gets the same id.
 * **Labels.** With ``judge=`` given, labels are mapped and coerced by the rule of
   :func:`judgealign.judges._records.coerce_label`; a label that does not fit is a problem.
-* **Several labels for one id** are resolved by majority vote over the (coerced) labels;
+* **Panels.** A record may carry ``ratings`` (one per rater; see
+  :mod:`judgealign.judges._records`), or come in long form, one row per rater with an
+  ``id`` and a ``rater`` column (see :mod:`judgealign.judges.long_form`): the rows of one
+  id become one record whose ratings are those rows.
+* **Several labels for one id** (rows without a ``rater``) are resolved by majority vote
+  over the (coerced) labels;
   a tie goes to the latest record: the one with the latest ``created_at``, records without
   ``created_at`` counting as older than any with one, and later input position winning
   among equals. The winning record's fields and rationale are kept; every id seen more
@@ -44,13 +49,23 @@ from judgealign.judges._records import (
     duplicates_message,
 )
 from judgealign.judges._values import ValueSpec
+from judgealign.judges.long_form import LongFormProblem, group_long_form
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["load_dataframe", "load_jsonl", "load_records", "read_records", "resolve_duplicates"]
+__all__ = [
+    "load_csv",
+    "load_dataframe",
+    "load_jsonl",
+    "load_records",
+    "read_records",
+    "resolve_duplicates",
+]
 
-_COLUMN_KEYS = frozenset({"id", *FIELD_NAMES, "label", "rationale", "annotator", "created_at"})
+_COLUMN_KEYS = frozenset(
+    {"id", *FIELD_NAMES, "label", "rationale", "annotator", "created_at", "ratings", "rater"}
+)
 _MAX_LISTED = 10
 
 
@@ -124,6 +139,55 @@ def load_jsonl(
         raise ConfigurationError(f"Cannot read records from {str(target)!r}: {exc}") from None
     mapping = _check_columns(columns)
     return _load(_jsonl_rows(text, limit), mapping, judge, label_map, strict)
+
+
+def load_csv(
+    path: str | Path,
+    *,
+    judge: _HasValueSpec | None = None,
+    columns: Mapping[str, str | Sequence[str]] | None = None,
+    label_map: Mapping[Any, Any] | None = None,
+    strict: bool = False,
+    delimiter: str = ",",
+) -> LoadResult:
+    """Read labelled records from a CSV file with a header row, one record per row, or
+    in long form: ``id, rater, label, rationale`` plus the record's fields, one row per
+    rater (see the module rules).
+
+    An empty cell is absent; a cell holding a JSON object or list is decoded. Problems
+    name the row by its line number in the file (the header is line 1). Other options
+    are those of :func:`load_records`.
+
+    Raises:
+        ConfigurationError: the file cannot be read, a malformed option, or ``strict``
+            and a rejected record.
+    """
+    import csv
+
+    target = Path(path).expanduser()
+    try:
+        text = target.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"Cannot read records from {str(target)!r}: {exc}") from None
+    mapping = _check_columns(columns)
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    rows = (
+        (f"line {reader.line_num}", {k: _csv_cell(v) for k, v in row.items() if k is not None})
+        for row in reader
+    )
+    return _load(rows, mapping, judge, label_map, strict)
+
+
+def _csv_cell(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return value
+    return value
 
 
 def load_dataframe(
@@ -237,7 +301,7 @@ def _load(
     spec = judge.value_spec if judge is not None else None
     candidates: list[_Candidate] = []
     problems: list[RecordProblem] = []
-    for position, (location, raw) in enumerate(rows):
+    for position, (location, raw) in enumerate(group_long_form(rows, mapping)):
         try:
             record = _to_record(raw, mapping)
             if spec is not None:
@@ -267,6 +331,8 @@ def _load(
 def _raw_id(raw: Any, mapping: Mapping[str, Any]) -> str | None:
     if isinstance(raw, LabeledRecord):
         return raw.id
+    if isinstance(raw, LongFormProblem):
+        return raw.record_id
     if isinstance(raw, Mapping):
         row: Mapping[Any, Any] = raw  # pyright: ignore[reportUnknownVariableType]
         value = row.get(mapping.get("id", "id"))
@@ -277,7 +343,7 @@ def _raw_id(raw: Any, mapping: Mapping[str, Any]) -> str | None:
 def _to_record(raw: Any, mapping: Mapping[str, Any]) -> LabeledRecord:
     if isinstance(raw, LabeledRecord):
         return _storable(raw)
-    if isinstance(raw, _BadLine):
+    if isinstance(raw, (_BadLine, LongFormProblem)):
         raise ConfigurationError(raw.message)
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
@@ -321,7 +387,7 @@ def _storable(record: LabeledRecord) -> LabeledRecord:
 
 def _select(raw: Mapping[str, Any], mapping: Mapping[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for key in _COLUMN_KEYS:
+    for key in _COLUMN_KEYS - {"rater"}:  # rater rows were grouped into ratings
         source = mapping.get(key, key)
         if isinstance(source, str):
             value = raw.get(source)
@@ -339,8 +405,9 @@ def _select(raw: Mapping[str, Any], mapping: Mapping[str, Any]) -> dict[str, Any
 def _validation_message(exc: ValidationError) -> str:
     parts: list[str] = []
     for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "record"
-        parts.append(f"{where}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")  # a validator's own words
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

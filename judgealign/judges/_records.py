@@ -15,6 +15,15 @@ is documented in :mod:`judgealign.judges._values`: for a ``bool`` judge ``yes/no
 judge the declared labels in any case; numbers and numeric strings for ``int`` and
 ``float`` judges, within the declared range. Anything else is rejected with an error that
 names the label and the accepted values.
+
+Panels (several experts per record): ``ratings`` holds one :class:`Rating` per rater
+(``{"rater": "alice", "label": ..., "rationale": ...}``). When a record has ratings and
+no ``label``, ``label`` is resolved from them by :func:`resolve_ratings`: the majority
+label (``resolution="unanimous"`` or ``"majority"``), and on a tie the tied label rated
+first, flagged with ``resolution="tie"`` so that a team can adjudicate; ``"median"``
+(ordered labels) is the declared alternative. A ``label`` given alongside ratings is an
+adjudicated verdict and wins (``resolution="given"``). A panel record without a
+``rationale`` gets the raters' rationales joined, so alignment learns from all of them.
 """
 
 from __future__ import annotations
@@ -25,9 +34,9 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.judges._values import ValueCoercionError, ValueSpec
@@ -38,21 +47,96 @@ __all__ = [
     "Label",
     "LabeledRecord",
     "LoadResult",
+    "Rating",
     "RecordProblem",
+    "Resolution",
     "canonical_json",
     "coerce_label",
     "duplicates_message",
+    "resolve_ratings",
 ]
 
 Label = bool | int | float | str
 FIELD_NAMES = ("inputs", "outputs", "expectations", "conversation", "trace")
 _COLUMN_KEYS = frozenset({"id", *FIELD_NAMES, "label", "rationale", "annotator", "created_at"})
 _MAX_LISTED = 10
+Resolution = Literal["given", "unanimous", "majority", "median", "tie"]
+"""How a panel record's ``label`` was obtained from its ratings (see the module rules)."""
 
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text: sorted keys, no spaces, non-JSON values as ``str``."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class Rating(BaseModel):
+    """One rater's verdict on a record of a panel.
+
+    Attributes:
+        rater: who gave it (an expert's id); one rating per rater and record.
+        label: the rater's verdict.
+        rationale: the rater's explanation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rater: str
+    label: Label
+    rationale: str = ""
+
+    @field_validator("rater", mode="before")
+    @classmethod
+    def _check_rater(cls, value: Any) -> Any:
+        if value is None or not str(value).strip():
+            raise ValueError(
+                "the rater id is missing; give each rating the id of the expert who gave it"
+            )
+        return str(value).strip()
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _check_label(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise ValueError("label is missing; a rating needs the rater's verdict")
+        return value
+
+
+def resolve_ratings(
+    ratings: Sequence[Rating], rule: Literal["majority", "median"] = "majority"
+) -> tuple[Label, Resolution]:
+    """The panel's label and how it was resolved (see the module rules).
+
+    Raises:
+        ValueError: no ratings, or ``"median"`` on labels that are not numbers.
+    """
+    if not ratings:
+        raise ValueError("the record has no ratings and no label; give at least one rating")
+    labels = [r.label for r in ratings]
+    if rule == "median":
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels):
+            raise ValueError("resolution 'median' needs numeric labels; use 'majority'")
+        ordered = sorted(labels, key=float)
+        return ordered[(len(ordered) - 1) // 2], "median"  # the lower median: a rated value
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label_key(label)] = counts.get(label_key(label), 0) + 1
+    top = max(counts.values())
+    winner = next(v for v in labels if counts[label_key(v)] == top)  # first rated of the tied
+    if len(counts) == 1:
+        return winner, "unanimous"
+    tied = sum(1 for c in counts.values() if c == top) > 1
+    return winner, "tie" if tied else "majority"
+
+
+def label_key(label: Label) -> str:
+    """A label's identity for votes: text trimmed and case-folded; ``True`` is not ``1``."""
+    if isinstance(label, str):
+        return "s:" + label.strip().casefold()
+    return f"{type(label).__name__}:{label!r}"
+
+
+def _joined_rationales(ratings: Sequence[Rating]) -> str:
+    return "\n".join(f"{r.rater} ({r.label!r}): {r.rationale}" for r in ratings if r.rationale)
 
 
 class LabeledRecord(BaseModel):
@@ -69,6 +153,9 @@ class LabeledRecord(BaseModel):
         rationale: the expert's explanation (the richest input for distilled guidelines).
         annotator: who gave the verdict.
         created_at: when it was given; breaks ties between conflicting labels.
+        ratings: a panel's verdicts, one per rater (empty for a single expert's record).
+        resolution: how ``label`` came from ``ratings`` (``None`` without ratings);
+            ``"tie"`` flags a panel split evenly, whose label is the tied one rated first.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,6 +170,26 @@ class LabeledRecord(BaseModel):
     rationale: str = ""
     annotator: str | None = None
     created_at: datetime | None = None
+    ratings: tuple[Rating, ...] = ()
+    resolution: Resolution | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_panel(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("ratings") is None:  # pyright: ignore[reportUnknownMemberType]
+            return data
+        values = dict(cast("Mapping[str, Any]", data))
+        ratings = _parse_ratings(values["ratings"])
+        given = values.get("label")
+        if given is not None and not (isinstance(given, float) and math.isnan(given)):
+            values.setdefault("resolution", "given")
+        else:
+            rule = "median" if values.get("resolution") == "median" else "majority"
+            values["label"], values["resolution"] = resolve_ratings(ratings, rule)
+        if not values.get("rationale"):
+            values["rationale"] = _joined_rationales(ratings)
+        values["ratings"] = tuple(ratings)
+        return values
 
     @field_validator("id")
     @classmethod
@@ -105,6 +212,11 @@ class LabeledRecord(BaseModel):
             return value.replace(tzinfo=timezone.utc)
         return value
 
+    @property
+    def contested(self) -> bool:
+        """Whether the panel's raters gave more than one label."""
+        return len({label_key(r.label) for r in self.ratings}) > 1
+
     def judge_fields(self) -> dict[str, Any]:
         """The record's judge fields, as keyword arguments for ``Judge.collect_fields``."""
         return {name: getattr(self, name) for name in FIELD_NAMES}
@@ -117,20 +229,84 @@ class LabeledRecord(BaseModel):
         judge learns.
         """
         payload = {**self.judge_fields(), "label": self.label, "rationale": self.rationale}
+        if self.ratings:  # left out otherwise, so a single expert's hash is unchanged
+            payload["ratings"] = [r.model_dump() for r in self.ratings]
         return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+    def _coerced_rating(
+        self, rating: Rating, spec: ValueSpec, label_map: Mapping[Any, Any] | None
+    ) -> Rating:
+        try:
+            label = coerce_label(rating.label, spec, label_map)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"record {self.id!r}, rater {rating.rater!r}: {exc}") from None
+        return rating.model_copy(update={"label": label})
 
     def with_label_for(
         self, spec: ValueSpec, label_map: Mapping[Any, Any] | None = None
     ) -> LabeledRecord:
         """This record with its label mapped and coerced to ``spec``.
 
+        A panel record's ratings are coerced too, and a label resolved from them is
+        resolved again from the coerced ratings (``"Yes"`` and ``"y"`` are one vote).
+
         Raises:
-            ConfigurationError: the label does not fit ``spec``; the message names the
-                record, the label and the accepted values.
+            ConfigurationError: the label (or a rating's) does not fit ``spec``; the
+                message names the record, the rater, the label and the accepted values.
         """
-        return self.model_copy(
-            update={"label": coerce_label(self.label, spec, label_map, record_id=self.id)}
+        if not self.ratings:
+            return self.model_copy(
+                update={"label": coerce_label(self.label, spec, label_map, record_id=self.id)}
+            )
+        ratings = tuple(self._coerced_rating(r, spec, label_map) for r in self.ratings)
+        if self.resolution == "given":
+            label = coerce_label(self.label, spec, label_map, record_id=self.id)
+            return self.model_copy(update={"label": label, "ratings": ratings})
+        rule = "median" if self.resolution == "median" else "majority"
+        label, resolution = resolve_ratings(ratings, rule)
+        update = {"label": label, "ratings": ratings, "resolution": resolution}
+        return self.model_copy(update=update)
+
+
+def _parse_ratings(raw: Any) -> list[Rating]:
+    """``raw`` as ratings, one per rater; a ``ValueError`` names the bad rating."""
+    if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
+        raise ValueError(
+            'ratings must be a list such as [{"rater": "alice", "label": ...}], got '
+            f"{type(raw).__name__}"
         )
+    ratings: list[Rating] = []
+    for index, item in enumerate(cast("Sequence[Any]", raw)):
+        if isinstance(item, Rating):
+            ratings.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise ValueError(f"ratings[{index}] must be an object with rater and label")
+        entry = cast("Mapping[str, Any]", item)
+        if entry.get("rater") is None or not str(entry["rater"]).strip():
+            raise ValueError(
+                f"ratings[{index}] has no rater id; give each rating the id of the expert "
+                'who gave it, e.g. {"rater": "alice", "label": ...}'
+            )
+        try:
+            ratings.append(Rating.model_validate(entry))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"ratings[{index}] ({entry['rater']!r}) {where}: {first['msg']}")
+    _check_one_rating_per_rater(ratings)
+    return ratings
+
+
+def _check_one_rating_per_rater(ratings: Sequence[Rating]) -> None:
+    seen: dict[str, int] = {}
+    for index, rating in enumerate(ratings):
+        if rating.rater in seen:
+            raise ValueError(
+                f"rater {rating.rater!r} rated this record twice (ratings {seen[rating.rater]} "
+                f"and {index}); keep one rating per rater and record"
+            )
+        seen[rating.rater] = index
 
 
 def coerce_label(
