@@ -91,7 +91,9 @@ def test_single_expert_records_keep_their_content_hash() -> None:
 def test_coercion_reresolves_from_the_coerced_ratings() -> None:
     # "Yes", "y" and "no" are two votes for True once coerced; as raw text they are three
     # different labels and the first one would have won a three-way tie.
-    record = LabeledRecord(id="a", outputs="x", ratings=_rated(("a", "no"), ("b", "Yes"), ("c", "y")))
+    record = LabeledRecord(
+        id="a", outputs="x", ratings=_rated(("a", "no"), ("b", "Yes"), ("c", "y"))
+    )
     assert record.resolution == "tie"
     coerced = record.with_label_for(ValueSpec.from_type(bool))
     assert (coerced.label, coerced.resolution) == (True, "majority")

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.evaluation._bootstrap import bootstrap_intervals
@@ -23,6 +23,15 @@ from judgealign.evaluation._text import SHOWN_IDS
 from judgealign.judges._feedback import Feedback
 from judgealign.judges._labels import Label, RawLabel, Weighting, is_number, normalize_label
 from judgealign.judges._memorised import is_memorised
+from judgealign.agreement.panel import (
+    JudgeAmongRaters,
+    default_level,
+    is_panel,
+    judge_among_raters,
+)
+
+if TYPE_CHECKING:
+    from judgealign.judges._records import LabeledRecord
 
 __all__ = ["agreement"]
 
@@ -41,7 +50,7 @@ class _Pairs:
 
 def agreement(
     predictions: Sequence[Feedback | RawLabel | None],
-    sme_labels: Sequence[RawLabel],
+    sme_labels: Sequence[RawLabel] | Sequence[LabeledRecord],
     *,
     ids: Sequence[str | int] | None = None,
     labels: Sequence[RawLabel] | None = None,
@@ -59,7 +68,11 @@ def agreement(
             ``failed_ids``. An aligned judge's Feedback on a record it holds in memory
             (metadata ``memorised_record_id``) is no held-out evidence: it is left out
             with a warning and listed in ``excluded_ids``.
-        sme_labels: the experts' labels, one per prediction.
+        sme_labels: the experts' labels, one per prediction; or panel records (with
+            ``ratings`` from two or more raters), whose resolved ``label`` is the SME
+            label and whose ids are the default ``ids``. A panel adds ``panel`` to the
+            report: the raters' agreement with each other and the judge as one more
+            rater (:class:`judgealign.agreement.panel.JudgeAmongRaters`).
         ids: one id per record; defaults to ``"0"``, ``"1"``, ...
         labels: the label order. Defaults to ``[False, True]`` for booleans and the sorted
             labels seen otherwise. For ordered text labels pass them in order, with
@@ -80,8 +93,16 @@ def agreement(
             non-integral floats, missing SME labels), or a value missing from ``labels``.
     """
     _check_options(n_bootstrap=n_bootstrap, confidence=confidence)
-    keys = _resolve_ids(ids, len(predictions), len(sme_labels))
-    pairs = _collect_pairs(predictions, sme_labels, keys)
+    records = cast("list[LabeledRecord]", list(sme_labels)) if is_panel(sme_labels) else None
+    expert: Sequence[RawLabel] = (
+        cast("Sequence[RawLabel]", sme_labels)
+        if records is None
+        else [r.label for r in records]  # a panel: the resolved labels; the judge rates too
+    )
+    if records is not None and ids is None:
+        ids = [r.id for r in records]
+    keys = _resolve_ids(ids, len(predictions), len(expert))
+    pairs = _collect_pairs(predictions, expert, keys)
     if pairs.excluded_ids:
         message = leak_warning(pairs.excluded_ids, len(keys), "the agreement")
         warnings.warn(message, UserWarning, stacklevel=2)
@@ -98,7 +119,11 @@ def agreement(
         seed=seed,
     )
     notes = _kappa_notes(pairs, kappa, boot.skipped, n_bootstrap)
+    options = {"n_bootstrap": n_bootstrap, "confidence": confidence, "seed": seed}
     return AgreementReport(
+        panel=None
+        if records is None
+        else _judge_as_rater(records, pairs, keys, order, weighting, labels, options),
         n=len(pairs.ids),
         n_failed=len(pairs.failed_ids),
         accuracy=accuracy,
@@ -118,6 +143,42 @@ def agreement(
         notes=notes,
         excluded_ids=pairs.excluded_ids,
     )
+
+
+def _judge_as_rater(
+    records: Sequence[LabeledRecord],
+    pairs: _Pairs,
+    keys: Sequence[str],
+    order: tuple[Label, ...],
+    weighting: Weighting,
+    labels: Sequence[RawLabel] | None,
+    options: dict[str, Any],
+) -> JudgeAmongRaters:
+    """The panel statistics with the judge's verdicts as one more rater's."""
+    verdict = dict(zip(pairs.ids, pairs.judge, strict=True))
+    rated = {
+        normalize_label(r.label, f"record {key!r}, rater {r.rater!r}")
+        for key, record in zip(keys, records, strict=True)
+        for r in record.ratings
+    }
+    extra = sorted(rated - set(order), key=str)
+    if extra and labels is not None:
+        raise ConfigurationError(
+            f"labels={list(order)!r} leaves out {extra!r}, which raters gave. Add them to "
+            "labels or fix the ratings."
+        )
+    panel_order = order if not extra else tuple(sorted({*order, *extra}, key=_panel_sort))
+    return judge_among_raters(
+        records,
+        [verdict.get(key) for key in keys],
+        labels=panel_order,
+        level=default_level(panel_order, weighting == "quadratic"),
+        **options,
+    )
+
+
+def _panel_sort(value: Label) -> tuple[int, float, str]:
+    return (0, float(value), "") if is_number(value) else (1, 0.0, str(value))
 
 
 # -- inputs: options, ids, verdicts and the label order --------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from judgealign.evaluation._text import (
     id_line,
@@ -16,6 +16,9 @@ from judgealign.evaluation._text import (
     table,
 )
 from judgealign.judges._labels import Label, Weighting
+
+if TYPE_CHECKING:
+    from judgealign.agreement.panel import JudgeAmongRaters
 
 __all__ = ["AgreementReport", "LabelMetrics"]
 
@@ -73,6 +76,8 @@ class AgreementReport:
         notes: explanations of undefined or skipped values.
         excluded_ids: ids left out because the judge holds the record in its memory (an
             aligned judge's own expert record is no held-out evidence), in input order.
+        panel: on panel records, the raters' agreement with each other and the judge's
+            with them (the judge as one more rater); else ``None``.
     """
 
     n: int
@@ -91,6 +96,7 @@ class AgreementReport:
     failed_ids: tuple[str, ...]
     notes: tuple[str, ...] = ()
     excluded_ids: tuple[str, ...] = ()
+    panel: JudgeAmongRaters | None = None
 
     @property
     def n_excluded(self) -> int:
@@ -118,6 +124,8 @@ class AgreementReport:
             "excluded_ids": list(self.excluded_ids),
             "notes": list(self.notes),
         }
+        if self.panel is not None:
+            data["panel"] = self.panel.to_dict()
         return json_ready(data)
 
     def format(self) -> str:
@@ -142,6 +150,8 @@ class AgreementReport:
         if self.excluded_ids:
             lines.append(id_line("Excluded ids (in the judge's memory)", self.excluded_ids))
         lines += [f"Note: {note}" for note in self.notes]
+        if self.panel is not None:
+            lines += ["", self.panel.format()]
         return "\n".join(lines)
 
     def _confusion_rows(self) -> list[list[str]]:

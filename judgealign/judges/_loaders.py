@@ -15,11 +15,11 @@ Rules, applied by every loader and by ``align``:
   ``id`` and a ``rater`` column (see :mod:`judgealign.judges.long_form`): the rows of one
   id become one record whose ratings are those rows.
 * **Several labels for one id** (rows without a ``rater``) are resolved by majority vote
-  over the (coerced) labels;
-  a tie goes to the latest record: the one with the latest ``created_at``, records without
-  ``created_at`` counting as older than any with one, and later input position winning
-  among equals. The winning record's fields and rationale are kept; every id seen more
-  than once with differing labels or fields is reported in ``LoadResult.duplicates``.
+  over the (coerced) labels; a tie goes to the latest record: the one with the latest
+  ``created_at``, records without ``created_at`` counting as older than any with one, and
+  later input position winning among equals. The winning record's fields and rationale
+  are kept; every id seen more than once with differing labels or fields is reported in
+  ``LoadResult.duplicates``.
 """
 
 from __future__ import annotations

@@ -176,9 +176,11 @@ class LabeledRecord(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _resolve_panel(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or data.get("ratings") is None:  # pyright: ignore[reportUnknownMemberType]
+        if not isinstance(data, Mapping):
             return data
         values = dict(cast("Mapping[str, Any]", data))
+        if values.get("ratings") is None:
+            return values
         ratings = _parse_ratings(values["ratings"])
         given = values.get("label")
         if given is not None and not (isinstance(given, float) and math.isnan(given)):
@@ -271,9 +273,9 @@ class LabeledRecord(BaseModel):
 def _parse_ratings(raw: Any) -> list[Rating]:
     """``raw`` as ratings, one per rater; a ``ValueError`` names the bad rating."""
     if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
+        kind = type(cast(object, raw)).__name__
         raise ValueError(
-            'ratings must be a list such as [{"rater": "alice", "label": ...}], got '
-            f"{type(raw).__name__}"
+            f'ratings must be a list such as [{{"rater": "alice", "label": ...}}], got {kind}'
         )
     ratings: list[Rating] = []
     for index, item in enumerate(cast("Sequence[Any]", raw)):
@@ -293,7 +295,8 @@ def _parse_ratings(raw: Any) -> list[Rating]:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"ratings[{index}] ({entry['rater']!r}) {where}: {first['msg']}")
+            message = f"ratings[{index}] ({entry['rater']!r}) {where}: {first['msg']}"
+            raise ValueError(message) from None
     _check_one_rating_per_rater(ratings)
     return ratings
 

@@ -88,7 +88,9 @@ def _no_id_message(id_column: str) -> str:
     )
 
 
-def _merge(group: Sequence[tuple[str, Mapping[str, Any]]], key: Mapping[str, str]) -> tuple[str, Any]:
+def _merge(
+    group: Sequence[tuple[str, Mapping[str, Any]]], key: Mapping[str, str]
+) -> tuple[str, Any]:
     location = _locations([loc for loc, _ in group])
     rid = str(group[0][1].get(key["id"]))
     problem = _group_problem(group, key, rid)
