@@ -66,10 +66,12 @@ def agreement_of(
     """The judge's agreement with the records' expert labels."""
     from judgealign.evaluation._api import agreement
 
+    from judgealign.agreement.panel import is_panel
+
     choices = list(judge.value_spec.choices) or None
     return agreement(
         feedback,
-        [r.label for r in records],
+        list(records) if is_panel(records) else [r.label for r in records],
         ids=[r.id for r in records],
         labels=choices,
         n_bootstrap=n_bootstrap,
@@ -152,6 +154,12 @@ def judge_command(
     "--plot", type=click.Path(path_type=Path), help="Write the confusion matrix here (PNG)."
 )
 @click.option(
+    "--kappa-plot",
+    type=click.Path(path_type=Path),
+    help="On panel data (several raters per record), write the raters' and the judge's "
+    "pairwise kappa matrix here (PNG).",
+)
+@click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
     default=1000,
@@ -168,6 +176,7 @@ def report_command(
     model: str | None,
     json_path: Path | None,
     plot: Path | None,
+    kappa_plot: Path | None,
     bootstrap: int,
     columns: tuple[str, ...],
     limit: int | None,
@@ -178,6 +187,9 @@ def report_command(
 
     Prints accuracy and Cohen's kappa with bootstrap intervals, the confusion matrix,
     per-label precision and recall, and the ids where the judge and the experts differ.
+    On panel data (records with "ratings", or a long-form file with one row per id and
+    rater) the judge is scored against the resolved labels and, as one more rater, its
+    mean kappa with the raters is set beside theirs with each other.
     """
     from judgealign.cli._data import load_labelled, parse_columns
 
@@ -205,7 +217,23 @@ def report_command(
 
         title = f"{judge.name} vs experts (n={report.n})"
         echo(f"confusion matrix written to {save_png(confusion_factory(report, title), plot)}")
+    if kappa_plot is not None:
+        _write_kappa_plot(report, judge.name, kappa_plot)
     echo(f"\n{session.summary()}")
+
+
+def _write_kappa_plot(report: AgreementReport, name: str, path: Path) -> None:
+    if report.panel is None:
+        from judgealign._errors import ConfigurationError
+
+        raise ConfigurationError(
+            "--kappa-plot needs panel data: records with ratings from two or more raters "
+            '(a "ratings" list, or long form with a "rater" column).'
+        )
+    from judgealign._cli_plots import kappa_factory, save_png
+
+    title = f"{name} among the raters (n={report.panel.panel.n_units})"
+    echo(f"kappa matrix written to {save_png(kappa_factory(report.panel, title), path)}")
 
 
 def held_out_only(judge: Any, records: list[Any]) -> tuple[list[Any], tuple[str, ...]]:

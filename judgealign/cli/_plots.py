@@ -20,6 +20,7 @@ __all__ = [
     "comparison_figure",
     "confusion_factory",
     "curve_factory",
+    "kappa_factory",
     "proposals_figure",
     "save_png",
 ]
@@ -63,6 +64,19 @@ def confusion_factory(report: Any, title: str) -> FigureFactory:
         for image in figure.axes[0].images:
             image.set_clim(0, max(peak, 1))
         return figure
+
+    return build
+
+
+def kappa_factory(panel: Any, title: str) -> FigureFactory:
+    """A factory of the heat map of a panel's kappa matrix, the judge last."""
+    names = list(panel.names)
+    matrix = panel.kappa_matrix()
+
+    def build() -> Any:
+        from judgealign._plots import kappa_matrix_figure
+
+        return kappa_matrix_figure(names, matrix, title=title)
 
     return build
 

@@ -1,4 +1,5 @@
-"""Figures for tracked runs: an agreement confusion matrix and an optimization curve.
+"""Figures for tracked runs: an agreement confusion matrix, a panel's kappa matrix and an
+optimization curve.
 
 matplotlib is imported when a figure is built (trackers build them off the caller's
 thread, and the no-op tracker never does). Figures use matplotlib's object API with the
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["confusion_figure", "curve_figure"]
+__all__ = ["confusion_figure", "curve_figure", "kappa_matrix_figure"]
 
 
 def confusion_figure(
@@ -31,6 +32,28 @@ def confusion_figure(
         for j, count in enumerate(row):
             color = "white" if peak and count > peak / 2 else "black"
             axes.text(j, i, str(count), ha="center", va="center", color=color)
+    figure.tight_layout()
+    return figure
+
+
+def kappa_matrix_figure(
+    names: Sequence[str], matrix: Sequence[Sequence[float]], *, title: str
+) -> Any:
+    """A heat map of the pairwise kappas of a panel's raters and the judge (the last row
+    and column); colours span kappa's range from -1 to 1, undefined cells are blank."""
+    import math
+
+    figure, axes = _figure(max(3.6, 0.9 * len(names) + 2.2))
+    cells = [[math.nan if math.isnan(v) else v for v in row] for row in matrix]
+    image = axes.imshow(cells, cmap="RdYlGn", vmin=-1.0, vmax=1.0)
+    axes.set_xticks(range(len(names)), list(names), rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), list(names))
+    axes.set_title(title)
+    for i, row in enumerate(cells):
+        for j, value in enumerate(row):
+            text = "n/a" if math.isnan(value) else f"{value:.2f}"
+            axes.text(j, i, text, ha="center", va="center", color="black")
+    figure.colorbar(image, ax=axes, label="Cohen's kappa")
     figure.tight_layout()
     return figure
 
