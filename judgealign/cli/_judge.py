@@ -65,7 +65,6 @@ def agreement_of(
 ) -> AgreementReport:
     """The judge's agreement with the records' expert labels."""
     from judgealign.evaluation._api import agreement
-
     from judgealign.agreement.panel import is_panel
 
     choices = list(judge.value_spec.choices) or None
