@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from judgealign.judges._batch import EvaluationResult
     from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
     from judgealign.judges._judge import Judge, make_judge
+    from judgealign.judges._jury import Jury, make_jury
     from judgealign.judges._loaders import load_csv, load_dataframe, load_jsonl, load_records
     from judgealign.judges._protocol import SupportsJudging
     from judgealign.judges._records import (
@@ -141,6 +142,8 @@ _EXPORTS: dict[str, str] = {
     "use_tracker": "judgealign.tracking._tracker",
     "load_csv": "judgealign.judges._loaders",
     "Rating": "judgealign.judges._records",
+    "Jury": "judgealign.judges._jury",
+    "make_jury": "judgealign.judges._jury",
 }
 
 __version__ = "0.1.0"
@@ -165,6 +168,7 @@ __all__ = [
     "Judge",
     "JudgeAlignError",
     "JudgeComparison",
+    "Jury",
     "LabelMetrics",
     "LabeledRecord",
     "LiteLLMEmbedder",
@@ -199,6 +203,7 @@ __all__ = [
     "load_jsonl",
     "load_records",
     "make_judge",
+    "make_jury",
     "network_allowed",
     "resolve_embedder",
     "resolve_model",
