@@ -42,6 +42,15 @@ if TYPE_CHECKING:
         compare_judges,
         split_records,
     )
+    from judgealign.evaluation._members import member_agreement
+    from judgealign.evaluation._panel import JudgeAmongRaters
+    from judgealign.evaluation._raters import (
+        RaterAgreement,
+        fleiss_kappa,
+        krippendorff_alpha,
+        pairwise_kappa,
+        rater_agreement,
+    )
     from judgealign.judges._batch import EvaluationResult
     from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
     from judgealign.judges._judge import Judge, make_judge
@@ -144,6 +153,13 @@ _EXPORTS: dict[str, str] = {
     "Rating": "judgealign.judges._records",
     "Jury": "judgealign.judges._jury",
     "make_jury": "judgealign.judges._jury",
+    "member_agreement": "judgealign.evaluation._members",
+    "JudgeAmongRaters": "judgealign.evaluation._panel",
+    "RaterAgreement": "judgealign.evaluation._raters",
+    "fleiss_kappa": "judgealign.evaluation._raters",
+    "krippendorff_alpha": "judgealign.evaluation._raters",
+    "pairwise_kappa": "judgealign.evaluation._raters",
+    "rater_agreement": "judgealign.evaluation._raters",
 }
 
 __version__ = "0.1.0"
@@ -167,6 +183,7 @@ __all__ = [
     "HashingEmbedder",
     "Judge",
     "JudgeAlignError",
+    "JudgeAmongRaters",
     "JudgeComparison",
     "Jury",
     "LabelMetrics",
@@ -183,6 +200,7 @@ __all__ = [
     "ModelOutputError",
     "NetworkForbiddenError",
     "NoOpTracker",
+    "RaterAgreement",
     "Rating",
     "RecordProblem",
     "ResponseCache",
@@ -195,16 +213,21 @@ __all__ = [
     "agreement",
     "compare_judges",
     "default_embedder",
+    "fleiss_kappa",
     "forbid_network",
     "get_default_retry_policy",
     "get_tracker",
+    "krippendorff_alpha",
     "load_csv",
     "load_dataframe",
     "load_jsonl",
     "load_records",
     "make_judge",
     "make_jury",
+    "member_agreement",
     "network_allowed",
+    "pairwise_kappa",
+    "rater_agreement",
     "resolve_embedder",
     "resolve_model",
     "set_default_retry_policy",

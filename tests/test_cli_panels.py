@@ -9,8 +9,8 @@ from pathlib import Path
 import click.testing
 import pytest
 
-from judgealign import _cli_models
-from judgealign._cli import cli
+from judgealign.cli import _models as _cli_models
+from judgealign.cli._main import cli
 from judgealign.testing import FunctionModel, ModelRequest
 
 SPEC = {

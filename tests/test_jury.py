@@ -17,7 +17,7 @@ from judgealign import (
     make_judge,
     make_jury,
 )
-from judgealign.agreement.members import member_agreement, members_table
+from judgealign.evaluation._members import member_agreement, members_table
 from judgealign.testing import FunctionModel, ModelRequest
 
 RECORDS = [{"id": f"r{i}", "inputs": f"q{i}", "outputs": f"answer {i}"} for i in range(6)]

@@ -19,7 +19,7 @@ from judgealign import (
     load_records,
     make_judge,
 )
-from judgealign._values import ValueSpec
+from judgealign.judges._values import ValueSpec
 from judgealign.testing import ScriptedModel
 
 
@@ -80,7 +80,7 @@ def test_single_expert_records_keep_their_content_hash() -> None:
     plain = LabeledRecord(id="x", outputs="o", label=True, rationale="r")
     import hashlib
 
-    from judgealign._records import canonical_json
+    from judgealign.judges._records import canonical_json
 
     payload = {**plain.judge_fields(), "label": True, "rationale": "r"}
     assert plain.content_hash == hashlib.sha256(canonical_json(payload).encode()).hexdigest()

@@ -21,8 +21,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from judgealign import ConfigurationError, Feedback, LabeledRecord, agreement
-from judgealign.agreement.panel import judge_among_raters
-from judgealign.agreement.raters import (
+from judgealign.evaluation._panel import judge_among_raters
+from judgealign.evaluation._raters import (
     fleiss_kappa,
     krippendorff_alpha,
     pairwise_kappa,

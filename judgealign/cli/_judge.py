@@ -65,7 +65,7 @@ def agreement_of(
 ) -> AgreementReport:
     """The judge's agreement with the records' expert labels."""
     from judgealign.evaluation._api import agreement
-    from judgealign.agreement.panel import is_panel
+    from judgealign.evaluation._panel import is_panel
 
     choices = list(judge.value_spec.choices) or None
     return agreement(
@@ -223,13 +223,13 @@ def report_command(
 
 def _write_kappa_plot(report: AgreementReport, name: str, path: Path) -> None:
     if report.panel is None:
-        from judgealign._errors import ConfigurationError
+        from judgealign.core._errors import ConfigurationError
 
         raise ConfigurationError(
             "--kappa-plot needs panel data: records with ratings from two or more raters "
             '(a "ratings" list, or long form with a "rater" column).'
         )
-    from judgealign._cli_plots import kappa_factory, save_png
+    from judgealign.cli._plots import kappa_factory, save_png
 
     title = f"{name} among the raters (n={report.panel.panel.n_units})"
     echo(f"kappa matrix written to {save_png(kappa_factory(report.panel, title), path)}")

@@ -74,7 +74,7 @@ def kappa_factory(panel: Any, title: str) -> FigureFactory:
     matrix = panel.kappa_matrix()
 
     def build() -> Any:
-        from judgealign._plots import kappa_matrix_figure
+        from judgealign.tracking._plots import kappa_matrix_figure
 
         return kappa_matrix_figure(names, matrix, title=title)
 

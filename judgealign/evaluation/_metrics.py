@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any, cast
 from judgealign.core._errors import ConfigurationError
 from judgealign.evaluation._bootstrap import bootstrap_intervals
 from judgealign.evaluation._leakage import leak_warning, refuse_all_leaked
-from judgealign.evaluation._report import AgreementReport, LabelMetrics
-from judgealign.evaluation._text import SHOWN_IDS
-from judgealign.judges._feedback import Feedback
-from judgealign.judges._labels import Label, RawLabel, Weighting, is_number, normalize_label
-from judgealign.judges._memorised import is_memorised
-from judgealign.agreement.panel import (
+from judgealign.evaluation._panel import (
     JudgeAmongRaters,
     default_level,
     is_panel,
     judge_among_raters,
 )
+from judgealign.evaluation._report import AgreementReport, LabelMetrics
+from judgealign.evaluation._text import SHOWN_IDS
+from judgealign.judges._feedback import Feedback
+from judgealign.judges._labels import Label, RawLabel, Weighting, is_number, normalize_label
+from judgealign.judges._memorised import is_memorised
 
 if TYPE_CHECKING:
     from judgealign.judges._records import LabeledRecord
@@ -72,7 +72,7 @@ def agreement(
             ``ratings`` from two or more raters), whose resolved ``label`` is the SME
             label and whose ids are the default ``ids``. A panel adds ``panel`` to the
             report: the raters' agreement with each other and the judge as one more
-            rater (:class:`judgealign.agreement.panel.JudgeAmongRaters`).
+            rater (:class:`judgealign.evaluation._panel.JudgeAmongRaters`).
         ids: one id per record; defaults to ``"0"``, ``"1"``, ...
         labels: the label order. Defaults to ``[False, True]`` for booleans and the sorted
             labels seen otherwise. For ordered text labels pass them in order, with

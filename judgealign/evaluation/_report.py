@@ -18,7 +18,7 @@ from judgealign.evaluation._text import (
 from judgealign.judges._labels import Label, Weighting
 
 if TYPE_CHECKING:
-    from judgealign.agreement.panel import JudgeAmongRaters
+    from judgealign.evaluation._panel import JudgeAmongRaters
 
 __all__ = ["AgreementReport", "LabelMetrics"]
 

@@ -12,7 +12,7 @@ Rules, applied by every loader and by ``align``:
   :func:`judgealign.judges._records.coerce_label`; a label that does not fit is a problem.
 * **Panels.** A record may carry ``ratings`` (one per rater; see
   :mod:`judgealign.judges._records`), or come in long form, one row per rater with an
-  ``id`` and a ``rater`` column (see :mod:`judgealign.judges.long_form`): the rows of one
+  ``id`` and a ``rater`` column (see :mod:`judgealign.judges._long_form`): the rows of one
   id become one record whose ratings are those rows.
 * **Several labels for one id** (rows without a ``rater``) are resolved by majority vote
   over the (coerced) labels; a tie goes to the latest record: the one with the latest
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import ValidationError
 
 from judgealign.core._errors import ConfigurationError
+from judgealign.judges._long_form import LongFormProblem, group_long_form
 from judgealign.judges._records import (
     FIELD_NAMES,
     DuplicateRecord,
@@ -49,7 +50,6 @@ from judgealign.judges._records import (
     duplicates_message,
 )
 from judgealign.judges._values import ValueSpec
-from judgealign.judges.long_form import LongFormProblem, group_long_form
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from judgealign._agreement_metrics import agreement
-from judgealign._agreement_report import AgreementReport
-from judgealign._errors import ConfigurationError
-from judgealign._feedback import Feedback
-from judgealign._report_text import interval_text, table
+from judgealign.core._errors import ConfigurationError
+from judgealign.evaluation._metrics import agreement
+from judgealign.evaluation._report import AgreementReport
+from judgealign.evaluation._text import interval_text, table
+from judgealign.judges._feedback import Feedback
 
 __all__ = ["member_agreement", "members_table"]
 

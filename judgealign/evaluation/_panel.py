@@ -15,9 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from judgealign._labels import Label, Weighting, is_number
-from judgealign._report_text import interval_text, json_ready, kappa_name, signed
-from judgealign.agreement.raters import (
+from judgealign.evaluation._raters import (
     Level,
     RaterAgreement,
     RatingTable,
@@ -30,6 +28,8 @@ from judgealign.agreement.raters import (
     rating_table,
     resample,
 )
+from judgealign.evaluation._text import interval_text, json_ready, kappa_name, signed
+from judgealign.judges._labels import Label, Weighting, is_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,7 +181,7 @@ def judge_among_raters(
         verdicts: the judge's label on each record, ``None`` where it gave none.
         judge: the judge's column name (must differ from every rater's).
         labels: the label order; ``level``: alpha's level (see
-            :func:`judgealign.agreement.raters.rater_agreement`).
+            :func:`judgealign.evaluation._raters.rater_agreement`).
         n_bootstrap: resamples of the records; 0 skips the intervals.
         confidence: the intervals' level; ``seed`` seeds the resamples.
 

@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from judgealign._bootstrap import _kappa_from_confusion, _percentile_interval, _weights  # pyright: ignore[reportPrivateUsage]
-from judgealign._errors import ConfigurationError
-from judgealign._labels import Label, Weighting, is_number, normalize_label
-from judgealign._report_text import interval_text, json_ready, table
+from judgealign.core._errors import ConfigurationError
+from judgealign.evaluation._bootstrap import _kappa_from_confusion, _percentile_interval, _weights  # pyright: ignore[reportPrivateUsage]
+from judgealign.evaluation._text import interval_text, json_ready, table
+from judgealign.judges._labels import Label, Weighting, is_number, normalize_label
 
 if TYPE_CHECKING:
     import numpy as np

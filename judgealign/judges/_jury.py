@@ -29,12 +29,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol, cast
 
-from judgealign._errors import ConfigurationError
-from judgealign._feedback import AssessmentSource, AssessmentSourceType, Feedback
-from judgealign._judge import EvaluationResult, batch_records, usage_metadata
-from judgealign._records import label_key
-from judgealign._usage import Usage
-from judgealign._values import ValueSpec
+from judgealign.core._errors import ConfigurationError
+from judgealign.core._usage import Usage
+from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
+from judgealign.judges._judge import EvaluationResult, batch_records, usage_metadata
+from judgealign.judges._records import label_key
+from judgealign.judges._values import ValueSpec
 
 __all__ = ["Jury", "make_jury"]
 
