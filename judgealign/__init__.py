@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         pairwise_kappa,
         rater_agreement,
     )
+    from judgealign.evaluation._suggest import LabelSuggestions, suggest_labels
     from judgealign.judges._batch import EvaluationResult
     from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
     from judgealign.judges._judge import Judge, make_judge
@@ -160,6 +161,8 @@ _EXPORTS: dict[str, str] = {
     "krippendorff_alpha": "judgealign.evaluation._raters",
     "pairwise_kappa": "judgealign.evaluation._raters",
     "rater_agreement": "judgealign.evaluation._raters",
+    "LabelSuggestions": "judgealign.evaluation._suggest",
+    "suggest_labels": "judgealign.evaluation._suggest",
 }
 
 __version__ = "0.1.0"
@@ -187,6 +190,7 @@ __all__ = [
     "JudgeComparison",
     "Jury",
     "LabelMetrics",
+    "LabelSuggestions",
     "LabeledRecord",
     "LiteLLMEmbedder",
     "LiteLLMModel",
@@ -234,6 +238,7 @@ __all__ = [
     "set_network_allowed",
     "set_tracker",
     "split_records",
+    "suggest_labels",
     "use_tracker",
 ]
 

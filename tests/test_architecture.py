@@ -23,7 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "judgealign.embeddings": {"judgealign.core", "judgealign.models"},
     "judgealign.prompts": {"judgealign.core"},
     "judgealign.judges": {"judgealign.core", "judgealign.models"},
-    "judgealign.evaluation": {"judgealign.core", "judgealign.judges"},
+    # embeddings: suggest_labels measures how far a record is from those already labelled.
+    "judgealign.evaluation": {"judgealign.core", "judgealign.judges", "judgealign.embeddings"},
     "judgealign.memalign": {
         "judgealign.core",
         "judgealign.models",

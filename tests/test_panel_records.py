@@ -226,3 +226,15 @@ def test_long_form_dataframe_with_renamed_columns() -> None:
         ("q1", True, "unanimous"),
         ("q2", False, "tie"),
     ]
+
+
+def test_panel_records_round_trip_and_single_records_dump_as_before() -> None:
+    # Aligned judges save their records with model_dump: a panel record must come back
+    # whole (a tie stays flagged), and a single expert's record must dump without the
+    # panel fields, so that files saved before panels existed are saved again unchanged.
+    tie = LabeledRecord(id="t", outputs="x", ratings=_rated(("a", "no"), ("b", "yes")))
+    again = LabeledRecord.model_validate(tie.model_dump(mode="json"))
+    assert again == tie and again.resolution == "tie"
+    plain = LabeledRecord(id="p", outputs="x", label=True)
+    assert "ratings" not in plain.model_dump() and "resolution" not in plain.model_dump()
+    assert LabeledRecord.model_validate(plain.model_dump(mode="json")) == plain

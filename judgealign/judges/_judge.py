@@ -187,6 +187,7 @@ class Judge(JudgeBase):
             VERDICT_MAX_TOKENS,
         )
         self._usage = UsageTotals()
+        self._model_given = model  # a URI (or None) can be re-made with other params
 
     # -- public API -------------------------------------------------------------------
 
@@ -450,6 +451,32 @@ class Judge(JudgeBase):
         if self.label_scores is not None and value in self.label_scores:
             return float(self.label_scores[value])
         return None
+
+    def with_inference_params(self, params: Mapping[str, Any]) -> Judge:
+        """A new judge like this one whose model calls add ``params`` (e.g. a temperature
+        and a seed, to sample its verdicts).
+
+        Raises:
+            ConfigurationError: the judge was given a ChatModel object, which takes no
+                inference parameters from the judge.
+        """
+        if self._model_given is not None and not isinstance(self._model_given, str):
+            raise ConfigurationError(
+                f"judge {self.name!r} runs on a ChatModel object ({self.model_uri}), which "
+                "takes no inference parameters from the judge; make the judge from a model "
+                "URI to change them."
+            )
+        return Judge(
+            name=self.name,
+            instructions=self.instructions,
+            model=self._model_given,
+            value_spec=self.value_spec,
+            description=self.description,
+            inference_params={**self.inference_params, **params},
+            base_url=self.base_url,
+            label_scores=self.label_scores,
+            max_field_chars=self.max_field_chars,
+        )
 
     @overload
     def align(

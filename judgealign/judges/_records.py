@@ -36,7 +36,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.judges._values import ValueCoercionError, ValueSpec
@@ -213,6 +221,16 @@ class LabeledRecord(BaseModel):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A single expert's record dumps as it did before panels existed, so that files
+        # saved earlier and saved again stay the same document.
+        data = cast("dict[str, Any]", handler(self))
+        if not self.ratings:
+            data.pop("ratings", None)
+            data.pop("resolution", None)
+        return data
 
     @property
     def contested(self) -> bool:
