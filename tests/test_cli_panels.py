@@ -89,3 +89,53 @@ def test_kappa_plot_without_a_panel_says_what_it_needs(
     result = click.testing.CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 2
     assert "--kappa-plot needs panel data" in result.output
+
+
+def test_suggest_writes_a_file_ready_for_labellers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rng = random.Random(3)
+    seen: list[object] = []
+
+    def unsure(request: ModelRequest) -> dict[str, object]:
+        # Unsure (a coin toss) on the "hard" answers, sure on the others.
+        hard = "hard" in request.last_user
+        return {"rationale": "r", "result": rng.random() < 0.5 if hard else True}
+
+    model = FunctionModel(unsure, uri="test:/unsure")
+
+    def make_model(uri: str, **options: object) -> FunctionModel:
+        seen.append(options.get("params"))
+        return model
+
+    monkeypatch.setattr(_cli_models, "make_model", make_model)
+    spec = tmp_path / "judge.json"
+    spec.write_text(json.dumps(SPEC), encoding="utf-8")
+    data = tmp_path / "pool.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"u{i}",
+                    "inputs": f"q {i}",
+                    "outputs": f"{'hard' if i in (2, 7) else 'easy'} {i}",
+                }
+            )
+            + "\n"
+            for i in range(10)
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "to_label.jsonl"
+    args = ["suggest", spec, data, "-n", "2", "--samples", "6", "--output", out]
+    result = click.testing.CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert {r["id"] for r in rows} == {"u2", "u7"}
+    assert all(r["label"] is None and r["rationale"] == "" for r in rows)
+    assert rows[0]["suggestion"]["rank"] == 1 and len(rows[0]["suggestion"]["verdicts"]) == 6
+    # Each sample's judge was built with the sampling temperature and its own seed.
+    sampled = [p for p in seen if isinstance(p, dict) and "seed" in p]
+    assert sorted(p["seed"] for p in sampled) == list(range(6))  # type: ignore[index]
+    assert all(p["temperature"] == 1.0 for p in sampled)  # type: ignore[index]
+    assert "60 model calls" in result.output

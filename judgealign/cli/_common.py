@@ -107,12 +107,18 @@ class Session:
         return MeteredModel(model, self.counter)
 
     def judge(
-        self, path: str | Path, *, model: str | None = None, base_url: str | None = None
+        self,
+        path: str | Path,
+        *,
+        model: str | None = None,
+        base_url: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Judge | AlignedJudge:
-        """The judge in a spec, saved-judge or aligned-judge file, its calls counted."""
+        """The judge in a spec, saved-judge or aligned-judge file, its calls counted;
+        ``params`` are laid over the file's inference parameters."""
         from judgealign.cli._specs import load_judge
 
-        return load_judge(path, model=model, base_url=base_url, wrap=self.wrap)
+        return load_judge(path, model=model, base_url=base_url, wrap=self.wrap, params=params)
 
     def evaluate(
         self, judge: Judge | AlignedJudge, records: Sequence[Any], *, label: str, workers: int

@@ -8,6 +8,7 @@ Sub-commands (each in its own ``_cli_*`` module)::
     judgealign align         expert labels -> an aligned judge file and a report
     judgealign guidelines    list, add, edit, pin, remove an aligned judge's guidelines
     judgealign optimize      improve a prompt file against a judge
+    judgealign suggest       which unlabelled records the experts should label next
     judgealign ui            MLflow's UI on the store the other commands write to
 
 Importing this module imports click and nothing heavy; each command imports what it
@@ -34,6 +35,7 @@ from judgealign.cli._guidelines import guidelines_group
 from judgealign.cli._judge import judge_command, report_command
 from judgealign.cli._optimize import optimize_command
 from judgealign.cli._output import readable_warnings
+from judgealign.cli._suggest import suggest_command
 from judgealign.cli._ui import ui_command
 
 __all__ = ["ERROR_EXIT_CODE", "CommandFailed", "cli", "describe_failure", "main"]
@@ -108,6 +110,7 @@ cli.add_command(report_command)
 cli.add_command(align_command)
 cli.add_command(guidelines_group)
 cli.add_command(optimize_command)
+cli.add_command(suggest_command)
 cli.add_command(ui_command)
 
 

@@ -170,6 +170,7 @@ def load_judge(
     model: str | None = None,
     base_url: str | None = None,
     wrap: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Judge | AlignedJudge:
     """The judge a file describes, its model built by ``_cli_models.make_model``.
 
@@ -178,6 +179,7 @@ def load_judge(
         model: a model URI that overrides the file's.
         base_url: an endpoint root that overrides the file's.
         wrap: ``wrap(chat_model) -> chat_model``, e.g. to count calls.
+        params: inference parameters laid over the file's (e.g. a sampling temperature).
 
     Raises:
         ConfigurationError: an unreadable file, an unknown field, a bad value type.
@@ -190,10 +192,12 @@ def load_judge(
     saved = _judge_fields(data)
     spec_url = saved.get("base_url") if isinstance(saved.get("base_url"), str) else None
     url = base_url or spec_url
-    params = (
-        saved.get("inference_params") if isinstance(saved.get("inference_params"), dict) else None
+    saved_params = cast(
+        "dict[str, Any] | None",
+        saved.get("inference_params") if isinstance(saved.get("inference_params"), dict) else None,
     )
-    chat: ChatModel = _cli_models.make_model(uri, params=params, base_url=url)
+    merged = {**(saved_params or {}), **params} if params else saved_params
+    chat: ChatModel = _cli_models.make_model(uri, params=merged, base_url=url)
     if wrap is not None:
         chat = wrap(chat)
     kind = data.get("format")

@@ -127,6 +127,7 @@ def suggest_labels(
     max_similarity: float = 0.95,
     max_workers: int = 8,
     seed: int = 0,
+    samplers: Sequence[Any] | None = None,
 ) -> LabelSuggestions:
     """Rank unlabelled records for the experts (see the module docstring).
 
@@ -144,6 +145,9 @@ def suggest_labels(
         max_similarity: two records this similar or more are near-duplicates (in (0, 1]).
         max_workers: records judged at once.
         seed: seeds the sampling and breaks ties in the ranking.
+        samplers: the judges sampled, one per sample, when ``judge`` cannot be re-made
+            at a temperature itself (e.g. built around a ChatModel object); default:
+            ``judge`` re-made per sample. Their number replaces ``samples``.
 
     Returns:
         The :class:`LabelSuggestions`.
@@ -151,9 +155,14 @@ def suggest_labels(
     Raises:
         ConfigurationError: bad options, no records, or ids that repeat.
     """
-    _check(n, samples, temperature, novelty_weight, max_similarity)
+    sampled = list(samplers) if samplers is not None else None
+    _check(
+        n, samples if sampled is None else len(sampled), temperature, novelty_weight, max_similarity
+    )
     ids = _ids(records)
-    verdicts, spread, usage = _uncertainty(judge, records, samples, temperature, max_workers, seed)
+    if sampled is None and getattr(judge, "members", None) is None:
+        sampled = [_sampler(judge, temperature, seed + k) for k in range(samples)]
+    verdicts, spread, usage = _uncertainty(judge, sampled, records, max_workers)
     vectors = _embed(_resolve_embedder(judge, embedder), [*records, *_memory(judge, labelled)])
     candidates, memory = vectors[: len(records)], vectors[len(records) :]
     novelty = _novelty(candidates, memory)
@@ -250,20 +259,14 @@ def _fields(record: Any) -> dict[str, Any]:
 
 
 def _uncertainty(
-    judge: Any, records: Sequence[Any], samples: int, temperature: float, workers: int, seed: int
+    judge: Any, sampled: Sequence[Any] | None, records: Sequence[Any], workers: int
 ) -> tuple[list[list[Any]], list[float], Usage]:
-    members = getattr(judge, "members", None)
-    if members is not None:  # a jury: one evaluation, the members' split
+    if sampled is None:  # a jury: one evaluation, the members' split
         result = judge.evaluate(records, max_workers=workers, progress=False)
         verdicts = [_member_values(fb) for fb in result]
         spread = [_jury_spread(fb) for fb in result]
         return verdicts, spread, cast("Usage", result.usage)
-    runs = [
-        _sampler(judge, temperature, seed + k).evaluate(
-            records, max_workers=workers, progress=False
-        )
-        for k in range(samples)
-    ]
+    runs = [s.evaluate(records, max_workers=workers, progress=False) for s in sampled]
     usage = Usage(calls=0)
     for run in runs:
         usage = usage + cast("Usage", run.usage)
@@ -271,7 +274,7 @@ def _uncertainty(
     spread = [_sample_spread(row) for row in verdicts]
     if not any(spread):
         warnings.warn(
-            f"the judge gave the same verdict in all {samples} samples of every record, so "
+            f"the judge gave the same verdict in all {len(runs)} samples of every record, so "
             "uncertainty cannot rank them (a model that ignores temperature, or a cache "
             "serving one reply); only novelty ranks. Use a jury, or a judge on a model URI.",
             UserWarning,
