@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 LearnFrom = Literal["all", "disagreements"]
+PanelRule = Literal["all", "agreed"]
 RecordsLike = Iterable[LabeledRecord | Mapping[str, Any]]
 
 
@@ -112,6 +113,9 @@ class MemAlignEngine:
             judge field fitted into the embedder's window and embedded alone, vectors
             averaged), ``"fields"`` (all fields in one window), a legacy JSON view or a
             function (see ``judgealign.memalign._view``).
+        panel: ``"all"`` distills from every record; ``"agreed"`` leaves out records on
+            which a panel's raters split (they are still stored, and shown to the judge
+            as contested examples); single experts' records always count as agreed.
         learn_from: ``"all"`` distills from every record; ``"disagreements"`` first runs
             the judge as aligned so far (its guidelines and retrieved examples from earlier
             aligns; the base judge on the first align) on the records and distills only
@@ -141,6 +145,7 @@ class MemAlignEngine:
         reflection_model: str | ChatModel | None = None,
         view: EmbedView | ViewFunction = DEFAULT_VIEW,
         learn_from: LearnFrom = "all",
+        panel: PanelRule = "all",
         dedupe_threshold: float = 0.9,
         max_guidelines: int = 30,
         batch_token_budget: int = 16_000,
@@ -164,6 +169,7 @@ class MemAlignEngine:
         self.retrieval_k = _count("retrieval_k", retrieval_k, low=0)
         self.view: EmbedView | ViewFunction = check_view(view)
         self.learn_from: LearnFrom = _check_choice("learn_from", learn_from, LearnFrom)
+        self.panel: PanelRule = _check_choice("panel", panel, PanelRule)
         self.dedupe_threshold = _check_threshold(dedupe_threshold)
         self.max_guidelines = _count("max_guidelines", max_guidelines)
         self.batch_token_budget = _count("batch_token_budget", batch_token_budget, low=500)
@@ -236,9 +242,10 @@ class MemAlignEngine:
         state, removed = state.without_records(_ids(changed))
         run.result_fields["guidelines_removed"] = removed
         store, learn = [*new, *changed], [*new, *changed, *pending]
+        learn, contested = self._panel_split(learn, run)
         if self.learn_from == "all":
             state = self._store_while_distilling(base, state, store, learn, run)
-            return state, run.finish()
+            return state.with_status(contested), run.finish()
         # The judge as aligned so far finds the disagreements: the memory before this
         # align's records are stored, so no record is judged with itself as an example.
         # It makes one call per record: an embedder that fails must fail before those
@@ -248,7 +255,24 @@ class MemAlignEngine:
             state = self._store(state, store, self.embed_records(base, store), run)
         learn, judged, state = self._disagreements(base, aligned_so_far, state, learn, run)
         outcome = self._distill(base, state, learn, run, judged=judged)
-        return self._apply_distillation(base, state, outcome, run), run.finish()
+        state = self._apply_distillation(base, state, outcome, run)
+        return state.with_status(contested), run.finish()
+
+    def _panel_split(
+        self, records: list[LabeledRecord], run: RunLog
+    ) -> tuple[list[LabeledRecord], dict[str, RecordStatus]]:
+        """With ``panel="agreed"``, the records to distill (those whose raters agree, and
+        single experts' records) and the contested ones, kept as examples only."""
+        if self.panel == "all":
+            return records, {}
+        contested = [r.id for r in records if r.contested]
+        if contested:
+            listed = ", ".join(contested[:5]) + ("..." if len(contested) > 5 else "")
+            run.warn(
+                f"{len(contested)} record(s) on which the panel's raters split ({listed}) "
+                "were not distilled (panel='agreed'); they are kept as contested examples."
+            )
+        return [r for r in records if not r.contested], dict.fromkeys(contested, "skipped")
 
     def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed ``texts`` with this optimizer's embedder, checking the shape."""
@@ -489,6 +513,8 @@ class MemAlignEngine:
             "retrieval_k": self.retrieval_k,
             "view": self.view_name,
             "learn_from": self.learn_from,
+            # only when set, so files of judges aligned without panels are unchanged.
+            **({"panel": self.panel} if self.panel != "all" else {}),
             "dedupe_threshold": self.dedupe_threshold,
             "max_guidelines": self.max_guidelines,
             "batch_token_budget": self.batch_token_budget,
@@ -562,6 +588,8 @@ def _distill_item(
         "expert_verdict": record.label,
         "expert_rationale": record.rationale or "(none given)",
     }
+    if record.contested:  # the experts split: the reflection model should know
+        payload["experts_split"] = {r.rater: r.label for r in record.ratings}
     if judged is not None:
         payload["judge_verdict"], payload["judge_rationale"] = judged
     return DistillItem(record.id, payload)

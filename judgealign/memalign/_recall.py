@@ -177,10 +177,17 @@ class Recall:
             body = body[:limit] + "\n... (truncated)"
         rationale = _one_line(record.rationale or "(none given)").replace("</", "<\\/")
         record_id = _one_line(record.id).replace("</", "<\\/")
+        split = ""
+        if record.contested:  # a panel that split: the judge sees the example is disputed
+            votes = ", ".join(
+                f"{_one_line(r.rater)}: {json.dumps(r.label, ensure_ascii=False)}"
+                for r in record.ratings
+            ).replace("</", "<\\/")
+            split = f"\nContested: the experts split ({votes}); the verdict above is the panel's."
         return (
             f"Example {number} (id: {record_id})\n<example>\n{body}\n</example>\n"
             f"Expert verdict: {json.dumps(record.label, ensure_ascii=False)}\n"
-            f"Expert rationale: {rationale}"
+            f"Expert rationale: {rationale}{split}"
         )
 
     def lookup_of(self, state: MemoryState) -> MemoryLookup:
