@@ -162,3 +162,19 @@ def test_a_jury_goes_where_a_judge_goes() -> None:
     scored = evaluate({}, [{"inputs": {"n": 1}}, {"inputs": {"n": 4}}])
     assert [r.score for r in scored] == [1.0, 0.0]
     assert scored[0].rationales["panel"].startswith("majority of 2 of 2 members")
+
+
+def test_a_jury_is_a_judge_by_protocol() -> None:
+    from judgealign import SupportsJudging
+
+    jury: SupportsJudging = make_jury([_judge("a", lambda n: True), _judge("b", lambda n: True)])
+    assert jury.collect_fields(inputs="q", outputs="answer 1") == {
+        "inputs": "q",
+        "outputs": "answer 1",
+    }
+    described = jury.to_dict()
+    assert described["rule"] == "majority"
+    assert [m["name"] for m in described["members"]] == ["a", "b"]
+    json.dumps(described)
+    with pytest.raises(ConfigurationError):
+        jury.collect_fields(inputs="q")  # the members read outputs

@@ -334,7 +334,7 @@ def _memory(judge: Any, labelled: Sequence[Any] | None) -> list[Any]:
 def _resolve_embedder(judge: Any, embedder: Any) -> Any:
     if embedder is not None and not isinstance(embedder, str):
         return embedder
-    from judgealign.embeddings._embedders import resolve_embedder
+    from judgealign.embeddings._resolve import resolve_embedder
 
     if embedder is None:
         engine = getattr(judge, "optimizer", None)

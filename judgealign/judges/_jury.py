@@ -27,12 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._usage import Usage
+from judgealign.judges._batch import EvaluationResult, batch_records, usage_metadata
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
-from judgealign.judges._judge import EvaluationResult, batch_records, usage_metadata
+from judgealign.judges._protocol import SupportsJudging
 from judgealign.judges._records import label_key
 from judgealign.judges._values import ValueSpec
 
@@ -41,25 +42,7 @@ __all__ = ["Jury", "make_jury"]
 Rule = Literal["majority", "mean"]
 
 
-class _Member(Protocol):
-    """What a jury needs of a member: a judge or an aligned judge."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def value_spec(self) -> ValueSpec: ...
-
-    @property
-    def model_uri(self) -> str: ...
-
-    def __call__(self, **fields: Any) -> Feedback: ...
-
-    def evaluate(
-        self, records: Iterable[Any], *, max_workers: int = 8, progress: bool | None = None
-    ) -> EvaluationResult: ...
-
-    def normalize(self, value: Any) -> float | None: ...
+_Member = SupportsJudging
 
 
 def make_jury(
@@ -173,8 +156,23 @@ class Jury:
             total = total + cast("Usage", getattr(member, "usage", Usage(calls=0)))
         return total
 
-    def __call__(self, **fields: Any) -> Feedback:
+    def __call__(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        expectations: Mapping[str, Any] | None = None,
+        trace: Any = None,
+        conversation: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Feedback:
         """Judge one record with every member (at once) and combine their verdicts."""
+        fields: dict[str, Any] = {
+            "inputs": inputs,
+            "outputs": outputs,
+            "expectations": expectations,
+            "trace": trace,
+            "conversation": conversation,
+        }
         with ThreadPoolExecutor(max_workers=len(self.members)) as pool:
             calls = [pool.submit(_safe_call, member, fields) for member in self.members]
             verdicts = [call.result() for call in calls]
@@ -193,6 +191,37 @@ class Jury:
         for result in results:
             usage = usage + result.usage
         return EvaluationResult(feedback=combined, usage=usage)
+
+    def collect_fields(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        expectations: Mapping[str, Any] | None = None,
+        trace: Any = None,
+        conversation: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The fields every member reads, checked by each member."""
+        fields: dict[str, Any] = {}
+        for member in self.members:
+            fields |= member.collect_fields(
+                inputs=inputs,
+                outputs=outputs,
+                expectations=expectations,
+                trace=trace,
+                conversation=conversation,
+            )
+        return fields
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: the rule, the weights and each member's own."""
+        return {
+            "format": "judgealign/jury",
+            "name": self.name,
+            "rule": self.rule,
+            "weights": list(self.weights),
+            "members": [m.to_dict() for m in self.members],
+        }
 
     def normalize(self, value: Any) -> float | None:
         """A verdict mapped to [0, 1] for the optimizers (the members' rule for majority)."""
