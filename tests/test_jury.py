@@ -16,8 +16,9 @@ from judgealign import (
     load_records,
     make_judge,
     make_jury,
+    member_agreement,
 )
-from judgealign.evaluation._members import member_agreement, members_table
+from judgealign.evaluation._members import members_table
 from judgealign.testing import FunctionModel, ModelRequest
 
 RECORDS = [{"id": f"r{i}", "inputs": f"q{i}", "outputs": f"answer {i}"} for i in range(6)]

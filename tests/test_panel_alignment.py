@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 from memalign_support import Brain, CountingEmbedder, batch_ids, judge_for, needs_defacto
 
-from judgealign import AlignedJudge, ConfigurationError, LabeledRecord, MemAlignOptimizer
-from judgealign.judges._loaders import load_jsonl
+from judgealign import (
+    AlignedJudge,
+    ConfigurationError,
+    LabeledRecord,
+    MemAlignOptimizer,
+    load_jsonl,
+)
 
 SHARED_DEFACTO = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "defacto" / "defacto.jsonl"

@@ -20,15 +20,18 @@ import random
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from judgealign import ConfigurationError, Feedback, LabeledRecord, agreement
-from judgealign.evaluation._panel import judge_among_raters
-from judgealign.evaluation._raters import (
+from judgealign import (
+    ConfigurationError,
+    Feedback,
+    LabeledRecord,
+    agreement,
     fleiss_kappa,
     krippendorff_alpha,
     pairwise_kappa,
     rater_agreement,
-    rating_table,
 )
+from judgealign.evaluation._panel import judge_among_raters
+from judgealign.evaluation._raters import rating_table
 
 _ = None  # a missing rating
 KRIPPENDORFF_2011 = {
