@@ -255,9 +255,9 @@ def _default_aligner() -> Any:
 
 
 def _register_judge(judge: Any, *, name: str | None, experiment_id: str | None) -> Any:
-    from judgealign.integrations.mlflow._judges import log_judge
+    from judgealign.integrations.mlflow._judges import register_judge
 
-    return log_judge(judge, name=name, experiment_id=experiment_id)
+    return register_judge(judge, name=name, experiment_id=experiment_id)
 
 
 def _dspy_metric(judge: Any, **options: Any) -> Any:

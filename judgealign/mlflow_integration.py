@@ -15,7 +15,8 @@ or, with none, MLflow's local default: ``mlflow.db`` in the working directory.
 * **Judges inside MLflow.** :func:`as_scorer` makes a judge an MLflow scorer for
   ``mlflow.genai.evaluate``; :func:`evaluate` does that for you.
 * **Persistence.** :func:`log_judge` / :func:`load_judge` save a judge or aligned judge
-  as a versioned, self-contained run artifact.
+  as a versioned, self-contained run artifact; :func:`register_scorer` lists it on
+  MLflow's "Judges" page (``judge.register()`` does both).
 * **Prompt registry.** :class:`MlflowPromptStore` backs ``optimizers.optimize_prompts``
   with MLflow prompts (candidates reach ``mlflow.genai.load_prompt`` per thread);
   :func:`promote_if_improved` moves an alias only when held-out scores improve.
@@ -49,6 +50,7 @@ from judgealign.integrations.mlflow._judges import (
     list_judge_versions,
     load_judge,
     log_judge,
+    register_scorer,
 )
 from judgealign.integrations.mlflow._prompts import (
     MlflowPromptStore,
@@ -76,6 +78,7 @@ __all__ = [
     "log_verdicts",
     "promote_if_improved",
     "records_from_traces",
+    "register_scorer",
     "score_traces",
     "use_mlflow_tracking",
 ]

@@ -150,6 +150,17 @@ def test_demo_logs_each_held_out_record_as_a_trace_with_judge_and_expert(
             ("support_quality_base", "LLM_JUDGE"): row["base"],
             ("support_quality_aligned", "LLM_JUDGE"): row["aligned"],
         }
+    # Both judges are on MLflow's Judges page, named as their verdicts on the traces; the
+    # aligned one's instructions carry its guidelines.
+    from mlflow.genai.scorers import list_scorers
+
+    listed = {s.name: s for s in list_scorers(experiment_id=experiment.experiment_id)}
+    assert {"support_quality_base", "support_quality_aligned"} <= set(listed)
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    guidelines = [g["text"] for g in report["alignment"]["guidelines"]]
+    aligned_text = listed["support_quality_aligned"].instructions
+    assert aligned_text.startswith(listed["support_quality_base"].instructions)
+    assert guidelines and all(text in aligned_text for text in guidelines)
     # The original and the optimized prompt are on MLflow's Prompts page (the default
     # prompt store registers there when MLflow is configured, as the demo's store is).
     optimized = (tmp_path / "d" / "optimized_prompt.txt").read_text().strip()

@@ -162,3 +162,41 @@ def test_logged_judges_give_identical_verdicts_in_a_fresh_process(
 
 def _root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_register_lists_base_and_aligned_judges_on_mlflows_judges_page(
+    mlflow_store: Store,
+) -> None:
+    from mlflow.genai.scorers import get_scorer as mlflow_get_scorer
+    from mlflow.genai.scorers import list_scorers
+
+    base = make_judge(name="correct", instructions=INSTRUCTIONS, model=FunctionModel(local_reply))
+    aligned = base.align(RECORDS, optimizer=MemAlignOptimizer(embedding_model="hashing"))
+    base.register()
+    aligned.register(name="correct_aligned")
+
+    listed = {s.name for s in list_scorers(experiment_id=mlflow_store.experiment_id)}
+    assert {"correct", "correct_aligned"} <= listed
+    shown = mlflow_get_scorer(name="correct_aligned", experiment_id=mlflow_store.experiment_id)
+    assert "Numbers written as words count." in shown.instructions  # the guidelines
+    assert shown.instructions.startswith(INSTRUCTIONS)
+    # The complete judge (memory included) is still the run that load_judge reads.
+    assert load_judge("correct_aligned").record_ids == aligned.record_ids
+
+
+def test_a_label_judges_verdict_type_reaches_mlflow(mlflow_store: Store) -> None:
+    from typing import Literal
+
+    from mlflow.genai.scorers import get_scorer as mlflow_get_scorer
+
+    from judgealign.mlflow_integration import register_scorer
+
+    judge = make_judge(
+        name="tone",
+        instructions="Is the tone of {{ outputs }} right?",
+        model=FunctionModel(local_reply),
+        feedback_value_type=Literal["good", "bad"],
+    )
+    assert register_scorer(judge) >= 1
+    shown = mlflow_get_scorer(name="tone", experiment_id=mlflow_store.experiment_id)
+    assert "good" in json.dumps(shown.model_dump(), default=str)

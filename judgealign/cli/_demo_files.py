@@ -155,6 +155,10 @@ def log_demo_run(
     tracker.log_text(guidelines or "(no guidelines)", "guidelines.txt")
     for name, factory in artifacts.figures.items():
         tracker.log_figure(factory, name)
+    register = getattr(tracker, "register_scorer", None)
+    if callable(register):  # MLflow's "Judges" page lists both, named as on the traces
+        register(aligned.base_judge, name=f"{aligned.name}_base")
+        register(aligned, name=f"{aligned.name}_aligned")
     log_traces = getattr(tracker, "log_record_trace", None)
     if callable(log_traces):
         for row in artifacts.judged:

@@ -36,9 +36,11 @@ __all__ = [
     "get_trace",
     "install_template_override",
     "is_mlflow_scorer",
+    "list_registered_scorers",
     "load_prompt",
     "log_feedback",
     "mlflow_module",
+    "register_instructions_judge",
     "register_prompt",
     "search_traces",
     "set_prompt_alias",
@@ -380,6 +382,45 @@ def metadata_text(metadata: Mapping[str, Any]) -> dict[str, str]:
 def genai_evaluate(**kwargs: Any) -> Any:
     """``mlflow.genai.evaluate(**kwargs)``."""
     return importlib.import_module("mlflow.genai").evaluate(**kwargs)
+
+
+# -- scorer registry (MLflow's "Judges" page) ----------------------------------------------
+
+
+def register_instructions_judge(
+    tracking_uri: str,
+    experiment_id: str,
+    *,
+    name: str,
+    instructions: str,
+    model: str,
+    value_type: Any,
+    description: str | None = None,
+) -> int:
+    """Register MLflow's own instructions judge in the scorer registry; returns its version.
+
+    The store is named explicitly (not MLflow's global tracking URI), so a tracker that
+    writes to another store registers there.
+    """
+    judges = importlib.import_module("mlflow.genai.judges")
+    registry = importlib.import_module("mlflow.genai.scorers.registry")
+    judge = judges.make_judge(
+        name=name,
+        instructions=instructions,
+        model=model,
+        feedback_value_type=value_type,
+        description=description,
+    )
+    store = registry._get_scorer_store(tracking_uri)
+    version = store.register_scorer(experiment_id, judge)
+    return int(getattr(version, "scorer_version", version) or 0)
+
+
+def list_registered_scorers(tracking_uri: str, experiment_id: str) -> list[Any]:
+    """The scorers registered in the experiment (the latest version of each name)."""
+    registry = importlib.import_module("mlflow.genai.scorers.registry")
+    store = registry._get_scorer_store(tracking_uri)
+    return list(store.list_scorers(experiment_id))
 
 
 # -- prompt registry ------------------------------------------------------------------------

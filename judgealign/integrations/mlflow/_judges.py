@@ -9,10 +9,14 @@ name) and ``judgealign.judge_kind``. :func:`load_judge` finds the run by those t
 experiment and rebuilds the judge from the file alone: no trace is fetched, no model is
 called, nothing is re-embedded.
 
-Why runs and not MLflow's scorer registry: that registry stores MLflow's own scorer
+Why runs and not only MLflow's scorer registry: that registry stores MLflow's own scorer
 classes, and its aligned-judge entries keep only trace ids, re-fetched and re-embedded on
 load. A run artifact keeps everything, works on every tracking store, and its params and
-tags make the judge visible in the MLflow UI.
+tags make the judge visible in the MLflow UI. So that MLflow's "Judges" page lists the
+judge as well, :func:`register_scorer` registers MLflow's own instructions judge with the
+same instructions (an aligned judge's include its guidelines; the retrieved examples, which
+are memory rather than instructions, cannot be carried), model and verdict type;
+``judge.register()`` does both (:func:`register_judge`).
 
 Versions are numbered by counting earlier versions of the name under a lock, so they are
 unique within a process; two processes logging the same name at the same instant could
@@ -25,14 +29,24 @@ import json
 import re
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 from judgealign.core._errors import ConfigurationError
+from judgealign.core._redact import redact
 from judgealign.integrations.mlflow import _client as _mlflow
 from judgealign.tracking._events import safe_params
 
-__all__ = ["LoggedJudge", "get_scorer", "list_judge_versions", "load_judge", "log_judge"]
+__all__ = [
+    "LoggedJudge",
+    "get_scorer",
+    "list_judge_versions",
+    "load_judge",
+    "log_judge",
+    "register_judge",
+    "register_scorer",
+]
 
 _NAME_TAG = "judgealign.judge_name"
 _VERSION_TAG = "judgealign.judge_version"
@@ -107,6 +121,66 @@ def log_judge(
     finally:
         store.end_run(run_id, status)
     return LoggedJudge(name, version, kind, run_id, experiment_id, path)
+
+
+def register_scorer(
+    judge: Any,
+    *,
+    name: str | None = None,
+    experiment_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> int:
+    """List ``judge`` on MLflow's "Judges" page (its scorer registry); returns the version.
+
+    What is registered is MLflow's own instructions judge: ``judge.instructions`` (for an
+    aligned judge, the base instructions followed by its guidelines), its model URI and
+    its verdict type. Retrieved examples are not part of it; the complete judge is what
+    :func:`log_judge` saves.
+
+    Args:
+        judge: a ``Judge`` or an ``AlignedJudge``.
+        name: the registered name; the judge's own name by default.
+        experiment_id: the experiment; the current one by default.
+        tracking_uri: the store; the current tracking URI by default.
+    """
+    uri = tracking_uri or _mlflow.current_tracking_uri()
+    return _mlflow.register_instructions_judge(
+        uri,
+        experiment_id or _mlflow.current_experiment_id(),
+        name=_check_name(name or judge.name),
+        instructions=str(judge.instructions),
+        model=str(judge.model_uri),
+        value_type=_verdict_type(judge.value_spec),
+        description=getattr(judge, "description", None),
+    )
+
+
+def register_judge(judge: Any, *, name: str | None, experiment_id: str | None) -> LoggedJudge:
+    """``judge.register()``: save the judge as a run (:func:`log_judge`), then list it on
+    MLflow's "Judges" page (:func:`register_scorer`).
+
+    The run is the judge (it raises on failure); the listing is a view of it, so a store
+    that cannot hold scorers gets a warning instead of an error.
+    """
+    logged = log_judge(judge, name=name, experiment_id=experiment_id)
+    try:
+        register_scorer(judge, name=logged.name, experiment_id=logged.experiment_id)
+    except Exception as exc:  # the saved run is complete without the listing
+        warnings.warn(
+            f"Judge {logged.name!r} was saved (run {logged.run_id}) but not listed on "
+            f"MLflow's Judges page: {type(exc).__name__}: {redact(str(exc))}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return logged
+
+
+def _verdict_type(spec: Any) -> Any:
+    """The ``feedback_value_type`` MLflow's ``make_judge`` takes for a judge's verdicts."""
+    if spec.kind == "label":
+        choices: tuple[str, ...] = tuple(spec.choices)
+        return cast(Any, Literal)[choices]  # Literal["a", "b", ...] built from the labels
+    return {"bool": bool, "int": int, "float": float, "str": str}[spec.kind]
 
 
 def load_judge(

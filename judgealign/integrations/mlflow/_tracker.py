@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from judgealign.integrations.mlflow import _client as _mlflow
+from judgealign.integrations.mlflow._judges import register_scorer
 from judgealign.tracking._tracker import FigureFactory
 from judgealign.tracking._writer import BackgroundWriter, Failure, WriteOp
 
@@ -31,7 +32,7 @@ __all__ = ["MlflowTracker", "RunHandle"]
 
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
-_ARTIFACT_KINDS = ("text", "dict", "figure", "assessment")
+_ARTIFACT_KINDS = ("text", "dict", "figure", "assessment", "scorer")
 
 
 class RunHandle:
@@ -174,6 +175,12 @@ class MlflowTracker:
             "assessments": [dict(a) for a in assessments],
         }
         self.writer.submit(WriteOp("trace", self._current(), payload))
+
+    def register_scorer(self, judge: Any, *, name: str) -> None:
+        """Queue listing ``judge`` on MLflow's "Judges" page, in the current run's
+        experiment (see :func:`judgealign.mlflow_integration.register_scorer`)."""
+        payload = {"judge": judge, "name": name}
+        self.writer.submit(WriteOp("scorer", self._current(), payload))
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until everything queued is written; warns about new failures.
@@ -341,6 +348,14 @@ class MlflowTracker:
             store.log_figure(_run_id(op.target), figure, payload["path"])
         elif op.kind == "assessment":
             _mlflow.log_feedback(**payload)
+        elif op.kind == "scorer":
+            experiment = op.target.experiment_id or self._resolve_experiment()
+            register_scorer(
+                payload["judge"],
+                name=payload["name"],
+                experiment_id=experiment,
+                tracking_uri=store.tracking_uri,
+            )
         else:  # pragma: no cover - every kind above is produced by this class
             raise ValueError(f"unknown tracking operation {op.kind!r}")
 
