@@ -1,7 +1,10 @@
-"""Judges as DSPy metrics: the public face of :mod:`judgealign.integrations.dspy`.
+"""Judges as DSPy metrics, and DSPy programs seen as prompts: the public face of
+:mod:`judgealign.integrations.dspy`.
 
 ``from judgealign.dspy import as_dspy_metric, combine_metrics``; needs
-``pip install "judgealign[dspy]"`` to score inside DSPy.
+``pip install "judgealign[dspy]"`` to score inside DSPy. ``optimizers.optimize_program``
+reads and rewrites a program's predictors through :func:`predictors_of`,
+:func:`instructions_of`, :func:`with_instructions` and :func:`run_traced`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,14 @@ from judgealign.integrations.dspy import (
     FieldSpec,
     JudgeMetric,
     MetricOutcome,
+    ProgramSteps,
     as_dspy_metric,
     combine_metrics,
+    instructions_of,
+    load_dspy,
+    predictors_of,
+    run_traced,
+    with_instructions,
 )
 
 __all__ = [
@@ -22,6 +31,12 @@ __all__ = [
     "FieldSpec",
     "JudgeMetric",
     "MetricOutcome",
+    "ProgramSteps",
     "as_dspy_metric",
     "combine_metrics",
+    "instructions_of",
+    "load_dspy",
+    "predictors_of",
+    "run_traced",
+    "with_instructions",
 ]

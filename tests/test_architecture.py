@@ -92,6 +92,7 @@ ALLOWED: dict[str, set[str]] = {
         "judgealign",
         "judgealign.optimize_support",
         "judgealign.mlflow_integration",
+        "judgealign.dspy",
     },
 }
 

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from judgealign import ConfigurationError
+from judgealign.dspy import run_traced, with_instructions
 from optimizers._base import EvaluationResultRecord
 from optimizers._scoring import _error_text  # pyright: ignore[reportPrivateUsage]
 from optimizers.programs._metric import ProgramMetric, example_fields, prediction_outputs
-from optimizers.programs._program import run_traced, with_instructions
 
 __all__ = ["ProgramEvaluator", "record_of"]
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from judgealign import ChatModel, ConfigurationError
+from judgealign.dspy import instructions_of, load_dspy, with_instructions
 from optimizers._aggregation import AggregationFn
 from optimizers._base import BasePromptOptimizer, PromptOptimizerOutput
 from optimizers.gepa._optimizer import GepaPromptOptimizer, split_data
 from optimizers.programs._evaluate import ProgramEvaluator, record_of
 from optimizers.programs._metric import ProgramMetric
-from optimizers.programs._program import instructions_of, load_dspy, with_instructions
 
 __all__ = [
     "AUTO_PROPOSALS",

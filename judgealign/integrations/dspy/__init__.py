@@ -1,4 +1,4 @@
-"""DSPy integration: judges as DSPy metrics (the only module of judgealign importing dspy).
+"""DSPy integration: judges as DSPy metrics, programs as prompts (the only dspy importer).
 
 Install with ``pip install "judgealign[dspy]"``. A judge becomes a metric with
 ``judge.as_dspy_metric()`` (or :func:`as_dspy_metric`); :func:`combine_metrics` averages
@@ -16,6 +16,14 @@ from judgealign.integrations.dspy._combine import CombinedMetric, combine_metric
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._metric import JudgeMetric, as_dspy_metric
 from judgealign.integrations.dspy._outcome import MetricOutcome
+from judgealign.integrations.dspy._program import (
+    ProgramSteps,
+    instructions_of,
+    load_dspy,
+    predictors_of,
+    run_traced,
+    with_instructions,
+)
 
 __all__ = [
     "CombinedMetric",
@@ -23,6 +31,12 @@ __all__ = [
     "FieldSpec",
     "JudgeMetric",
     "MetricOutcome",
+    "ProgramSteps",
     "as_dspy_metric",
     "combine_metrics",
+    "instructions_of",
+    "load_dspy",
+    "predictors_of",
+    "run_traced",
+    "with_instructions",
 ]

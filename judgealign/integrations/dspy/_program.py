@@ -1,7 +1,8 @@
 """A DSPy program seen as prompts: each named predictor's instructions is one component.
 
-dspy is imported lazily (only when a program is optimized), so ``import optimizers`` stays
-free of it. Programs are never changed in place: candidates run on deep copies.
+What ``optimizers.optimize_program`` needs of a program, kept here so that this package
+stays the only one that imports dspy (lazily: only when a program is optimized).
+Programs are never changed in place: candidates run on deep copies.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from judgealign import ConfigurationError, MissingExtraError
+from judgealign.core._errors import ConfigurationError, MissingExtraError
 
 __all__ = [
     "ProgramSteps",
