@@ -149,9 +149,10 @@ def _usage_metrics(usage: Any, prefix: str = "") -> dict[str, float]:
 
 def _labelled_agreement(judge: Any, records: Sequence[Any], result: Sequence[Any]) -> Any:
     from judgealign.evaluation._api import agreement
+    from judgealign.evaluation._panel import is_panel
     from judgealign.judges._memorised import is_memorised
 
-    pairs: list[tuple[str, Any, Any]] = []
+    pairs: list[tuple[str, Any, Any, Any]] = []
     for position, (record, feedback) in enumerate(zip(records, result, strict=False)):
         label = _field(record, "label")
         if label is None:
@@ -160,14 +161,17 @@ def _labelled_agreement(judge: Any, records: Sequence[Any], result: Sequence[Any
             coerced = judge.value_spec.coerce(label)
         except Exception:  # a label the judge cannot express is not scored
             continue
-        pairs.append((str(_field(record, "id") or position), coerced, feedback))
-    if not pairs or all(not fb.ok or is_memorised(fb) for _, _, fb in pairs):
+        pairs.append((str(_field(record, "id") or position), coerced, feedback, record))
+    if not pairs or all(not fb.ok or is_memorised(fb) for _, _, fb, _ in pairs):
         return None  # nothing held out to score (agreement would refuse)
     choices = list(judge.value_spec.choices) or None
+    kept = [record for _, _, _, record in pairs]
+    # Panel records (several raters each) add the judge as one more rater to the report.
+    experts = kept if is_panel(kept) else [label for _, label, _, _ in pairs]
     return agreement(
-        [fb for _, _, fb in pairs],
-        [label for _, label, _ in pairs],
-        ids=[rid for rid, _, _ in pairs],
+        [fb for _, _, fb, _ in pairs],
+        experts,
+        ids=[rid for rid, _, _, _ in pairs],
         labels=choices,
         n_bootstrap=500,
     )
@@ -195,6 +199,30 @@ def _log_agreement(tracker: Tracker, report: Any, title: str, prefix: str = "") 
         return confusion_figure(labels, confusion, title=title)
 
     tracker.log_figure(figure, f"{prefix}confusion_matrix.png")
+    if getattr(report, "panel", None) is not None:
+        _log_panel(tracker, report.panel, title, prefix)
+
+
+def _log_panel(tracker: Tracker, panel: Any, title: str, prefix: str) -> None:
+    """The judge among a panel's raters: its metrics and the kappa matrix as a figure."""
+    values = {
+        "agreement.panel.alpha": panel.panel.alpha,
+        "agreement.panel.fleiss_kappa": panel.panel.fleiss,
+        "agreement.panel.raters_mean_kappa": panel.raters_mean,
+        "agreement.panel.judge_mean_kappa": panel.judge_mean,
+        "agreement.panel.difference": panel.difference,
+        "agreement.panel.difference_ci_low": panel.difference_ci[0],
+        "agreement.panel.difference_ci_high": panel.difference_ci[1],
+    }
+    tracker.log_metrics(_finite({f"{prefix}{k}": float(v) for k, v in values.items()}))
+    names, matrix = tuple(panel.names), [list(row) for row in panel.kappa_matrix()]
+
+    def figure() -> Any:
+        from judgealign.tracking._plots import kappa_matrix_figure
+
+        return kappa_matrix_figure(names, matrix, title=f"{title}: raters and judge")
+
+    tracker.log_figure(figure, f"{prefix}kappa_matrix.png")
 
 
 def _agreement_metrics(report: Any, prefix: str) -> dict[str, float]:
