@@ -163,6 +163,10 @@ def b11() -> dict[str, Any]:
     }
 
 
+def b12() -> dict[str, Any]:
+    return run("bench_b12_suggest.py", "--seeds", "5", timeout=3600)
+
+
 BENCHES = {
     "B1": b1,
     "B2": b2,
@@ -173,6 +177,7 @@ BENCHES = {
     "B7": b7,
     "B8": b8,
     "B11": b11,
+    "B12": b12,
 }
 
 
