@@ -65,8 +65,9 @@ def feedback(
     return mlflow.log_feedback(trace_id=trace_id, name=name, value=value, source=source, **kw)
 
 
-# The second trace's two expert labels tie; reading it warns which label was kept.
-CONFLICT = r"appears 2 times \(item 1, item 2\) with labels .* \(latest\)"
+# The second trace's two experts split: it becomes one panel record, and reading it warns
+# of the tie and which label was kept.
+CONFLICT = r"1 panel record\(s\) tied .* the tied label rated first"
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def labelled(mlflow_store: Store) -> list[str]:
     mlflow.log_expectation(trace_id=first, name="expected_response", value="4")
     feedback(second, "no", source=BOB, rationale="needs digits")
     time.sleep(0.01)
-    feedback(second, "yes", rationale="a word is fine")  # a tie: the latest wins
+    feedback(second, "yes", rationale="a word is fine")  # two experts split: a tie
     wrong = feedback(third, True, rationale="oops")
     mlflow.override_feedback(
         trace_id=third,
@@ -105,9 +106,11 @@ def test_human_feedback_named_like_the_judge_becomes_labelled_records(labelled: 
     assert (one.rationale, one.annotator) == ("4 is right", "ana")
     assert one.expectations == {"expected_response": "4"}
     assert one.created_at is not None
-    assert records[second].label is True and records[second].rationale == "a word is fine"
-    (conflict,) = result.duplicates
-    assert conflict.record_id == second and conflict.rule == "latest"
+    panel = records[second]  # bob then ana: one rating each, bob's rated first
+    assert [(r.rater, r.label) for r in panel.ratings] == [("bob", False), ("ana", True)]
+    assert (panel.label, panel.resolution) == (False, "tie")
+    assert "needs digits" in panel.rationale and "a word is fine" in panel.rationale
+    assert result.tied_ids == (second,) and not result.duplicates
     assert records[third].label is False and records[third].rationale == "five is wrong"
 
 
@@ -119,7 +122,8 @@ def test_traces_can_be_objects_ids_or_a_dataframe(labelled: list[str]) -> None:
         by_objects = records_from_traces(objects, judge_name="correct")
     with pytest.warns(UserWarning, match=CONFLICT):
         by_frame = records_from_traces(frame, judge_name="correct")
-    expected = {first: "yes", second: "yes", third: False}  # no judge: labels as logged
+    # No judge: labels as logged; the split panel keeps the label rated first (bob's).
+    expected = {first: "yes", second: "no", third: False}
     assert {r.id: r.label for r in by_objects} == {r.id: r.label for r in by_frame} == expected
 
 

@@ -217,11 +217,13 @@ def test_long_form_dataframe_with_renamed_columns() -> None:
         },
         index=[10, 11, 12, 13],
     )
-    result = load_dataframe(
-        frame,
-        judge=_bool_judge(),
-        columns={"id": "item", "outputs": "answer", "rater": "expert", "label": "verdict"},
-    )
+    with pytest.warns(UserWarning, match=r"1 panel record\(s\) tied .*: q2"):
+        result = load_dataframe(
+            frame,
+            judge=_bool_judge(),
+            columns={"id": "item", "outputs": "answer", "rater": "expert", "label": "verdict"},
+        )
+    assert result.tied_ids == ("q2",) and "tied panels (1): q2" in result.format()
     assert [(r.id, r.label, r.resolution) for r in result] == [
         ("q1", True, "unanimous"),
         ("q2", False, "tie"),
@@ -238,3 +240,60 @@ def test_panel_records_round_trip_and_single_records_dump_as_before() -> None:
     plain = LabeledRecord(id="p", outputs="x", label=True)
     assert "ratings" not in plain.model_dump() and "resolution" not in plain.model_dump()
     assert LabeledRecord.model_validate(plain.model_dump(mode="json")) == plain
+
+
+# -- MLflow traces with several experts (read through attributes: no mlflow needed) ----------
+
+
+def _assessment(value: object, source: str | None, at: int, rationale: str = "") -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        name="ok",
+        value=value,
+        rationale=rationale,
+        feedback=SimpleNamespace(value=value),
+        valid=True,
+        error=None,
+        source=SimpleNamespace(source_type="HUMAN", source_id=source),
+        last_update_time_ms=at,
+    )
+
+
+def _trace(*assessments: object) -> object:
+    from types import SimpleNamespace
+
+    root = SimpleNamespace(parent_id=None, inputs={"q": "2+2?"}, outputs="4")
+    return SimpleNamespace(
+        info=SimpleNamespace(trace_id="tr-1", assessments=list(assessments)),
+        data=SimpleNamespace(spans=[root]),
+    )
+
+
+def test_a_trace_labelled_by_several_experts_is_one_panel_record() -> None:
+    from judgealign.judges._traces import trace_label_records
+
+    trace = _trace(
+        _assessment("no", "bob", 1, "wrong"),
+        _assessment("yes", "ana", 2),
+        _assessment("yes", "bob", 3, "on second thought"),  # bob's later label replaces his
+    )
+    (row,) = trace_label_records(trace, "ok")
+    result = load_records([row], judge=_bool_judge(), strict=True)
+    (record,) = result
+    assert [(r.rater, r.label) for r in record.ratings] == [("bob", True), ("ana", True)]
+    assert (record.label, record.resolution) == (True, "unanimous")
+    assert "on second thought" in record.rationale
+    one_expert = trace_label_records(_trace(_assessment("no", "bob", 1)), "ok")
+    assert [r.get("ratings") for r in one_expert] == [None]  # a single expert: as before
+
+
+def test_a_trace_label_without_a_source_id_is_a_rating_without_a_rater() -> None:
+    from judgealign.judges._traces import trace_label_records
+
+    rows = trace_label_records(
+        _trace(_assessment("no", "bob", 1), _assessment("yes", None, 2)), "ok"
+    )
+    with pytest.warns(UserWarning, match="1 record"):
+        result = load_records(rows, judge=_bool_judge())
+    assert len(result) == 0 and "has no rater id" in result.problems[0].message

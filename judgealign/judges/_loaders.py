@@ -48,6 +48,7 @@ from judgealign.judges._records import (
     RecordProblem,
     canonical_json,
     duplicates_message,
+    ties_message,
 )
 from judgealign.judges._values import ValueSpec
 
@@ -325,6 +326,8 @@ def _load(
         )
     if duplicates and warn:
         warnings.warn(duplicates_message(duplicates), UserWarning, stacklevel=3)
+    if result.tied_ids and warn:
+        warnings.warn(ties_message(result.tied_ids), UserWarning, stacklevel=3)
     return result
 
 

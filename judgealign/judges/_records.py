@@ -62,6 +62,7 @@ __all__ = [
     "coerce_label",
     "duplicates_message",
     "resolve_ratings",
+    "ties_message",
 ]
 
 Label = bool | int | float | str
@@ -420,6 +421,16 @@ class DuplicateRecord:
         )
 
 
+def ties_message(ids: Sequence[str]) -> str:
+    """The warning for panel records whose raters split evenly."""
+    more = " ..." if len(ids) > 5 else ""
+    return (
+        f"{len(ids)} panel record(s) tied (raters split evenly): {', '.join(ids[:5])}{more}. "
+        "Each keeps the tied label rated first (resolution='tie'); adjudicate by giving a "
+        "label next to the ratings."
+    )
+
+
 def duplicates_message(duplicates: Sequence[DuplicateRecord]) -> str:
     """The warning for ids given more than once with differing labels or fields."""
     more = f" (and {len(duplicates) - 1} more)" if len(duplicates) > 1 else ""
@@ -458,12 +469,21 @@ class LoadResult(Sequence[LabeledRecord]):
         """True when no record was rejected."""
         return not self.problems
 
+    @property
+    def tied_ids(self) -> tuple[str, ...]:
+        """Panel records whose raters split evenly (``resolution == "tie"``)."""
+        return tuple(r.id for r in self.records if r.resolution == "tie")
+
     def format(self) -> str:
         """A short human report."""
         lines = [
             f"{len(self.records)} records loaded, {len(self.problems)} rejected, "
             f"{len(self.duplicates)} duplicate ids resolved."
         ]
+        if self.tied_ids:
+            lines.append(
+                f"  tied panels ({len(self.tied_ids)}): {', '.join(self.tied_ids[:_MAX_LISTED])}"
+            )
         lines += [f"  rejected {p}" for p in self.problems[:_MAX_LISTED]]
         lines += [f"  duplicate {d}" for d in self.duplicates[:_MAX_LISTED]]
         return "\n".join(lines)

@@ -18,8 +18,12 @@ error are ignored. Each label becomes one record:
 * ``label``, ``rationale``, ``annotator`` (the source id) and ``created_at`` (the
   assessment's last update).
 
-Several labels on one trace become several records with the same id; the loaders then
-keep the majority label, ties going to the latest (see :mod:`judgealign.judges._loaders`).
+Labels from two or more experts (HUMAN sources) on one trace become one panel record:
+one rating per source (its latest label), the label resolved from them (see
+:mod:`judgealign.judges._records`); a label whose source has no id is a rating without a
+rater, reported as a problem. Several labels from one source become several records with
+the same id; the loaders then keep the majority label, ties going to the latest (see
+:mod:`judgealign.judges._loaders`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ def trace_label_records(
         base["expectations"] = expectations
     if with_trace:
         base["trace"] = {"request": inputs, "response": outputs}
+    sources = {_source_id(a) for a in labels}
+    if len(sources) > 1:  # a panel: one record, one rating per expert
+        return [{**base, "ratings": _ratings(labels)}]
     return [
         {
             **base,
@@ -76,6 +83,23 @@ def trace_label_records(
             "created_at": _when(a),
         }
         for a in labels
+    ]
+
+
+def _source_id(assessment: Any) -> str | None:
+    return getattr(getattr(assessment, "source", None), "source_id", None) or None
+
+
+def _ratings(labels: Sequence[Any]) -> list[dict[str, Any]]:
+    """One rating per source, its latest label (a later feedback replaces an earlier one,
+    as in MLflow's UI), in the order the sources first rated."""
+    floor = datetime.min.replace(tzinfo=timezone.utc)
+    latest: dict[str | None, Any] = {}
+    for assessment in sorted(labels, key=lambda a: _when(a) or floor):
+        latest[_source_id(assessment)] = assessment
+    return [
+        {"rater": rater, "label": a.value, "rationale": a.rationale or ""}
+        for rater, a in latest.items()
     ]
 
 

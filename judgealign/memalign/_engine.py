@@ -43,7 +43,7 @@ from judgealign.embeddings._protocol import Embedder
 from judgealign.embeddings._resolve import resolve_embedder, resolve_embedder_with_dimension
 from judgealign.judges._field_limits import fit_fields
 from judgealign.judges._loaders import read_records
-from judgealign.judges._records import DuplicateRecord, LabeledRecord, RecordProblem
+from judgealign.judges._records import DuplicateRecord, LabeledRecord, RecordProblem, ties_message
 from judgealign.judges._traces import expand_traces
 from judgealign.memalign._distill import (
     ConsolidationOutcome,
@@ -228,6 +228,9 @@ class MemAlignEngine:
             state.records[i].record for i in unchanged if state.records[i].status == "pending"
         ]
         run = RunLog(problems=problems, duplicates=duplicates)
+        tied = [r.id for r in valid if r.resolution == "tie"]
+        if tied:  # a panel split evenly: said, as the loaders say it
+            run.warn(ties_message(tied))
         run.result_fields.update(
             records_added=_ids(new),
             records_updated=_ids(changed),
