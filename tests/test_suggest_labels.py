@@ -136,3 +136,21 @@ def test_a_uri_judge_is_remade_with_the_sampling_params() -> None:
     assert hot.model_uri == judge.model_uri and judge.inference_params == {"max_tokens": 300}
     with pytest.raises(ConfigurationError, match="ChatModel object"):
         _judge("k", lambda n: True).with_inference_params({"temperature": 1.0})
+
+
+def test_an_aligned_judge_on_a_uri_is_remade_with_its_memory() -> None:
+    from judgealign import AlignedJudge
+
+    base = make_judge(
+        name="j",
+        instructions="Is {{ outputs }} right?",
+        feedback_value_type=bool,
+        model="openai:/gpt-4o-mini",
+    )
+    aligned = AlignedJudge(base)
+    hot = aligned.with_inference_params({"temperature": 0.7})
+    assert isinstance(hot, AlignedJudge) and hot is not aligned
+    assert hot.base_judge.inference_params == {"temperature": 0.7}
+    assert hot.record_ids == aligned.record_ids and aligned.base_judge.inference_params == {}
+    with pytest.raises(ConfigurationError, match="ChatModel object"):
+        AlignedJudge(_judge("k", lambda n: True)).with_inference_params({"temperature": 1.0})

@@ -229,6 +229,22 @@ class AlignedJudge(WrappedJudge):
                 self.base_judge, optimizer=self._optimizer, state=self._state, history=self._history
             )
 
+    def with_inference_params(self, params: Mapping[str, Any]) -> AlignedJudge:
+        """An aligned judge with this memory whose base judge's model calls add ``params``
+        (e.g. a temperature and a seed, to sample its verdicts).
+
+        Raises:
+            ConfigurationError: the base judge runs on a ChatModel object (see
+                :meth:`Judge.with_inference_params`).
+        """
+        with self._lock:
+            return AlignedJudge(
+                self.base_judge.with_inference_params(params),
+                optimizer=self._optimizer,
+                state=self._state,
+                history=self._history,
+            )
+
     # -- memory: changing ------------------------------------------------------------
 
     def align(
