@@ -154,3 +154,30 @@ def test_an_aligned_judge_on_a_uri_is_remade_with_its_memory() -> None:
     assert hot.record_ids == aligned.record_ids and aligned.base_judge.inference_params == {}
     with pytest.raises(ConfigurationError, match="ChatModel object"):
         AlignedJudge(_judge("k", lambda n: True)).with_inference_params({"temperature": 1.0})
+
+
+def test_a_uri_judge_is_sampled_at_the_temperature_through_the_real_model_path() -> None:
+    from judgealign.testing import ChatRequest, FakeOpenAIServer
+
+    seen: list[tuple[object, object]] = []
+
+    def reply(request: ChatRequest) -> dict[str, Any]:
+        seen.append((request.body.get("temperature"), request.body.get("seed")))
+        record = json.loads(request.last_user.split("<record>\n")[1].split("\n</record>")[0])
+        hard = record["outputs"] == "answer 3"
+        seed = int(request.body.get("seed") or 0)
+        return {"rationale": "r", "result": seed % 2 == 0 if hard else True}
+
+    with FakeOpenAIServer(reply=reply) as server:
+        judge = make_judge(
+            name="j",
+            instructions="Is {{ outputs }} right for {{ inputs }}?",
+            feedback_value_type=bool,
+            model="openai:/fake",
+            base_url=server.base_url,
+            inference_params={"api_key": "sk-fake-key-000"},
+        )
+        result = suggest_labels(judge, RECORDS, 1, samples=4, temperature=0.8, seed=10)
+    assert result[0].id == "r3" and result[0].uncertainty == pytest.approx(1.0)
+    assert sorted(set(seen)) == [(0.8, 10), (0.8, 11), (0.8, 12), (0.8, 13)]
+    assert result.usage.calls == 4 * len(RECORDS) == len(seen)
