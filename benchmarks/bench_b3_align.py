@@ -79,6 +79,9 @@ def run_judgealign(server: ServerProcess) -> list[dict[str, Any]]:
     result = more.pop("aligned").last_alignment
     more["guidelines"] = len(aligned.guidelines)
     more["records_added"] = len(result.records_added) if result else None
+    # The default view (fields-mean) embeds each judged field of a record on its own, so a
+    # record is as many texts as the judge reads fields (inputs and outputs here).
+    more["texts_per_record"] = len(judge.variables) if optimizer.view_name == "fields-mean" else 1
     return [first, more]
 
 

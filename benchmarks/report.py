@@ -149,7 +149,15 @@ def b3(data: dict[str, Any]) -> tuple[Row, list[str]]:
 
     wall, peer_wall = med(ours, "first", "wall_s"), med(peer, "first", "wall_s")
     our_calls, peer_calls = calls(ours, "first"), calls(peer, "first")
-    more_records = median([float(i["more"]["embedding_batches"][0]) for i in ours])
+    # Records the +10 align embedded: its first embedding request (the new records; later
+    # ones embed new guidelines) over the texts a record makes (1 in results from before
+    # the fields-mean view, which embeds each judged field on its own).
+    more_records = median(
+        [
+            float(i["more"]["embedding_batches"][0]) / i["more"].get("texts_per_record", 1)
+            for i in ours
+        ]
+    )
     met = wall <= peer_wall / 2 and our_calls <= peer_calls and more_records == 10
     row = [
         "B3",
