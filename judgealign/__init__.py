@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         get_default_retry_policy,
         set_default_retry_policy,
     )
+    from judgealign.models.rate_limit import RateLimit
     from judgealign.tracking._tracker import (
         NoOpTracker,
         Tracker,
@@ -140,6 +141,7 @@ _EXPORTS: dict[str, str] = {
     "LabeledRecord": "judgealign.judges._records",
     "LoadResult": "judgealign.judges._records",
     "RecordProblem": "judgealign.judges._records",
+    "RateLimit": "judgealign.models.rate_limit",
     "RetryPolicy": "judgealign.models._retry",
     "get_default_retry_policy": "judgealign.models._retry",
     "set_default_retry_policy": "judgealign.models._retry",
@@ -204,6 +206,7 @@ __all__ = [
     "ModelOutputError",
     "NetworkForbiddenError",
     "NoOpTracker",
+    "RateLimit",
     "RaterAgreement",
     "Rating",
     "RecordProblem",

@@ -6,6 +6,7 @@ the batch always completes.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,7 +65,10 @@ def run_batch(
 
     show = progress if progress is not None else (len(items) >= 50 and sys.stderr.isatty())
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items) or 1))) as pool:
-        results = pool.map(safe, items)
+        # Each item runs in a copy of the caller's context, so that what the caller set
+        # there (a rate limit, judgealign.models.rate_limit) reaches the pool's threads.
+        futures = [pool.submit(contextvars.copy_context().run, safe, item) for item in items]
+        results: Iterable[Feedback] = (future.result() for future in futures)
         if show:
             from tqdm import tqdm
 

@@ -59,6 +59,7 @@ from judgealign.models._metering import usage_of_error
 from judgealign.models._reply_limits import VERDICT_MAX_TOKENS, with_reply_limit
 from judgealign.models._resolve import resolve_model
 from judgealign.models._structured import ReplyError, capability_key, generate_structured
+from judgealign.models.rate_limit import RateLimit, use_rate_limit
 
 __all__ = ["Judge", "make_judge", "read_json_file", "records_or_traces"]
 
@@ -213,26 +214,30 @@ class Judge(JudgeBase):
         *,
         max_workers: int = 8,
         progress: bool | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> EvaluationResult:
         """Judge many records concurrently; one :class:`Feedback` per record, in order.
 
         Args:
             records: mappings (or objects) with ``inputs``, ``outputs``, ``expectations``,
                 ``trace`` and/or ``conversation``.
-            max_workers: how many records are judged at once.
+            max_workers: how many records are judged at once (at most).
             progress: show a progress bar; ``None`` shows one for 50+ records on a terminal.
+            rate_limit: the provider's limit (:class:`judgealign.RateLimit`): requests are
+                paced to it, and fewer run at once while the provider answers 429.
 
         A record that is malformed or whose model call fails comes back with ``error``
         set; no exception escapes for one record.
         """
         items = batch_records(records, max_workers)
-        result = run_batch(
-            self._judge_record,
-            list(enumerate(items)),
-            name=self.name,
-            max_workers=max_workers,
-            progress=progress,
-        )
+        with use_rate_limit(rate_limit):
+            result = run_batch(
+                self._judge_record,
+                list(enumerate(items)),
+                name=self.name,
+                max_workers=max_workers,
+                progress=progress,
+            )
         announce("evaluation", judge=self, records=items, result=result)
         return result
 

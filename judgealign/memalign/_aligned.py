@@ -38,6 +38,7 @@ from judgealign.memalign._memory import Guideline, MemoryState, new_guideline_id
 from judgealign.memalign._recall import EXAMPLES_TITLE, GUIDELINES_TITLE, Recall
 from judgealign.memalign._result import AlignmentResult, Operation
 from judgealign.models._chat import ChatModel, Message
+from judgealign.models.rate_limit import RateLimit, use_rate_limit
 
 if TYPE_CHECKING:
     pass
@@ -122,22 +123,25 @@ class AlignedJudge(WrappedJudge):
         *,
         max_workers: int = 8,
         progress: bool | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> EvaluationResult:
         """Judge many records concurrently against one memory snapshot.
 
         The records' retrieval texts are embedded in one batch first. A malformed record
-        or a failed model call comes back as a feedback with ``error``.
+        or a failed model call comes back as a feedback with ``error``. ``rate_limit``
+        paces the verdict calls as in :meth:`Judge.evaluate`.
         """
         items = batch_records(records, max_workers)
         state = self._state
         jobs = self._recall.jobs(state, items)
-        result = run_batch(
-            lambda job: self._recall.run_job(state, job),
-            jobs,
-            name=self.name,
-            max_workers=max_workers,
-            progress=progress,
-        )
+        with use_rate_limit(rate_limit):
+            result = run_batch(
+                lambda job: self._recall.run_job(state, job),
+                jobs,
+                name=self.name,
+                max_workers=max_workers,
+                progress=progress,
+            )
         announce("evaluation", judge=self, records=items, result=result)
         return result
 

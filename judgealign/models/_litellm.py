@@ -57,6 +57,7 @@ from judgealign.models._retry import (
     run_with_retries,
 )
 from judgealign.models._uri import parse_model_uri
+from judgealign.models.rate_limit import current_rate_limit, paced_attempt
 
 __all__ = [
     "LiteLLMModel",
@@ -219,10 +220,24 @@ class LiteLLMModel:
         if timeout is not None:
             policy = policy.with_changes(timeout_s=timeout)
         started = time.perf_counter()
-        response = run_with_retries(
-            lambda t: self._request(messages, response_format, t), self._classify, policy
-        )
+        limit = current_rate_limit()
+        estimate = self._token_estimate(messages) if limit is not None else 0
+
+        def attempt(timeout_s: float) -> Any:
+            if limit is None:
+                return self._request(messages, response_format, timeout_s)
+            return paced_attempt(
+                limit,
+                estimate,
+                lambda: self._request(messages, response_format, timeout_s),
+                self._classify,
+            )
+
+        response = run_with_retries(attempt, self._classify, policy)
         completion = self._to_completion(response, (time.perf_counter() - started) * 1000)
+        if limit is not None:
+            used = completion.usage.prompt_tokens + completion.usage.completion_tokens
+            limit.settle_tokens(estimate, used)
         if self._cache is not None and key and completion.finish_reason != "length":
             self._cache.put(
                 key,
@@ -231,6 +246,13 @@ class LiteLLMModel:
                 completion.usage.completion_tokens,
             )
         return completion
+
+    def _token_estimate(self, messages: Sequence[Message]) -> int:
+        """What a request may cost in tokens before it is sent: its prompt (characters / 4,
+        as rate limiters commonly estimate) plus its reply limit."""
+        reply = self._params.get("max_tokens") or self._params.get("max_completion_tokens")
+        prompt = sum(len(str(m.get("content") or "")) for m in messages) // 4
+        return prompt + (reply if isinstance(reply, int) and not isinstance(reply, bool) else 0)
 
     def _cache_key(self, messages: Sequence[Message], response_format: Any) -> str | None:
         if self._cache is None:

@@ -51,6 +51,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias, cast
 
 from judgealign.testing._decoding import Decoding
+from judgealign.testing._limits import ServerLimit
 from judgealign.testing._request import ChatRequest
 
 __all__ = [
@@ -363,6 +364,22 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def _reply_limit(body: dict[str, Any]) -> int:
+    """The request's reply limit (``max_tokens`` or ``max_completion_tokens``), else 0."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def _used_tokens(sent: Any) -> int:
+    """The total tokens of a completion the server sent (0 for an error or raw body)."""
+    usage = cast("dict[str, Any]", sent).get("usage") if isinstance(sent, dict) else None
+    total = cast("dict[str, Any]", usage).get("total_tokens") if isinstance(usage, dict) else 0
+    return total if isinstance(total, int) else 0
+
+
 def _resolve_ref(root: dict[str, Any], ref: str) -> Any:
     if not ref.startswith("#"):
         return None
@@ -591,8 +608,10 @@ class _State:
         reply: Callable[[ChatRequest], ReplyLike | None] | None,
         embedding_dim: int,
         quirks: ServerQuirks | None = None,
+        limit: ServerLimit | None = None,
     ) -> None:
         self.quirks = quirks or ServerQuirks()
+        self.limit = limit
         self.latency_s = latency_s
         self.faults = faults
         self.reply = reply
@@ -620,6 +639,7 @@ class _State:
                 "callable": 0,
                 "auto": 0,
                 "faults": 0,
+                "rate_limited": 0,
             }
             for kind in FAULT_KINDS:
                 self.stats[f"fault_{kind}"] = 0
@@ -823,6 +843,20 @@ class _State:
         def dropped(answered_by: str) -> None:
             self.record("POST", path, body, headers, answered_by, 0)
 
+        estimate = 0
+        if self.limit is not None and self.limit.active:
+            estimate = _tokens(request.text) + _reply_limit(body)
+            wait = self.limit.admit(estimate)
+            if wait is not None:  # over the budget: refused at once, as providers do
+                self.bump("chat", "rate_limited")
+                refusal = Reply(
+                    status=429,
+                    error_message="Rate limit reached (the server's per-minute limit).",
+                    headers=ServerLimit.retry_after_headers(wait),
+                )
+                response, sent = self.render(request, refusal)
+                self.record("POST", path, body, headers, "rate_limit", 429, sent)
+                return response
         if not self.wait(self.latency_s):
             dropped("auto")
             return None
@@ -852,6 +886,8 @@ class _State:
 
         response, sent = self.render(request, reply)
         self.record("POST", path, body, headers, answered_by, response.status, sent)
+        if self.limit is not None and self.limit.active:
+            self.limit.settle(estimate, _used_tokens(sent))
         if not self.wait(reply.delay_s):
             return None
         return response
@@ -1229,6 +1265,12 @@ class FakeOpenAIServer:
             ``max_tokens`` cuts them. The default is an ideal server.
         quirks: incompatibilities of real servers to mimic (see :class:`ServerQuirks`);
             a refusal they cause is answered before any fault, queued reply or callable.
+        requests_per_minute: a provider's request limit: chat requests beyond it (budget
+            refilled continuously, about a second of it usable at once) are answered at
+            once with 429 and a ``Retry-After`` saying when one would fit; recorded as
+            ``answered_by="rate_limit"`` and counted in ``stats["rate_limited"]``.
+        tokens_per_minute: the same for tokens: a request is charged its prompt tokens
+            plus its ``max_tokens`` on arrival, settled to the reply's usage after.
 
     Example::
 
@@ -1246,11 +1288,14 @@ class FakeOpenAIServer:
         embedding_dim: int = 384,
         decoding: Decoding | None = None,
         quirks: ServerQuirks | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
     ) -> None:
         """Configure the server; it starts on :meth:`start` or ``with``.
 
         Raises:
-            ValueError: if ``latency_s`` is negative or ``embedding_dim`` is not positive.
+            ValueError: if ``latency_s`` is negative, ``embedding_dim`` is not positive or
+                a per-minute limit is not positive.
         """
         if latency_s < 0:
             raise ValueError(f"latency_s must be >= 0, got {latency_s}")
@@ -1262,6 +1307,7 @@ class FakeOpenAIServer:
             reply=reply,
             embedding_dim=embedding_dim,
             quirks=quirks,
+            limit=ServerLimit(requests_per_minute, tokens_per_minute),
         )
         self._state.decoding = decoding or Decoding()
         self._httpd: _HTTPServer | None = None
@@ -1383,8 +1429,9 @@ class FakeOpenAIServer:
 
         Keys: ``requests`` (all), ``chat``, ``embeddings``, ``models``, ``errors``
         (responses with status >= 400), ``queue`` / ``callable`` / ``auto`` (how chat
-        requests were answered), ``faults`` (all injected) and ``fault_<kind>`` for
-        every kind in :data:`FAULT_KINDS`.
+        requests were answered), ``faults`` (all injected), ``fault_<kind>`` for
+        every kind in :data:`FAULT_KINDS` and ``rate_limited`` (chat requests refused by
+        the per-minute limits).
         """
         with self._state.lock:
             return dict(self._state.stats)
