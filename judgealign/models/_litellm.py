@@ -64,6 +64,7 @@ __all__ = [
     "default_model_uri",
     "endpoint_root",
     "litellm_embed",
+    "missing_provider_keys",
 ]
 
 MODEL_ENV = "JUDGEALIGN_MODEL"
@@ -424,6 +425,20 @@ _HINTS = {
     403: " -- the key is not allowed to use this model.",
     404: " -- check the model name and api_base.",
 }
+
+
+def missing_provider_keys(model_uri: str) -> list[str]:
+    """The environment variables litellm says ``model_uri``'s provider needs and this
+    process lacks (empty for the local model or a provider litellm does not know)."""
+    provider, name = parse_model_uri(model_uri)
+    if provider == "local":
+        return []
+    try:
+        found: dict[str, Any] = _lib().validate_environment(model=f"{provider}/{name}")
+    except Exception:  # an unknown provider: the first call will say what is wrong
+        return []
+    missing: list[Any] = list(found.get("missing_keys") or [])
+    return [str(key) for key in missing]
 
 
 def _retry_after(exc: BaseException) -> float | None:
