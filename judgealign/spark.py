@@ -4,6 +4,8 @@
   tokens, cost, latency) judged on executors, under a shared :class:`judgealign.RateLimit`.
 * :func:`to_spark_udf` gives the same UDF for ``df.withColumn(...)``.
 * :func:`agreement_spark` computes the agreement report from distributed counts.
+* :func:`align_spark` aligns a judge with a DataFrame of labelled records, distillation
+  batches running on executors.
 * :func:`local_session` starts a local session whose workers run this interpreter.
 
 Importing this module does not import pyspark; each function does, on first call, and
@@ -16,6 +18,7 @@ from __future__ import annotations
 from judgealign.integrations.spark import (
     JudgeUDF,
     agreement_spark,
+    align_spark,
     evaluate_spark,
     local_session,
     result_schema,
@@ -25,6 +28,7 @@ from judgealign.integrations.spark import (
 __all__ = [
     "JudgeUDF",
     "agreement_spark",
+    "align_spark",
     "evaluate_spark",
     "local_session",
     "result_schema",

@@ -18,13 +18,21 @@ import optimizers
 def test_import_does_not_load_heavy_dependencies() -> None:
     code = (
         "import sys, judgealign, optimizers; "
-        "print(sorted(m for m in ('litellm', 'mlflow', 'faiss', 'openai', 'onnxruntime') "
-        "if m in sys.modules))"
+        "print(sorted(m for m in ('litellm', 'mlflow', 'faiss', 'openai', 'onnxruntime', "
+        "'pyspark') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "[]"
+
+
+def test_importing_judgealign_spark_does_not_start_or_import_spark() -> None:
+    code = "import sys, judgealign.spark; print('pyspark' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "False"
 
 
 def test_import_is_lazy_and_exports_match_their_modules() -> None:

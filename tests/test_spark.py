@@ -8,8 +8,10 @@ One session serves the module (it costs seconds to start); the data is small.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +32,13 @@ from judgealign import (
     make_judge,
 )
 from judgealign.integrations.spark._session import java_problem
-from judgealign.spark import agreement_spark, evaluate_spark, local_session, to_spark_udf
+from judgealign.spark import (
+    agreement_spark,
+    align_spark,
+    evaluate_spark,
+    local_session,
+    to_spark_udf,
+)
 from judgealign.testing import ChatRequest, FakeOpenAIServer, Reply, ScriptedModel
 
 INSTRUCTIONS = "Is {{ outputs }} a correct answer to {{ inputs }}?"
@@ -342,3 +350,70 @@ def test_agreement_reads_the_result_struct(spark: Any, server: FakeOpenAIServer)
     assert sorted(report.disagreeing_ids, key=int) == ["0", "3", "6", "9"]
     with pytest.raises(ConfigurationError, match=r"'nope'.*label_col"):
         agreement_spark(judged, "nope", "correct")
+
+
+# -- aligning from a DataFrame ----------------------------------------------------------
+
+
+def distiller(request: ChatRequest) -> dict[str, Any] | None:
+    """One guideline per distillation batch, naming the batch's records: the memory then
+    depends on how records were batched and in which order."""
+    schema = request.json_schema or {}
+    if "guidelines" not in json.dumps(schema):
+        return verdict(request)  # type: ignore[return-value]
+    ids = re.findall(r'"id": "(r\d+)"', request.last_user)
+    return {"guidelines": [{"text": f"Rule learned from {' and '.join(ids)}.", "source_ids": ids}]}
+
+
+def test_align_from_a_dataframe_equals_the_in_process_align(spark: Any) -> None:
+    rows = [
+        {"id": f"r{i:02d}", "inputs": f"What is {i}+{i}?", "outputs": f"{2 * i + i % 2}",
+         "label": i % 2 == 0, "rationale": f"expert note {i}"}
+        for i in range(11)
+    ]  # fmt: skip
+    frame = spark.createDataFrame(rows).repartition(3)  # shuffled: align_spark sorts by id
+    with FakeOpenAIServer(reply=distiller) as fake:
+        reflection = LiteLLMModel("openai:/fake", api_base=fake.base_url)
+
+        def optimizer() -> MemAlignOptimizer:
+            return MemAlignOptimizer(
+                reflection_model=reflection, embedding_model=HashingEmbedder(64),
+                max_records_per_batch=3, dedupe_threshold=0.99,
+            )  # fmt: skip
+
+        on_spark = align_spark(frame, fake_judge(fake), optimizer())
+        distilled_on_spark = fake.stats["chat"]
+        in_process = fake_judge(fake).align(rows, optimizer())
+    assert distilled_on_spark == 4  # ceil(11 / 3) batches, one request each
+    assert [g.text for g in on_spark.guidelines] == [
+        "Rule learned from r00 and r01 and r02.",
+        "Rule learned from r03 and r04 and r05.",
+        "Rule learned from r06 and r07 and r08.",
+        "Rule learned from r09 and r10.",
+    ]
+    mine, theirs = on_spark.to_dict()["content"], in_process.to_dict()["content"]
+    for key in (
+        "base_judge",
+        "optimizer",
+        "embedder",
+        "guidelines",
+        "guideline_vectors",
+        "records",
+    ):
+        assert mine[key] == theirs[key], key
+    assert on_spark.last_alignment is not None and in_process.last_alignment is not None
+    spent, reference = on_spark.last_alignment.usage, in_process.last_alignment.usage
+    assert (spent.calls, spent.prompt_tokens, spent.completion_tokens) == (
+        reference.calls, reference.prompt_tokens, reference.completion_tokens,
+    )  # fmt: skip
+
+
+def test_align_from_a_dataframe_refuses_what_executors_cannot_rebuild(
+    spark: Any, server: FakeOpenAIServer
+) -> None:
+    frame = spark.createDataFrame([{"id": "a", "inputs": "q", "outputs": "a", "label": True}])
+    keyed = LiteLLMModel("openai:/fake", api_base=server.base_url, api_key=KEY)
+    with pytest.raises(ConfigurationError, match="model URI without an api_key"):
+        align_spark(frame, fake_judge(server), MemAlignOptimizer(reflection_model=keyed))
+    with pytest.raises(ConfigurationError, match=r"'key'.*id_col"):
+        align_spark(frame, fake_judge(server), id_col="key")

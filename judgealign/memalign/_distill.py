@@ -19,9 +19,11 @@ its id, origin and sources, so the ids users were shown stay valid.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,14 +38,17 @@ from judgealign.models._reply_limits import DISTILL_MAX_TOKENS, with_reply_limit
 from judgealign.models._structured import ReplyError, generate_structured
 
 __all__ = [
+    "BatchRunner",
     "ConsolidationOutcome",
     "DistillationOutcome",
     "DistillItem",
     "FailedBatch",
     "batch_items",
     "consolidate_guidelines",
+    "distill_batches_with",
     "distill_guidelines",
     "estimate_tokens",
+    "run_distill_batch",
 ]
 
 CHARS_PER_TOKEN = 4
@@ -194,8 +199,12 @@ def distill_guidelines(
             return _BatchFailure("cancelled before it was sent", ZERO_USAGE)
         return _run_batch(model, system, batch)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(run, batches))
+    runner = _BATCH_RUNNER.get()
+    if runner is not None:  # e.g. judgealign.spark: the batches run on a cluster
+        results = list(runner(model, system, batches))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run, batches))
     guidelines: list[tuple[str, tuple[str, ...]]] = []
     failed: list[FailedBatch] = []
     distilled: list[str] = []
@@ -223,6 +232,35 @@ def distill_guidelines(
         tuple(attributed),
         usage,
     )
+
+
+BatchRunner = Callable[
+    [ChatModel, str, Sequence[Sequence[DistillItem]]], Sequence["_BatchReply | _BatchFailure"]
+]
+"""Runs distillation batches elsewhere: ``(model, system prompt, batches)`` to one
+:func:`run_distill_batch` result per batch, in order."""
+
+_BATCH_RUNNER: contextvars.ContextVar[BatchRunner | None] = contextvars.ContextVar(
+    "judgealign_distill_runner", default=None
+)
+
+
+@contextlib.contextmanager
+def distill_batches_with(runner: BatchRunner) -> Iterator[None]:
+    """Run the distillation batches of the aligns in the block with ``runner`` instead of
+    this process's thread pool (batching, prompts and merging stay the same)."""
+    token = _BATCH_RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _BATCH_RUNNER.reset(token)
+
+
+def run_distill_batch(
+    model: ChatModel, system: str, batch: Sequence[DistillItem]
+) -> _BatchReply | _BatchFailure:
+    """Distill one batch with ``model`` (what a :data:`BatchRunner` calls per batch)."""
+    return _run_batch(model, system, batch)
 
 
 @dataclass(frozen=True)

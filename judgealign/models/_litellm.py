@@ -179,6 +179,19 @@ class LiteLLMModel:
             default_max_tokens=max_tokens,
         )
 
+    def portable_spec(self) -> dict[str, Any] | None:
+        """What rebuilds this model in another process (``LiteLLMModel(**spec)``), or
+        ``None`` when it holds a secret (an ``api_key``), which never travels."""
+        if self._api_key or self._secret_params:
+            return None
+        base = strip_url_credentials(self._api_base) if self._api_base else None
+        return {
+            "model": self._uri,
+            "api_base": base,
+            "params": _public_params(self._given),
+            "default_max_tokens": self._default_max_tokens,
+        }
+
     @property
     def uri(self) -> str:
         """The model URI in MLflow form."""

@@ -8,6 +8,7 @@ called). The public names are re-exported by :mod:`judgealign.spark`.
 from __future__ import annotations
 
 from judgealign.integrations.spark._agreement import agreement_spark
+from judgealign.integrations.spark._align import align_spark
 from judgealign.integrations.spark._evaluate import evaluate_spark
 from judgealign.integrations.spark._session import local_session
 from judgealign.integrations.spark._udf import JudgeUDF, result_schema, to_spark_udf
@@ -15,6 +16,7 @@ from judgealign.integrations.spark._udf import JudgeUDF, result_schema, to_spark
 __all__ = [
     "JudgeUDF",
     "agreement_spark",
+    "align_spark",
     "evaluate_spark",
     "local_session",
     "result_schema",

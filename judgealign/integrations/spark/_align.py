@@ -1,0 +1,144 @@
+"""``align_spark``: align a judge with labelled records held in a Spark DataFrame.
+
+The reflection calls, one per distillation batch, are what an align pays for and waits
+on; they run on executors, one Spark task per batch. Everything else is the in-process
+align, on the driver: the records are read (in id order, so the result does not depend on
+partitioning), batched, embedded and stored, and the distilled guidelines are merged into
+one memory. With the same records, settings and model replies the aligned judge is the one
+``judge.align`` gives.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from judgealign import (
+    AlignedJudge,
+    ChatModel,
+    ConfigurationError,
+    Judge,
+    LiteLLMModel,
+    MemAlignOptimizer,
+)
+from judgealign.integrations.spark._session import check_dataframe
+
+# The seam that lets distillation batches run elsewhere (memalign's, for integrations).
+from judgealign.memalign._distill import DistillItem, distill_batches_with, run_distill_batch
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["align_spark"]
+
+_models: dict[str, LiteLLMModel] = {}
+_models_lock = threading.Lock()
+
+
+def align_spark(
+    df: DataFrame,
+    judge: Judge | AlignedJudge,
+    optimizer: MemAlignOptimizer | None = None,
+    *,
+    id_col: str = "id",
+    columns: Mapping[str, str] | None = None,
+) -> AlignedJudge:
+    """Align ``judge`` with the labelled records of ``df``; distillation runs on executors.
+
+    Args:
+        df: one labelled record per row: ``id``, ``label``, the judge's fields
+            (``inputs``, ``outputs``, ``expectations``...) and optionally ``rationale``.
+        judge: the judge to align (an aligned judge is updated, as ``judge.align`` does).
+        optimizer: the alignment settings; ``MemAlignOptimizer()`` by default. Its
+            reflection model must be a model URI (the executors rebuild it).
+        id_col: the id column; records are aligned in id order.
+        columns: other column names, as ``load_records`` takes them
+            (``{"label": "human_verdict"}``).
+
+    Returns:
+        The aligned judge, built on the driver.
+
+    Raises:
+        MissingExtraError: pyspark is not installed.
+        ConfigurationError: ``df`` is not a Spark DataFrame or lacks ``id_col``; the
+            session has no SparkContext (Spark Connect); the reflection model is not a
+            model URI or carries an ``api_key``.
+    """
+    frame = check_dataframe(df)
+    if id_col not in frame.columns:
+        raise ConfigurationError(
+            f"Column {id_col!r} (id_col) is not in the DataFrame; its columns are "
+            f"{', '.join(frame.columns)}. Records need stable ids to be aligned."
+        )
+    session = frame.sparkSession
+    _require_context(session)
+    rows = [row.asDict(recursive=True) for row in frame.orderBy(id_col).collect()]
+    records = _with_columns([_record(row, id_col) for row in rows], columns)
+    aligner = optimizer or MemAlignOptimizer()
+    with distill_batches_with(partial(_run_on_executors, session)):
+        return aligner.align(judge, records)
+
+
+def _record(row: dict[str, Any], id_col: str) -> dict[str, Any]:
+    record = {key: value for key, value in row.items() if value is not None}
+    record["id"] = str(row[id_col])
+    return record
+
+
+def _with_columns(
+    records: list[dict[str, Any]], columns: Mapping[str, str] | None
+) -> list[dict[str, Any]]:
+    if not columns:
+        return records
+    renamed = {column: field for field, column in columns.items()}
+    return [{renamed.get(k, k): v for k, v in record.items()} for record in records]
+
+
+def _require_context(session: SparkSession) -> None:
+    try:
+        session.sparkContext  # noqa: B018  # Spark Connect raises here
+    except Exception:
+        raise ConfigurationError(
+            "align_spark runs distillation batches as Spark tasks, which needs a classic "
+            "session with a SparkContext; on Spark Connect (e.g. Databricks serverless), "
+            "collect the records and call judge.align in-process."
+        ) from None
+
+
+def _run_on_executors(
+    session: SparkSession, model: ChatModel, system: str, batches: Sequence[Sequence[DistillItem]]
+) -> list[Any]:
+    """One Spark task per batch; results in batch order."""
+    spec = model.portable_spec() if isinstance(model, LiteLLMModel) else None
+    if spec is None:
+        raise ConfigurationError(
+            f"align_spark rebuilds the reflection model on executors, so it must be a model "
+            f"URI without an api_key (got {model!r}); give MemAlignOptimizer("
+            "reflection_model='provider:/name') and the provider's key in the executors' "
+            "environment (spark.executorEnv.<KEY>)."
+        )
+    if not batches:
+        return []
+    payload = [
+        (i, [(item.record_id, dict(item.payload)) for item in batch])
+        for i, batch in enumerate(batches)
+    ]
+    tasks = session.sparkContext.parallelize(payload, len(payload))
+    done = tasks.map(partial(_distill_on_executor, spec, system)).collect()
+    return [result for _, result in sorted(done, key=lambda pair: pair[0])]
+
+
+def _distill_on_executor(
+    spec: dict[str, Any], system: str, numbered: tuple[int, list[tuple[str, dict[str, Any]]]]
+) -> tuple[int, Any]:
+    """Runs in an executor's Python worker: the model is built once per worker."""
+    index, items = numbered
+    key = repr(sorted(spec.items()))
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = LiteLLMModel(**spec)
+    batch = [DistillItem(record_id, payload) for record_id, payload in items]
+    return index, run_distill_batch(model, system, batch)
