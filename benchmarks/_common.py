@@ -104,18 +104,28 @@ class ServerProcess:
     Args:
         latency_s: the server's latency for chat and embedding requests.
         mode: which reply function ``_serve.py`` installs (``auto``, ``memalign``, ``gepa``).
+        requests_per_minute: a request limit the server enforces (429 beyond it), or None.
     """
 
-    def __init__(self, latency_s: float, mode: str = "auto") -> None:
+    def __init__(
+        self, latency_s: float, mode: str = "auto", requests_per_minute: float | None = None
+    ) -> None:
         self.latency_s = latency_s
         self.mode = mode
+        self.requests_per_minute = requests_per_minute
         self._proc: subprocess.Popen[str] | None = None
         self.port = 0
 
     def __enter__(self) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self._proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "_serve.py"), str(self.latency_s), self.mode],
+            [
+                sys.executable,
+                str(BENCH / "_serve.py"),
+                str(self.latency_s),
+                self.mode,
+                str(self.requests_per_minute or "none"),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -144,8 +154,9 @@ class ServerProcess:
         """The full chat endpoint (what MLflow's native ``base_url`` wants)."""
         return f"{self.base_url}/chat/completions"
 
-    def control(self, action: str) -> dict[str, Any]:
-        """``stats`` (request counters and embedded-text counts) or ``reset``."""
+    def control(self, action: str) -> Any:
+        """``stats`` (request counters and embedded-text counts), ``log`` (time and status
+        of every chat request) or ``reset``."""
         assert self._proc is not None and self._proc.stdin is not None
         assert self._proc.stdout is not None
         self._proc.stdin.write(action + "\n")

@@ -1,11 +1,14 @@
 """Run ``FakeOpenAIServer`` for a benchmark, in its own process.
 
-Usage: ``python benchmarks/_serve.py LATENCY_S MODE``. Prints the port, then reads
-commands from stdin, one per line, answering each with one JSON line:
+Usage: ``python benchmarks/_serve.py LATENCY_S MODE [REQUESTS_PER_MINUTE]``. Prints the
+port, then reads commands from stdin, one per line, answering each with one JSON line:
 
 * ``stats``: the server's counters plus ``embedded_texts`` (texts sent to /embeddings)
   and ``embedding_batches`` (texts per embeddings request, in order);
+* ``log``: ``[answer time, status]`` of every chat request (429s included);
 * ``reset``: forget requests and counters.
+
+With ``REQUESTS_PER_MINUTE`` the server enforces that limit (429 with ``Retry-After``).
 
 End of stdin stops the server.
 
@@ -211,15 +214,27 @@ def fast_embedding(text: str, dim: int = 384) -> list[float]:
     return [v / norm for v in vector]
 
 
+def _chat_log(server: FakeOpenAIServer) -> list[tuple[float, int]]:
+    """(answer time, status) of every chat request, in answer order."""
+    return [
+        (r.time, r.status)
+        for r in server.requests
+        if r.path.rstrip("/").endswith("/chat/completions")
+    ]
+
+
 def main() -> None:
     latency, mode = float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "auto"
+    rpm = float(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "none" else None
     server_module.fake_embedding = fast_embedding
-    with FakeOpenAIServer(latency_s=latency, reply=_reply(mode)) as server:
+    with FakeOpenAIServer(latency_s=latency, reply=_reply(mode), requests_per_minute=rpm) as server:
         print(server.port, flush=True)
         for line in sys.stdin:
             command = line.strip()
             if command == "stats":
                 print(json.dumps(_stats(server)), flush=True)
+            elif command == "log":
+                print(json.dumps(_chat_log(server)), flush=True)
             elif command == "reset":
                 server.reset()
                 print("{}", flush=True)

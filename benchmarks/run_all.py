@@ -1,4 +1,4 @@
-"""Run every benchmark (B1-B8, B11) and rewrite ``benchmarks/RESULTS.md``.
+"""Run every benchmark (B1-B13) and rewrite ``benchmarks/RESULTS.md``.
 
 Each benchmark runs in its own processes (see the ``bench_*.py`` docstrings for what is
 measured and how); this script collects their results, computes medians and ratios, and
@@ -40,6 +40,7 @@ RUNS = {
     "B5": 7,
     "B6": 3,
     "B6_peer": 2,
+    "B9": 3,
     "B11": 3,
     "B11_peer": 2,
 }
@@ -155,6 +156,23 @@ def b8() -> dict[str, Any]:
     )
 
 
+def b9() -> dict[str, Any]:
+    if importlib.util.find_spec("pyspark") is None:
+        return {"skipped": "pyspark is not installed (pip install -e '.[spark]')"}
+    runs = str(RUNS["B9"])
+    return {
+        "spark": run("bench_b9_spark.py", "--impl", "spark", "--runs", runs),
+        "inprocess": run("bench_b9_spark.py", "--impl", "inprocess", "--runs", runs),
+    }
+
+
+def b10() -> dict[str, Any]:
+    return {
+        "judgealign": run("bench_b10_rate_limit.py", "--impl", "judgealign"),
+        "mlflow": run("bench_b10_rate_limit.py", "--impl", "mlflow"),
+    }
+
+
 def b11() -> dict[str, Any]:
     script = "bench_b11_dspy_gepa.py"
     return {
@@ -167,6 +185,10 @@ def b12() -> dict[str, Any]:
     return run("bench_b12_suggest.py", "--seeds", "5", timeout=3600)
 
 
+def b13() -> dict[str, Any]:
+    return run("bench_b11_worker_memory.py", "--examples", "100000", timeout=3600)
+
+
 BENCHES = {
     "B1": b1,
     "B2": b2,
@@ -176,8 +198,11 @@ BENCHES = {
     "B6": b6,
     "B7": b7,
     "B8": b8,
+    "B9": b9,
+    "B10": b10,
     "B11": b11,
     "B12": b12,
+    "B13": b13,
 }
 
 
