@@ -7,7 +7,7 @@ and writes what ``evaluate_spark`` broadcasts: its saved definition (``payload_o
 Then, for the aligned judge and for the plain judge it was built from, a fresh process
 runs the executor's code path (``judgealign.integrations.spark._worker.judge_batches``,
 which rebuilds the judge from the payload and judges a batch of 8 rows, retrieval
-included, against the fake server) and reports its peak RSS (``ru_maxrss``). The
+included, against the fake server) and reports its peak RSS (``VmHWM``). The
 difference is what the memory costs a worker; Spark's own worker process adds the same
 to both.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -101,8 +100,16 @@ def child(folder: Path, name: str) -> None:
     (result,) = list(judge_batches(payload, settings, iter([batches])))
     wall = time.perf_counter() - start
     errors = sum(1 for e in result["error"] if e is not None)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": peak_kib / 1024, "errors": errors, "wall_s": wall}))
+    print(json.dumps({"peak_mib": _peak_rss_mib(), "errors": errors, "wall_s": wall}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set (``VmHWM``). Not ``ru_maxrss``: Linux carries the
+    parent's peak into a child across fork and exec, which would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
