@@ -186,7 +186,7 @@ def b12() -> dict[str, Any]:
 
 
 def b13() -> dict[str, Any]:
-    return run("bench_b11_worker_memory.py", "--examples", "100000", timeout=3600)
+    return run("bench_b13_worker_memory.py", "--examples", "100000", timeout=3600)
 
 
 BENCHES = {

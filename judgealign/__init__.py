@@ -269,12 +269,19 @@ def _dspy_metric(judge: Any, **options: Any) -> Any:
     return as_dspy_metric(judge, **options)
 
 
+def _spark_udf(judge: Any, **options: Any) -> Any:
+    from judgealign.integrations.spark import to_spark_udf
+
+    return to_spark_udf(judge, **options)
+
+
 def _wire() -> None:
     from judgealign.integrations.mlflow._hook import accept_judges_in_mlflow
-    from judgealign.judges._extensions import install, install_dspy_metric
+    from judgealign.judges._extensions import install, install_dspy_metric, install_spark_udf
 
     install(aligner=_default_aligner, registrar=_register_judge)
     install_dspy_metric(_dspy_metric)
+    install_spark_udf(_spark_udf)
     # mlflow.genai.evaluate(scorers=[judge]) accepts judges as they are; mlflow itself is
     # not imported here (an import hook waits for it).
     accept_judges_in_mlflow()

@@ -278,6 +278,10 @@ def test_the_udf_gives_the_same_struct_for_with_column_users(
     assert {i: r["value"] for i, r in mine.items()} == {i: r["value"] for i, r in theirs.items()}
     with pytest.raises(ConfigurationError, match="missing: outputs"):
         udf(inputs="question")
+    method = judge.to_spark_udf(concurrency_per_task=4)  # the same, as a method
+    again = by_id(frame.withColumn("correct", method(inputs="question", outputs="outputs")))
+    assert {i: r["value"] for i, r in again.items()} == {i: r["value"] for i, r in mine.items()}
+    assert method.settings.concurrency == 4
 
 
 # -- aligned judges ---------------------------------------------------------------------

@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["default_aligner", "dspy_metric", "install", "install_dspy_metric", "register_judge"]
+__all__ = [
+    "default_aligner",
+    "dspy_metric",
+    "install",
+    "install_dspy_metric",
+    "install_spark_udf",
+    "register_judge",
+    "spark_udf",
+]
 
 AlignerFactory = Callable[[], Any]
 Registrar = Callable[..., Any]
@@ -22,6 +30,7 @@ Registrar = Callable[..., Any]
 _aligner: AlignerFactory | None = None
 _registrar: Registrar | None = None
 _dspy_metric: Callable[..., Any] | None = None
+_spark_udf: Callable[..., Any] | None = None
 
 
 def install(*, aligner: AlignerFactory, registrar: Registrar) -> None:
@@ -67,3 +76,20 @@ def dspy_metric(judge: Any, **options: Any) -> Any:
             "No DSPy integration is installed; use judgealign.dspy.as_dspy_metric(judge)."
         )
     return _dspy_metric(judge, **options)
+
+
+def install_spark_udf(factory: Callable[..., Any]) -> None:
+    """Plug in ``to_spark_udf(judge, **options)`` (the Spark integration sits above judges)."""
+    global _spark_udf
+    _spark_udf = factory
+
+
+def spark_udf(judge: Any, **options: Any) -> Any:
+    """``judge`` as a Spark UDF (the Spark integration's, once installed)."""
+    if _spark_udf is None:  # only if judgealign/__init__.py was bypassed
+        from judgealign.core._errors import ConfigurationError
+
+        raise ConfigurationError(
+            "No Spark integration is installed; use judgealign.spark.to_spark_udf(judge)."
+        )
+    return _spark_udf(judge, **options)

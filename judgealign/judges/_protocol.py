@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from judgealign.judges._extensions import dspy_metric
+from judgealign.judges._extensions import dspy_metric, spark_udf
 
 if TYPE_CHECKING:
     from judgealign.core._usage import Usage
@@ -126,6 +126,14 @@ class JudgeBase(ABC):
         Needs ``judgealign[dspy]``."""
         # The DSPy integration sits above judges: the composition root plugs it in.
         return dspy_metric(self, **options)
+
+    def to_spark_udf(self, **options: Any) -> Any:
+        """This judge as a Spark UDF returning ``evaluate_spark``'s result struct, for
+        ``df.withColumn("verdict", udf(inputs="question", outputs="answer"))``; the options
+        are those of :func:`judgealign.spark.to_spark_udf` (``concurrency_per_task``,
+        ``rate_limit``, ...). Needs ``judgealign[spark]`` and an active Spark session."""
+        # The Spark integration sits above judges: the composition root plugs it in.
+        return spark_udf(self, **options)
 
     def __call__(
         self,

@@ -15,10 +15,9 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from judgealign import AgreementReport, ConfigurationError, LabelMetrics
+from judgealign.core._errors import ConfigurationError
 
-# Private helpers of the in-process agreement, shared so that the two cannot drift apart
-# (the one place this integration reaches into judgealign's private modules).
+# The in-process agreement's own helpers, shared so that the two cannot drift apart.
 from judgealign.evaluation._bootstrap import (
     _kappa_from_confusion,  # pyright: ignore[reportPrivateUsage]
     _percentile_interval,  # pyright: ignore[reportPrivateUsage]
@@ -29,6 +28,7 @@ from judgealign.evaluation._metrics import (
     _resolve_labels,  # pyright: ignore[reportPrivateUsage]
     _resolve_ordinal,  # pyright: ignore[reportPrivateUsage]
 )
+from judgealign.evaluation._report import AgreementReport, LabelMetrics
 from judgealign.integrations.spark._session import check_dataframe
 from judgealign.judges._labels import Label, normalize_label
 

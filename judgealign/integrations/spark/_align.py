@@ -15,18 +15,16 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from judgealign import (
-    AlignedJudge,
-    ChatModel,
-    ConfigurationError,
-    Judge,
-    LiteLLMModel,
-    MemAlignOptimizer,
-)
+from judgealign.core._errors import ConfigurationError
 from judgealign.integrations.spark._session import check_dataframe
+from judgealign.judges._judge import Judge
+from judgealign.memalign._aligned import AlignedJudge
 
 # The seam that lets distillation batches run elsewhere (memalign's, for integrations).
 from judgealign.memalign._distill import DistillItem, distill_batches_with, run_distill_batch
+from judgealign.memalign._optimizer import MemAlignOptimizer
+from judgealign.models._chat import ChatModel
+from judgealign.models._litellm import LiteLLMModel
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from judgealign import AlignedJudge, ConfigurationError, Judge, RateLimit
+from judgealign.core._errors import ConfigurationError
 from judgealign.integrations.spark._session import check_dataframe
 from judgealign.integrations.spark._udf import check_shippable, to_spark_udf
+from judgealign.judges._judge import Judge
+from judgealign.memalign._aligned import AlignedJudge
+from judgealign.models.rate_limit import RateLimit
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

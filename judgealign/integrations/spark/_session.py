@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from judgealign import ConfigurationError, MissingExtraError
+from judgealign.core._errors import ConfigurationError, MissingExtraError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

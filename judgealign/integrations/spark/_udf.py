@@ -13,14 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from judgealign import (
-    TEMPLATE_VARIABLES,
-    AlignedJudge,
-    ConfigurationError,
-    Judge,
-    LiteLLMModel,
-    RateLimit,
-)
+from judgealign.core._errors import ConfigurationError
 from judgealign.integrations.spark._session import require_pyspark
 from judgealign.integrations.spark._worker import (
     RESULT_FIELDS,
@@ -28,6 +21,11 @@ from judgealign.integrations.spark._worker import (
     judge_batches,
     payload_of,
 )
+from judgealign.judges._judge import Judge
+from judgealign.judges._rendering import TEMPLATE_VARIABLES
+from judgealign.memalign._aligned import AlignedJudge
+from judgealign.models._litellm import LiteLLMModel
+from judgealign.models.rate_limit import RateLimit
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from judgealign import AlignedJudge, Feedback, Judge, RateLimit
+from judgealign.judges._feedback import Feedback
+from judgealign.judges._judge import Judge
+from judgealign.memalign._aligned import AlignedJudge
+from judgealign.models.rate_limit import RateLimit
 
 __all__ = ["RESULT_FIELDS", "TaskSettings", "judge_batches", "payload_of", "rebuild_judge"]
 

@@ -1,4 +1,4 @@
-"""B11: peak memory of an executor's Python worker holding an aligned judge of 100,000
+"""B13: peak memory of an executor's Python worker holding an aligned judge of 100,000
 stored examples.
 
 The parent builds an aligned judge whose memory holds N short records with 384-dimension
@@ -11,7 +11,7 @@ included, against the fake server) and reports its peak RSS (``VmHWM``). The
 difference is what the memory costs a worker; Spark's own worker process adds the same
 to both.
 
-Run: ``python benchmarks/bench_b11_worker_memory.py --examples 100000``
+Run: ``python benchmarks/bench_b13_worker_memory.py --examples 100000``
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def child(folder: Path, name: str) -> None:
     key = (folder / f"{name}.key").read_text()
     settings = TaskSettings(
         judge_key=key,
-        run_id=f"b11-{name}-{time.time_ns()}",
+        run_id=f"b13-{name}-{time.time_ns()}",
         variables=("inputs", "outputs"),
         concurrency=8,
         requests_per_minute=None,
@@ -121,7 +121,7 @@ def main() -> None:
     if args.child:
         child(Path(args.child[0]), args.child[1])
         return
-    folder = Path(tempfile.mkdtemp(prefix="b11-"))
+    folder = Path(tempfile.mkdtemp(prefix="b13-"))
     with ServerProcess(0.0) as server:
         out = build_payloads(args.examples, server.base_url, folder)
         for name in ("plain", "aligned"):
