@@ -352,6 +352,8 @@ def test_agreement_reads_the_result_struct(spark: Any, server: FakeOpenAIServer)
     report = agreement_spark(judged, "sme", "correct", id_col="id")
     assert report.n == 12 and report.confusion == ((0, 0), (4, 8))
     assert sorted(report.disagreeing_ids, key=int) == ["0", "3", "6", "9"]
+    unnamed = agreement_spark(judged, "sme", "correct")
+    assert unnamed.disagreeing_ids == () and any("id_col" in note for note in unnamed.notes)
     with pytest.raises(ConfigurationError, match=r"'nope'.*label_col"):
         agreement_spark(judged, "nope", "correct")
 

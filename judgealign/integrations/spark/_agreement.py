@@ -279,6 +279,10 @@ def _ids(
     }
     found: dict[str, tuple[str, ...]] = {kind: () for kind in kinds}
     if id_col is None:
+        notes.append(
+            "No id_col was given, so the disagreeing, failed and excluded records are counted "
+            "but not listed; pass id_col='<column>' to list their ids."
+        )
         return found
     for kind, condition in kinds.items():
         chosen = frame.where(condition).select(F.col(id_col).cast("string").alias("id"))
