@@ -423,3 +423,14 @@ def test_align_from_a_dataframe_refuses_what_executors_cannot_rebuild(
         align_spark(frame, fake_judge(server), MemAlignOptimizer(reflection_model=keyed))
     with pytest.raises(ConfigurationError, match=r"'key'.*id_col"):
         align_spark(frame, fake_judge(server), id_col="key")
+
+
+def test_a_worker_keeps_the_last_judges_only(server: FakeOpenAIServer) -> None:
+    from judgealign.integrations.spark._worker import payload_of, rebuild_judge
+
+    shipped = [payload_of(fake_judge(server, description=f"v{i}")) for i in range(3)]
+    first = rebuild_judge(*shipped[0])
+    assert rebuild_judge(*shipped[0]) is first  # built once, then reused
+    second, third = rebuild_judge(*shipped[1]), rebuild_judge(*shipped[2])
+    assert rebuild_judge(*shipped[2]) is third and rebuild_judge(*shipped[1]) is second
+    assert rebuild_judge(*shipped[0]) is not first  # the least recently used was let go

@@ -43,6 +43,7 @@ RESULT_FIELDS = (
 )
 _KINDS = ("judge", "aligned")
 _WAVES_PER_CHUNK = 32
+_JUDGES_KEPT = 2
 _judges: dict[str, Any] = {}
 _judges_lock = threading.Lock()
 # Cache files older than this are removed when a new run opens its cache (runs are
@@ -82,15 +83,20 @@ def payload_of(judge: Judge | AlignedJudge) -> tuple[bytes, str]:
 
 
 def rebuild_judge(payload: bytes, key: str) -> Judge | AlignedJudge:
-    """The judge of ``payload``, built once per Python worker (later tasks reuse it)."""
+    """The judge of ``payload``, built once per Python worker (later tasks reuse it).
+
+    A worker keeps the last few judges only: an aligned judge with a large memory holds
+    its records and vectors, and a long-lived worker may serve many jobs."""
     with _judges_lock:
-        judge = _judges.get(key)
+        judge = _judges.pop(key, None)
         if judge is None:
             saved = json.loads(payload.decode("utf-8"))
             kind, data = saved["kind"], saved["data"]
             assert kind in _KINDS, kind
             judge = AlignedJudge.from_dict(data) if kind == "aligned" else Judge.from_dict(data)
-            _judges[key] = judge
+            while len(_judges) >= _JUDGES_KEPT:
+                _judges.pop(next(iter(_judges)))  # the least recently used
+        _judges[key] = judge  # (re)inserted last: most recently used
         return judge
 
 
