@@ -144,7 +144,9 @@ def test_under_reply_faults_the_usage_counts_every_request_the_server_saw() -> N
                 base_url=server.base_url,
                 inference_params={"api_key": "sk-fake-usage-0000"},
             )
-            result = judge.evaluate(records_of_length(40, 3000), max_workers=4)
+            # One worker: the seeded faults go to requests in arrival order, so with several
+            # workers which records fail varied from run to run (and sometimes none did).
+            result = judge.evaluate(records_of_length(40, 3000), max_workers=1)
         sent = server.stats["chat"]
     failed = [fb for fb in result if fb.error is not None]
     repaired = [fb for fb in result if fb.ok and fb.metadata["repaired"]]
