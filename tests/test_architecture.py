@@ -24,7 +24,14 @@ ALLOWED: dict[str, set[str]] = {
     "judgealign.prompts": {"judgealign.core"},
     "judgealign.judges": {"judgealign.core", "judgealign.models"},
     # embeddings: suggest_labels measures how far a record is from those already labelled.
-    "judgealign.evaluation": {"judgealign.core", "judgealign.judges", "judgealign.embeddings"},
+    # evaluation reads records the way retrieval does (memalign's view) when it ranks
+    # which records to label next; memalign never imports evaluation.
+    "judgealign.evaluation": {
+        "judgealign.core",
+        "judgealign.judges",
+        "judgealign.embeddings",
+        "judgealign.memalign",
+    },
     "judgealign.memalign": {
         "judgealign.core",
         "judgealign.models",

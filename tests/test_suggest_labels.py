@@ -181,3 +181,37 @@ def test_a_uri_judge_is_sampled_at_the_temperature_through_the_real_model_path()
     assert result[0].id == "r3" and result[0].uncertainty == pytest.approx(1.0)
     assert sorted(set(seen)) == [(0.8, 10), (0.8, 11), (0.8, 12), (0.8, 13)]
     assert result.usage.calls == 4 * len(RECORDS) == len(seen)
+
+
+class _FirstWordsEmbedder:
+    """Reads only the first ``max_tokens`` words of a text, as a windowed model does."""
+
+    id = "test:first-words"
+    dimension = 64
+    max_tokens = 20
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        rows = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in zip(rows, texts, strict=True):
+            for word in text.split()[: self.max_tokens]:
+                row[hash(word) % self.dimension] += 1.0
+        return rows
+
+
+def test_long_records_that_differ_after_the_window_are_not_near_duplicates() -> None:
+    # Eight long documents of the same text, each with its own short output: the judge's
+    # view reads both fields, so the outputs keep them apart. One JSON text per record was
+    # cut inside the document and made all eight one near-duplicate (one suggestion).
+    document = " ".join(f"word{i}" for i in range(400))
+    records = [
+        {"id": f"d{i}", "inputs": document, "outputs": f"answer {i}"} for i in range(len(TOPICS))
+    ]
+    jury = make_jury([_judge("a", lambda n: True), _judge("b", lambda n: True)])
+    result = suggest_labels(jury, records, 4, embedder=_FirstWordsEmbedder())
+    assert len({s.id for s in result}) == 4
+    assert result.near_duplicates == ()

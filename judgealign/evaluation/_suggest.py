@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, cast
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._usage import Usage
 from judgealign.judges._feedback import Feedback
-from judgealign.judges._records import FIELD_NAMES, canonical_json, label_key
+from judgealign.judges._records import FIELD_NAMES, label_key
+from judgealign.memalign._view import embed_view
 
 if TYPE_CHECKING:
     import numpy as np
@@ -344,15 +345,20 @@ def _resolve_embedder(judge: Any, embedder: Any) -> Any:
 
 
 def _embed(embedder: Any, records: Sequence[Any]) -> NDArray[np.float64]:
+    """One unit row per record, through the retrieval view (``fields-mean``): each field
+    fitted into the embedder's window and embedded alone, the vectors averaged. One JSON
+    text per record would lose the fields past the window of a long record (a DeFacto
+    document fills MiniLM's 254 tokens before its summary starts), so records that differ
+    only there would look like near-duplicates and equally novel."""
     import numpy as np
 
-    texts = [
-        canonical_json({k: v for k, v in _fields(r).items() if v is not None}) for r in records
-    ]
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float64)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    result: NDArray[np.float64] = vectors / np.where(norms > 0, norms, 1.0)
-    return result
+    def unit_rows(texts: Sequence[str]) -> NDArray[np.float32]:
+        vectors = np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+    fields = [{k: v for k, v in _fields(r).items() if v is not None} for r in records]
+    return np.asarray(embed_view("fields-mean", fields, embedder, unit_rows), dtype=np.float64)
 
 
 def _novelty(candidates: NDArray[np.float64], memory: NDArray[np.float64]) -> list[float]:
@@ -362,7 +368,9 @@ def _novelty(candidates: NDArray[np.float64], memory: NDArray[np.float64]) -> li
 
     similarity: NDArray[np.float64] = candidates @ np.transpose(memory)
     nearest: list[float] = np.max(similarity, axis=1).tolist()
-    return [min(1.0, max(0.0, 1.0 - s)) for s in nearest]
+    # Vectors are float32 (about 7 digits): a record identical to one in memory comes out
+    # at 1e-7, not 0, unless rounded to what the vectors can tell apart.
+    return [min(1.0, max(0.0, round(1.0 - s, 6))) for s in nearest]
 
 
 def _diverse(
