@@ -184,11 +184,15 @@ def test_a_uri_judge_is_sampled_at_the_temperature_through_the_real_model_path()
 
 
 class _FirstWordsEmbedder:
-    """Reads only the first ``max_tokens`` words of a text, as a windowed model does."""
+    """Reads only the first ``max_tokens`` words of a text, as a windowed model does; each
+    distinct word gets its own dimension (no hash collisions, the same in every run)."""
 
     id = "test:first-words"
-    dimension = 64
+    dimension = 1024
     max_tokens = 20
+
+    def __init__(self) -> None:
+        self._slots: dict[str, int] = {}
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(t.split()) for t in texts]
@@ -199,7 +203,7 @@ class _FirstWordsEmbedder:
         rows = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in zip(rows, texts, strict=True):
             for word in text.split()[: self.max_tokens]:
-                row[hash(word) % self.dimension] += 1.0
+                row[self._slots.setdefault(word, len(self._slots))] += 1.0
         return rows
 
 
