@@ -36,7 +36,6 @@ __all__ = [
     "get_trace",
     "install_template_override",
     "is_mlflow_scorer",
-    "list_registered_scorers",
     "load_prompt",
     "log_feedback",
     "mlflow_module",
@@ -414,13 +413,6 @@ def register_instructions_judge(
     store = registry._get_scorer_store(tracking_uri)
     version = store.register_scorer(experiment_id, judge)
     return int(getattr(version, "scorer_version", version) or 0)
-
-
-def list_registered_scorers(tracking_uri: str, experiment_id: str) -> list[Any]:
-    """The scorers registered in the experiment (the latest version of each name)."""
-    registry = importlib.import_module("mlflow.genai.scorers.registry")
-    store = registry._get_scorer_store(tracking_uri)
-    return list(store.list_scorers(experiment_id))
 
 
 # -- prompt registry ------------------------------------------------------------------------
