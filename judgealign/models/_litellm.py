@@ -1,4 +1,4 @@
-"""The provider adapter: the only module that imports litellm (lazily, on first call).
+"""The provider adapter: the only module that imports litellm (lazily, when a call needs it).
 
 Model URIs come in MLflow form (``openai:/gpt-4o-mini``) or litellm form
 (``openai/gpt-4o-mini``). ``local:/smollm2`` and ``local:/<file.gguf>`` reach the embedded
@@ -16,7 +16,9 @@ with the GIL that CPU, not the model's latency, bounds how fast a batch can go.
 
 So for ``openai:/...`` models (OpenAI itself and every OpenAI-compatible server: vLLM,
 llama.cpp, proxies) litellm is asked once per model how it would shape the request (its
-``get_optional_params`` parameter mapping), and every call is then posted on a shared,
+``get_optional_params`` parameter mapping; for a model its table does not list, called
+with plain sampling parameters, the answer is known without importing litellm at all:
+``_litellm_table.py``), and every call is then posted on a shared,
 pooled ``httpcore`` connection (``httpx`` when proxy variables are set); the price comes
 from litellm's ``cost_per_token``. Retries,
 ``Retry-After``, timeouts, the network switch, the cache, secret redaction and usage work
@@ -32,6 +34,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +47,7 @@ from judgealign.core._redact import is_secret_name, redact, strip_url_credential
 from judgealign.core._usage import Usage
 from judgealign.models._cache import ResponseCache, cache_key
 from judgealign.models._chat import Completion, Message
+from judgealign.models._litellm_table import answered_without_litellm, unknown_to_litellm
 from judgealign.models._network import check_endpoint
 from judgealign.models._refusals import (
     context_overflow,
@@ -74,6 +78,14 @@ DIRECT_HTTP_ENV = "JUDGEALIGN_DIRECT_HTTP"
 _LOCAL_PROVIDER = "judgealign_local"
 _import_lock = threading.Lock()
 _litellm: Any = None
+
+
+def _loaded_lib() -> Any:
+    """litellm when this process has imported it (its settings may then differ from the
+    defaults), else ``None``: nobody can have configured a module never imported."""
+    if _litellm is None and "litellm" not in sys.modules:
+        return None
+    return _lib()
 
 
 def _lib() -> Any:
@@ -785,6 +797,12 @@ def _plan_direct_route(
     endpoint = _openai_endpoint(api_key, api_base)
     if endpoint is None:
         return None
+    if _loaded_lib() is None and answered_without_litellm(name, params):
+        # An unlisted model with plain parameters: litellm's answer is known, so its import
+        # (seconds of CPU) waits for a call that needs it.
+        return _DirectRoute(
+            url=endpoint[1] + CHAT_PATH, model=name, params=dict(params), key=endpoint[0]
+        )
     lib = _lib()
     try:
         info, _ = lib.main.responses_api_bridge_check(
@@ -814,11 +832,11 @@ def _plan_direct_route(
 def _openai_endpoint(api_key: str | None, api_base: str | None) -> tuple[str, str] | None:
     """``(key, endpoint root)`` resolved in litellm's order for the openai provider
     (argument, litellm globals, environment, OpenAI's default); ``None`` without a key."""
-    lib = _lib()
-    key = api_key or lib.api_key or lib.openai_key or os.environ.get("OPENAI_API_KEY")
+    lib = _loaded_lib()
+    key = api_key or (lib and (lib.api_key or lib.openai_key)) or os.environ.get("OPENAI_API_KEY")
     base = (
         api_base
-        or lib.api_base
+        or (lib and lib.api_base)
         or os.environ.get("OPENAI_BASE_URL")
         or os.environ.get("OPENAI_API_BASE")
         or "https://api.openai.com/v1"
@@ -835,7 +853,8 @@ def _post_json(url: str, body: dict[str, Any], key: str, timeout: float) -> dict
         "Accept": "application/json",
         "User-Agent": "judgealign (direct OpenAI-compatible route)",
     }
-    organization = _lib().organization or os.environ.get("OPENAI_ORGANIZATION")
+    lib = _loaded_lib()
+    organization = (lib and lib.organization) or os.environ.get("OPENAI_ORGANIZATION")
     if organization:
         headers["OpenAI-Organization"] = str(organization)
     payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -902,7 +921,8 @@ def _tls_context() -> Any:
         if _tls is None:
             import httpx
 
-            _tls = httpx.create_ssl_context(verify=_lib().ssl_verify)
+            lib = _loaded_lib()
+            _tls = httpx.create_ssl_context(verify=True if lib is None else lib.ssl_verify)
         return _tls
 
 
@@ -927,8 +947,8 @@ def _direct_http_allowed() -> bool:
     litellm callbacks or litellm cache configured since (those expect every call)."""
     if os.environ.get(DIRECT_HTTP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    lib = _lib()
-    return not (
+    lib = _loaded_lib()
+    return lib is None or not (
         lib.callbacks
         or lib.success_callback
         or lib.failure_callback
@@ -982,6 +1002,8 @@ def _cost_usd(model_name: str, usage: Any) -> float | None:
     """The call's price from litellm's price table, ``None`` for an unpriced model."""
     if not isinstance(usage, dict):
         return None
+    if _loaded_lib() is None and unknown_to_litellm(model_name):
+        return None  # litellm's table has no price for it (and nobody added one)
     lib = _lib()
     priced = _priced.get(model_name)
     if priced is None:
