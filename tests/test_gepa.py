@@ -253,7 +253,8 @@ def test_improves_on_toy_task() -> None:
     assert result.final_eval_score_per_scorer["judge"] == result.final_eval_score
 
 
-def test_multi_component_rotation() -> None:
+@pytest.mark.parametrize("selector", ["round_robin", "adaptive"])
+def test_multi_component_rotation(selector: str) -> None:
     def two_part(prompts: dict[str, str], dataset: Sequence[dict[str, Any]]) -> list[Any]:
         system, user = prompts["system"], prompts["user"]
         score = 0.25 * sum(["A1" in system, "A2" in system, "B1" in user, "B2" in user])
@@ -271,9 +272,19 @@ def test_multi_component_rotation() -> None:
 
     prompts = {"system": "You answer questions.", "user": "Question: {{question}}"}
     model = FunctionModel(reply)
-    result = run(model, two_part, make_data(KEYWORDS), prompts=prompts, max_metric_calls=80)
+    result = run(
+        model,
+        two_part,
+        make_data(KEYWORDS),
+        prompts=prompts,
+        max_metric_calls=80,
+        component_selector=selector,
+    )
     components = [e["component"] for e in result.details["history"] if e["kind"] == "reflection"]
-    assert components[:4] == ["system", "user", "system", "user"]
+    if selector == "round_robin":
+        assert components[:4] == ["system", "user", "system", "user"]
+    else:  # the component whose rewrite was accepted goes again
+        assert components[:3] == ["system", "system", "system"]
     assert result.final_eval_score == 1.0
     best = result.optimized_prompts
     assert best["system"] == "You answer questions. A1 A2"
@@ -494,6 +505,7 @@ def test_single_record_serves_as_train_and_validation() -> None:
         ("patience", 0),
         ("score_threshold", 1.5),
         ("timeout_s", -1),
+        ("component_selector", "all"),
     ],
 )
 def test_each_bad_option_is_named_in_the_error(option: str, bad: object) -> None:

@@ -2,6 +2,8 @@
 
 * each component of a candidate gets its turn (a round-robin per candidate, inherited by
   its children), whatever other candidates were reflected on in between;
+* the adaptive selector rewrites the component whose rewrites get accepted, and still
+  goes back to the others once that one stops improving;
 * a merge's common ancestor is drawn among the eligible ones, never an ineligible one;
 * the reflection model sees the steps of a multi-prompt program (what each prompt was
   filled with), marked for the prompt being rewritten;
@@ -97,7 +99,11 @@ def three_part_data(seed: int) -> list[dict[str, Any]]:
 def test_each_component_of_a_candidate_gets_its_turn(seed: int) -> None:
     prompts = {name: f"Part {name}." for name in NAMES}
     result = GepaPromptOptimizer(
-        word_adder(seed), max_metric_calls=400, seed=seed, progress=False
+        word_adder(seed),
+        max_metric_calls=400,
+        seed=seed,
+        progress=False,
+        component_selector="round_robin",
     ).optimize(three_part_eval, three_part_data(seed), prompts)
     assert result.details["metric_calls_used"] <= 400
     reflections = [e for e in result.details["history"] if e["kind"] == "reflection"]
@@ -118,6 +124,74 @@ def test_each_component_of_a_candidate_gets_its_turn(seed: int) -> None:
     for child in reflected_children:
         following = NAMES[(NAMES.index(created[child]) + 1) % len(NAMES)]
         assert turns[child][0] == following, (child, created[child], turns[child])
+
+
+# -- adaptive component selection ------------------------------------------------------------
+
+
+def rules_eval(prompts: dict[str, str], dataset: Sequence[dict[str, Any]]) -> list[Any]:
+    """Record ``i`` is right once prompt ``answer`` holds ``i % 4`` rules; ``draft`` never
+    matters (a predictor that cannot change the score)."""
+    rules = prompts["answer"].count("Rule")
+    return [
+        EvaluationResultRecord(
+            record["inputs"],
+            "out",
+            None,
+            float(rules >= record["inputs"]["i"] % 4),
+            rationales={"j": "needs more rules"},
+        )
+        for record in dataset
+    ]
+
+
+def rule_adder() -> FunctionModel:
+    return FunctionModel(lambda request: f"```\n{current_prompt(request)} Rule.\n```")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_adaptive_selection_stops_rewriting_a_component_that_never_helps(seed: int) -> None:
+    data = [{"inputs": {"i": i}} for i in range(20)]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for selector in ("round_robin", "adaptive"):
+        result = GepaPromptOptimizer(
+            rule_adder(),
+            max_metric_calls=300,
+            seed=seed,
+            progress=False,
+            component_selector=selector,
+        ).optimize(rules_eval, data, {"draft": "Draft.", "answer": "Answer."})
+        assert result.final_eval_score == 1.0
+        runs[selector] = [e for e in result.details["history"] if e["kind"] == "reflection"]
+    drafts = {s: sum(e["component"] == "draft" for e in runs[s]) for s in runs}
+    assert drafts["adaptive"] < drafts["round_robin"], drafts
+    assert len(runs["adaptive"]) <= len(runs["round_robin"])
+
+
+def test_adaptive_selection_goes_back_to_a_component_once_the_other_stalls() -> None:
+    """Only ``draft`` can help here, after ``answer``'s first rewrite got lucky; the rate
+    of ``answer`` falls with each rejection until ``draft`` is tried again."""
+    calls = {"n": 0}
+
+    def eval_fn(prompts: dict[str, str], dataset: Sequence[dict[str, Any]]) -> list[Any]:
+        good = prompts["draft"].count("Rule") + min(1, prompts["answer"].count("Rule"))
+        return [
+            EvaluationResultRecord(
+                r["inputs"], "out", None, float(good >= r["inputs"]["i"] % 5), rationales={}
+            )
+            for r in dataset
+        ]
+
+    def reply(request: ModelRequest) -> str:
+        calls["n"] += 1
+        return f"```\n{current_prompt(request)} Rule.\n```"
+
+    result = GepaPromptOptimizer(
+        FunctionModel(reply), max_metric_calls=400, seed=0, progress=False
+    ).optimize(eval_fn, [{"inputs": {"i": i}} for i in range(20)], {"answer": "A.", "draft": "D."})
+    components = [e["component"] for e in result.details["history"] if e["kind"] == "reflection"]
+    assert result.final_eval_score == 1.0, components
+    assert components.count("draft") >= 3, components
 
 
 # -- merge ancestors -------------------------------------------------------------------------

@@ -5,8 +5,7 @@ One iteration either tries a merge (when one is due) or a reflective mutation:
 1. sample a parent from the Pareto front and the next train minibatch;
 2. evaluate the parent on it (cached pairs are free);
 3. show the reflection model the parent's results and ask for a better version of one
-   prompt (each candidate's components take turns: a round-robin per candidate, which a
-   child inherits from its parent);
+   prompt, chosen by the ``component_selector`` (below);
 4. keep the proposal only if it preserves the template variables, then evaluate it on the
    same minibatch and accept it only if its sum strictly beats the parent's;
 5. score an accepted child on the whole validation set and add it to the pool.
@@ -14,6 +13,15 @@ One iteration either tries a merge (when one is due) or a reflective mutation:
 Before anything is evaluated, the worst-case cost of the whole iteration (parent and child
 minibatch, child validation) is checked against the remaining budget; an iteration that
 might not fit is not started, so ``max_metric_calls`` is never exceeded.
+
+Which prompt (component) is rewritten: each candidate keeps a round-robin turn over its
+components, which a child inherits from its parent. ``"round_robin"`` (the GEPA paper's and
+the ``gepa`` library's default) takes the component whose turn it is. ``"adaptive"`` (ours,
+the default) takes the component whose proposals have been accepted most often so far in
+the run, by the rate ``(accepted + 1) / (tried + 2)``, ties going to the round-robin turn:
+a component whose rewrites keep failing the minibatch gate (a predictor that cannot change
+the score, say) is tried less, and is tried again once the others' rate falls to its own.
+Failed reflection calls and proposals that ran out of budget count as no evidence.
 """
 
 from __future__ import annotations
@@ -38,12 +46,18 @@ from optimizers.gepa._pareto import plan_merge, select_parent, stratified_subsam
 from optimizers.gepa._reflect import build_reflection_messages, parse_proposal
 from optimizers.gepa._state import Candidate, Rejection, RunState, prompts_key
 
-__all__ = ["DataSplit", "Engine", "EngineSettings", "StopReason"]
+__all__ = ["ComponentSelector", "DataSplit", "Engine", "EngineSettings", "StopReason"]
 
 StopReason = Literal["budget", "patience", "score_threshold", "perfect_score", "timeout", "stalled"]
 """Why a run stopped. ``perfect_score``: the best validation mean is 1, nothing can beat it.
 ``stalled``: many iterations in a row spent no metric call (every proposal was rejected
 before evaluation, the reflection model kept failing, or every minibatch was perfect)."""
+
+ComponentSelector = Literal["adaptive", "round_robin"]
+"""How the engine picks the prompt a reflection rewrites (see the module)."""
+
+# Reflection outcomes that say nothing about whether a component can be improved.
+_NO_EVIDENCE = frozenset({"skipped_perfect", "reflection_failed", "no_budget_for_validation"})
 
 _log = logging.getLogger("optimizers.gepa")
 _RAISE_LIMIT = (
@@ -85,6 +99,7 @@ class EngineSettings:
     timeout_s: float | None
     show_val_in_reflection: bool
     reflection_prompt: str
+    component_selector: ComponentSelector = "adaptive"
 
 
 class Engine:
@@ -192,15 +207,13 @@ class Engine:
         parent_id, front = select_parent(state.candidates, state.rng)
         parent = state.candidate(parent_id)
         ids = self._next_minibatch()
-        names = list(parent.prompts)
-        turn = state.next_component.get(parent_id, 0)
-        component = names[turn % len(names)]
+        component, turn = self._pick_component(parent_id, list(parent.prompts))
         # The child is new, so all of its minibatch and validation records are misses;
         # records in both (tiny data, show_val_in_reflection) are paid for once.
         worst_case = self._eval.cost(parent.prompts, ids) + len(set(ids) | set(val_ids))
         if worst_case > self._eval.remaining:
             return None
-        state.next_component[parent_id] = turn + 1
+        state.next_component[parent_id] = turn
         before = self._eval.evaluate(parent.prompts, ids)
         event: dict[str, Any] = {
             "iteration": state.iteration,
@@ -226,6 +239,24 @@ class Engine:
             self._reject(parent_id, component, "not_better", detail, proposal)
             return {**event, "outcome": "not_better"}
         return {**event, **self._admit_if_affordable(child, (parent_id,), parent_id, component)}
+
+    def _pick_component(self, parent_id: str, names: list[str]) -> tuple[str, int]:
+        """The component to rewrite and the parent's round-robin turn after it."""
+        turn = self._state.next_component.get(parent_id, 0)
+        order = [names[(turn + k) % len(names)] for k in range(len(names))]
+        if self._settings.component_selector == "round_robin":
+            return order[0], turn + 1
+        tried: dict[str, int] = dict.fromkeys(names, 0)
+        accepted: dict[str, int] = dict.fromkeys(names, 0)
+        for event in self._state.history:
+            outcome, name = event.get("outcome"), event.get("component")
+            if event.get("kind") != "reflection" or name not in tried or outcome in _NO_EVIDENCE:
+                continue
+            tried[name] += 1
+            accepted[name] += outcome == "accepted"
+        # max() keeps the first of equals: ties go to the round-robin turn.
+        best = max(order, key=lambda n: (accepted[n] + 1) / (tried[n] + 2))
+        return best, turn + order.index(best) + 1
 
     def _propose(
         self, parent: Candidate, component: str, records: list[EvaluationResultRecord]

@@ -22,6 +22,7 @@ GEPA_KWARGS: Mapping[str, str] = {
     "max_merge_invocations": "max_merge_attempts",
     "run_dir": "run_dir",
     "display_progress_bar": "progress",
+    "module_selector": "component_selector",
 }
 """``gepa.optimize`` keyword -> the ``GepaPromptOptimizer`` option that does the same."""
 

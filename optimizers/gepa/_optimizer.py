@@ -16,14 +16,20 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from judgealign import ChatModel, ConfigurationError, resolve_model
 from judgealign.optimize_support import REFLECTION_MAX_TOKENS, with_reply_limit
 from optimizers._api import PromptOptimizationWarning
 from optimizers._base import BasePromptOptimizer, EvalFn, PromptOptimizerOutput
 from optimizers.gepa._checkpoint import Checkpoint
-from optimizers.gepa._engine import DataSplit, Engine, EngineSettings, StopReason
+from optimizers.gepa._engine import (
+    ComponentSelector,
+    DataSplit,
+    Engine,
+    EngineSettings,
+    StopReason,
+)
 from optimizers.gepa._eval import BudgetedEvaluator
 from optimizers.gepa._kwargs import gepa_options
 from optimizers.gepa._pareto import pareto_front
@@ -74,6 +80,10 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         progress: show a progress bar over metric calls (``None``: when on a terminal).
         reflection_prompt: a custom reflection prompt with ``{current_prompt}`` and
             ``{examples}`` (optionally ``{component_name}`` and ``{variables}``).
+        component_selector: which prompt a reflection rewrites when there are several:
+            ``"adaptive"`` (the component whose rewrites have been accepted most often,
+            ties in turn) or ``"round_robin"`` (each in turn, as the ``gepa`` library
+            does); see :mod:`optimizers.gepa._engine`.
 
     Raises:
         ConfigurationError: on an invalid option or an unresolvable model.
@@ -102,8 +112,10 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         show_val_in_reflection: bool = False,
         progress: bool | None = None,
         reflection_prompt: str | None = None,
+        component_selector: ComponentSelector = "adaptive",
     ) -> None:
         options = gepa_options(gepa_kwargs)  # MLflow's spelling of the options below
+        component_selector = options.get("component_selector", component_selector)
         minibatch_size = options.get("minibatch_size", minibatch_size)
         seed = options.get("seed", seed)
         use_merge = options.get("use_merge", use_merge)
@@ -121,6 +133,7 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             patience=patience,
             score_threshold=score_threshold,
             timeout_s=timeout_s,
+            component_selector=component_selector,
         )
         # A reflection reply is a whole rewritten prompt: its own default reply limit.
         self.reflection_model = with_reply_limit(
@@ -138,6 +151,7 @@ class GepaPromptOptimizer(BasePromptOptimizer):
             reflection_prompt=check_reflection_prompt(
                 reflection_prompt or DEFAULT_REFLECTION_PROMPT
             ),
+            component_selector=component_selector,
         )
         self.val_fraction = val_fraction
         self.seed = seed
@@ -392,6 +406,10 @@ _OPTION_RULES: dict[str, Rule] = {
     "patience": _or_none(_int_at_least(1)),
     "score_threshold": _or_none(_number_in(0.0, 1.0)),
     "timeout_s": _or_none((lambda v: _is_number(v) and cast(float, v) >= 0, "a number >= 0")),
+    "component_selector": (
+        lambda v: v in get_args(ComponentSelector),
+        " or ".join(repr(v) for v in get_args(ComponentSelector)),
+    ),
 }
 
 
