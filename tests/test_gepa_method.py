@@ -18,6 +18,7 @@ import itertools
 import json
 import random
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -192,6 +193,58 @@ def test_adaptive_selection_goes_back_to_a_component_once_the_other_stalls() -> 
     components = [e["component"] for e in result.details["history"] if e["kind"] == "reflection"]
     assert result.final_eval_score == 1.0, components
     assert components.count("draft") >= 3, components
+
+
+def test_tied_components_are_proposed_and_evaluated_at_once() -> None:
+    """With no evidence yet, both prompts are tied: their reflection calls and their
+    children's minibatch evaluations are in flight together (each barrier needs both; run
+    one after the other, they would time out)."""
+    reflecting = threading.Barrier(2, timeout=10)
+    evaluating = threading.Barrier(2, timeout=10)
+    evaluated: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    asked: list[str] = []
+
+    def reply(request: ModelRequest) -> str:
+        with lock:
+            asked.append(current_prompt(request))
+            first_two = len(asked) <= 2
+        if first_two:
+            reflecting.wait()
+        return f"```\n{current_prompt(request)} Rule.\n```"
+
+    def eval_fn(prompts: dict[str, str], dataset: Sequence[dict[str, Any]]) -> list[Any]:
+        with lock:
+            evaluated.append((json.dumps(prompts, sort_keys=True), len(dataset)))
+            # The first two children (one rule in one prompt), on the first minibatch.
+            first_children = sum(p.count("Rule") for p in prompts.values()) == 1 and not any(
+                n == 6 and k.count("Rule") == 1 for k, n in evaluated
+            )
+        if first_children:
+            evaluating.wait()
+        return rules_eval({"answer": prompts["answer"] + prompts["draft"]}, dataset)
+
+    result = GepaPromptOptimizer(
+        FunctionModel(reply), max_metric_calls=60, seed=0, progress=False
+    ).optimize(eval_fn, [{"inputs": {"i": i}} for i in range(20)], {"draft": "D.", "answer": "A."})
+    first = [e for e in result.details["history"] if e["iteration"] == 1]
+    assert [e["component"] for e in first] == ["draft", "answer"]
+    assert all(e["outcome"] != "reflection_failed" for e in first), first
+    assert result.details["metric_calls_used"] == sum(n for _, n in evaluated) <= 60
+
+
+def test_tied_components_beyond_the_budget_are_not_proposed() -> None:
+    data = [{"inputs": {"i": i}} for i in range(20)]  # 6 validation records (val_fraction)
+    val, minibatch = 6, 3
+    # The seed, the parent's minibatch and one child (minibatch + validation): not two.
+    budget = val + minibatch + (minibatch + val) + minibatch
+    result = GepaPromptOptimizer(
+        rule_adder(), max_metric_calls=budget, seed=0, progress=False
+    ).optimize(rules_eval, data, {"draft": "D.", "answer": "A."})
+    first = [e for e in result.details["history"] if e["iteration"] == 1]
+    assert [e["component"] for e in first] == ["draft"]
+    assert result.details["metric_calls_used"] <= budget
 
 
 # -- merge ancestors -------------------------------------------------------------------------

@@ -4,8 +4,8 @@ One iteration either tries a merge (when one is due) or a reflective mutation:
 
 1. sample a parent from the Pareto front and the next train minibatch;
 2. evaluate the parent on it (cached pairs are free);
-3. show the reflection model the parent's results and ask for a better version of one
-   prompt, chosen by the ``component_selector`` (below);
+3. show the reflection model the parent's results and ask for a better version of a
+   prompt (of each prompt the ``component_selector`` below chooses);
 4. keep the proposal only if it preserves the template variables, then evaluate it on the
    same minibatch and accept it only if its sum strictly beats the parent's;
 5. score an accepted child on the whole validation set and add it to the pool.
@@ -17,21 +17,30 @@ might not fit is not started, so ``max_metric_calls`` is never exceeded.
 Which prompt (component) is rewritten: each candidate keeps a round-robin turn over its
 components, which a child inherits from its parent. ``"round_robin"`` (the GEPA paper's and
 the ``gepa`` library's default) takes the component whose turn it is. ``"adaptive"`` (ours,
-the default) takes the component whose proposals have been accepted most often so far in
-the run, by the rate ``(accepted + 1) / (tried + 2)``, ties going to the round-robin turn:
-a component whose rewrites keep failing the minibatch gate (a predictor that cannot change
-the score, say) is tried less, and is tried again once the others' rate falls to its own.
-Failed reflection calls and proposals that ran out of budget count as no evidence.
+the default) rates each component by how often its proposals have been accepted so far in
+the run, ``(accepted + 1) / (tried + 2)``, and rewrites every component tied for the best
+rate in the same iteration: the proposals share the parent's minibatch evaluation, their
+reflection calls and evaluations run concurrently, and each child is gated and admitted on
+its own, exactly as if each had had an iteration of its own with that parent and
+minibatch. So the first iteration of a multi-prompt run tries every prompt at once, a
+component whose rewrites keep failing the gate (a predictor that cannot change the score,
+say) is left alone, and it is tried again once the others' rate falls to its own. Failed
+reflection calls and skipped or unaffordable proposals count as no evidence. When the
+budget cannot pay for every tied component (each may cost a minibatch and the validation
+set), the first ones in turn are tried.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
-from judgealign import ChatModel, ConfigurationError, ModelError
+from judgealign import ChatModel, Completion, ConfigurationError, Message, ModelError
 from judgealign.optimize_support import (
     raise_limit_hint,
     redact,
@@ -188,105 +197,134 @@ class Engine:
         state = self._state
         best_before, calls_before = state.best().aggregate, state.metric_calls
         state.iteration += 1
-        event = self._merge() if self._merge_due() else None
-        if event is None:
-            event = self._reflect()
-            if event is None:
-                return False
-        state.history.append(event)
+        merged = self._merge() if self._merge_due() else None
+        events = [merged] if merged is not None else self._reflect()
+        if not events:
+            return False
+        state.history.extend(events)
         improved = state.best().aggregate > best_before + _EPS
         state.since_best = 0 if improved else state.since_best + 1
         state.stalled = 0 if state.metric_calls > calls_before else state.stalled + 1
-        _log.info("GEPA iteration %d: %s", state.iteration, _describe(event))
+        for event in events:
+            _log.info("GEPA iteration %d: %s", state.iteration, _describe(event))
         return True
 
     # -- reflective mutation -------------------------------------------------------------
 
-    def _reflect(self) -> dict[str, Any] | None:
+    def _reflect(self) -> list[dict[str, Any]]:
+        """One reflective mutation per chosen component, all from the same parent and
+        minibatch; an empty list when not even one could be afforded (nothing spent)."""
         state, val_ids = self._state, self._split.val_ids
         parent_id, front = select_parent(state.candidates, state.rng)
         parent = state.candidate(parent_id)
         ids = self._next_minibatch()
-        component, turn = self._pick_component(parent_id, list(parent.prompts))
-        # The child is new, so all of its minibatch and validation records are misses;
+        names, turn = list(parent.prompts), state.next_component.get(parent_id, 0)
+        order = [names[(turn + k) % len(names)] for k in range(len(names))]
+        # Each child is new, so all of its minibatch and validation records are misses;
         # records in both (tiny data, show_val_in_reflection) are paid for once.
-        worst_case = self._eval.cost(parent.prompts, ids) + len(set(ids) | set(val_ids))
-        if worst_case > self._eval.remaining:
-            return None
-        state.next_component[parent_id] = turn
+        per_child = len(set(ids) | set(val_ids))
+        affordable = (self._eval.remaining - self._eval.cost(parent.prompts, ids)) // per_child
+        components = self._pick_components(order)[: max(0, affordable)]
+        if not components:
+            return []
+        state.next_component[parent_id] = turn + max(map(order.index, components)) + 1
         before = self._eval.evaluate(parent.prompts, ids)
-        event: dict[str, Any] = {
+        base: dict[str, Any] = {
             "iteration": state.iteration,
             "kind": "reflection",
             "parent": parent_id,
             "pareto_front": front,
-            "component": component,
             "minibatch": ids,
             "parent_scores": [r.score for r in before],
         }
         if all(r.score >= 1.0 - _EPS for r in before):
-            return {**event, "outcome": "skipped_perfect"}
-        proposal = self._propose(parent, component, before)
-        if isinstance(proposal, Rejection):
-            return {**event, "outcome": proposal.reason}
-        child = {**parent.prompts, component: proposal}
-        after = self._eval.evaluate(child, ids)
-        event["child_scores"] = [r.score for r in after]
-        if sum(r.score for r in after) <= sum(r.score for r in before) + _EPS:
+            return [{**base, "component": components[0], "outcome": "skipped_perfect"}]
+        events = [{**base, "component": c} for c in components]
+        proposals = self._propose(parent, components, before)
+        tried = [
+            (event, {**parent.prompts, event["component"]: proposal})
+            for event, proposal in zip(events, proposals, strict=True)
+            if not isinstance(proposal, Rejection)
+        ]
+        for event, proposal in zip(events, proposals, strict=True):
+            if isinstance(proposal, Rejection):
+                event["outcome"] = proposal.reason
+        afters = self._eval.evaluate_many([child for _, child in tried], ids)
+        passed: list[tuple[dict[str, Any], dict[str, str]]] = []
+        for (event, child), after in zip(tried, afters, strict=True):
+            event["child_scores"] = [r.score for r in after]
+            if _sum(after) > _sum(before) + _EPS:
+                passed.append((event, child))
+                continue
             detail = (
                 f"minibatch sum {_sum(after):.3f} does not beat the parent's {_sum(before):.3f}"
             )
-            self._reject(parent_id, component, "not_better", detail, proposal)
-            return {**event, "outcome": "not_better"}
-        return {**event, **self._admit_if_affordable(child, (parent_id,), parent_id, component)}
+            self._reject(
+                parent_id, event["component"], "not_better", detail, child[event["component"]]
+            )
+            event["outcome"] = "not_better"
+        self._admit_children(parent_id, passed)
+        return events
 
-    def _pick_component(self, parent_id: str, names: list[str]) -> tuple[str, int]:
-        """The component to rewrite and the parent's round-robin turn after it."""
-        turn = self._state.next_component.get(parent_id, 0)
-        order = [names[(turn + k) % len(names)] for k in range(len(names))]
-        if self._settings.component_selector == "round_robin":
-            return order[0], turn + 1
-        tried: dict[str, int] = dict.fromkeys(names, 0)
-        accepted: dict[str, int] = dict.fromkeys(names, 0)
+    def _pick_components(self, order: list[str]) -> list[str]:
+        """The components to rewrite this iteration, in the parent's round-robin order
+        (``order`` starts at its turn): one for ``round_robin``; for ``adaptive``, every
+        component tied for the best acceptance rate (proposed together, see the module)."""
+        if self._settings.component_selector == "round_robin" or len(order) == 1:
+            return order[:1]
+        tried: dict[str, int] = dict.fromkeys(order, 0)
+        accepted: dict[str, int] = dict.fromkeys(order, 0)
         for event in self._state.history:
             outcome, name = event.get("outcome"), event.get("component")
             if event.get("kind") != "reflection" or name not in tried or outcome in _NO_EVIDENCE:
                 continue
             tried[name] += 1
             accepted[name] += outcome == "accepted"
-        # max() keeps the first of equals: ties go to the round-robin turn.
-        best = max(order, key=lambda n: (accepted[n] + 1) / (tried[n] + 2))
-        return best, turn + order.index(best) + 1
+        rates = {n: Fraction(accepted[n] + 1, tried[n] + 2) for n in order}
+        best = max(rates.values())
+        return [n for n in order if rates[n] == best]
 
     def _propose(
-        self, parent: Candidate, component: str, records: list[EvaluationResultRecord]
-    ) -> str | Rejection:
-        state, original = self._state, parent.prompts[component]
-        messages = build_reflection_messages(
-            self._settings.reflection_prompt,
-            component_name=component,
-            current_prompt=original,
-            records=records,
-        )
-        try:
-            state.reflection_calls += 1
-            completion = self._model.complete(messages)
-        except ModelError as exc:
-            state.reflection_failures.append(
-                {"iteration": state.iteration, "error": redact(f"{type(exc).__name__}: {exc}")}
+        self, parent: Candidate, components: list[str], records: list[EvaluationResultRecord]
+    ) -> list[str | Rejection]:
+        """One proposal (or the reason there is none) per component; the reflection calls
+        run concurrently, the bookkeeping on this thread in order."""
+        messages = [
+            build_reflection_messages(
+                self._settings.reflection_prompt,
+                component_name=component,
+                current_prompt=parent.prompts[component],
+                records=records,
             )
-            _log.warning("GEPA iteration %d: reflection model failed: %s", state.iteration, exc)
+            for component in components
+        ]
+        replies = _ask_all(self._model, messages)
+        return [
+            self._proposal(parent, component, reply)
+            for component, reply in zip(components, replies, strict=True)
+        ]
+
+    def _proposal(
+        self, parent: Candidate, component: str, reply: Completion | ModelError
+    ) -> str | Rejection:
+        state = self._state
+        state.reflection_calls += 1
+        if isinstance(reply, ModelError):
+            state.reflection_failures.append(
+                {"iteration": state.iteration, "error": redact(f"{type(reply).__name__}: {reply}")}
+            )
+            _log.warning("GEPA iteration %d: reflection model failed: %s", state.iteration, reply)
             # Counted in reflection_failures, not among rejected candidates: none was made.
-            detail = redact(str(exc))
+            detail = redact(str(reply))
             return Rejection(state.iteration, parent.id, component, "reflection_failed", detail)
-        state.reflection_tokens += completion.usage.total_tokens
-        cut = truncation_note(completion)
+        state.reflection_tokens += reply.usage.total_tokens
+        cut = truncation_note(reply)
         if cut is not None:  # a cut prompt is not a candidate, however it parses
             how = _RAISE_LIMIT.replace("<uri>", repr(self._model.uri))
-            detail = f"{cut}. {raise_limit_hint(completion, how)}"
+            detail = f"{cut}. {raise_limit_hint(reply, how)}"
             _log.warning("GEPA rejected a proposal for %r: %s", component, detail)
-            return self._reject(parent.id, component, "truncated", detail, completion.text)
-        return self._check_proposal(parent, component, parse_proposal(completion.text))
+            return self._reject(parent.id, component, "truncated", detail, reply.text)
+        return self._check_proposal(parent, component, parse_proposal(reply.text))
 
     def _check_proposal(self, parent: Candidate, component: str, text: str) -> str | Rejection:
         original = parent.prompts[component]
@@ -360,6 +398,21 @@ class Engine:
 
     # -- pool ----------------------------------------------------------------------------
 
+    def _admit_children(
+        self, parent_id: str, passed: list[tuple[dict[str, Any], dict[str, str]]]
+    ) -> None:
+        """Score the children that passed the minibatch gate on the validation set (at
+        once) and add them to the pool, in order; their events get the outcome."""
+        val_ids = self._split.val_ids
+        scored = self._eval.evaluate_many([child for _, child in passed], val_ids)
+        for (event, child), records in zip(passed, scored, strict=True):
+            candidate = self._admit(
+                child, (parent_id,), records, origin="reflection", iteration=self._state.iteration
+            )
+            if self._settings.use_merge:
+                self._state.merges_due += 1
+            event.update(outcome="accepted", child=candidate.id, child_val=candidate.aggregate)
+
     def _admit_if_affordable(
         self,
         prompts: dict[str, str],
@@ -424,6 +477,23 @@ class Engine:
         cache, as after a failure)."""
         if self._checkpoint is not None:
             self._checkpoint.save(self._state.rewound(self._snapshot))
+
+
+def _ask_all(model: ChatModel, conversations: list[list[Message]]) -> list[Completion | ModelError]:
+    """Each conversation's reply (or its model error), the calls made concurrently, each in
+    a copy of the caller's context (so a rate limit set there holds)."""
+
+    def ask(messages: list[Message]) -> Completion | ModelError:
+        try:
+            return model.complete(messages)
+        except ModelError as exc:
+            return exc
+
+    if len(conversations) == 1:
+        return [ask(conversations[0])]
+    with ThreadPoolExecutor(len(conversations), thread_name_prefix="gepa-reflect") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, ask, m) for m in conversations]
+    return [future.result() for future in futures]
 
 
 def _sum(records: list[EvaluationResultRecord]) -> float:

@@ -13,6 +13,7 @@ as 0, with a warning.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import sys
@@ -89,14 +90,30 @@ class BudgetedEvaluator:
             RuntimeError: if the misses do not fit the budget (the engine checks first).
             ConfigurationError: if ``eval_fn`` returns the wrong number of results.
         """
-        misses = self._misses(prompts, ids)
-        if len(misses) > self.remaining:
+        return self.evaluate_many([prompts], ids)[0]
+
+    def evaluate_many(
+        self, candidates: Sequence[dict[str, str]], ids: Sequence[str]
+    ) -> list[list[EvaluationResultRecord]]:
+        """:meth:`evaluate` for several candidates at once: their ``eval_fn`` calls run
+        concurrently (one proposal or several cost the same wall time).
+
+        Raises:
+            RuntimeError: if the misses do not fit the budget (the engine checks first).
+            ConfigurationError: if ``eval_fn`` returns the wrong number of results.
+        """
+        jobs: list[tuple[dict[str, str], list[str]]] = []
+        for prompts in candidates:
+            misses = self._misses(prompts, ids)
+            if misses:
+                size = math.ceil(len(misses) / min(self._workers, len(misses)))
+                jobs += [(prompts, misses[i : i + size]) for i in range(0, len(misses), size)]
+        if sum(len(chunk) for _, chunk in jobs) > self.remaining:
             raise RuntimeError("GEPA engine bug: evaluation started beyond the budget")
-        if misses:
-            self._run(prompts, misses)
+        self._run(jobs)
         with self._lock:
-            table = self._state.cache[prompts_key(prompts)] if ids else {}
-            return [table[rid] for rid in ids]
+            tables = [self._state.cache[prompts_key(p)] if ids else {} for p in candidates]
+            return [[table[rid] for rid in ids] for table in tables]
 
     def close(self) -> None:
         """Close the progress bar, if any."""
@@ -108,21 +125,26 @@ class BudgetedEvaluator:
             table = self._state.cache.get(prompts_key(prompts), {})
             return list(dict.fromkeys(rid for rid in ids if rid not in table))
 
-    def _run(self, prompts: dict[str, str], ids: list[str]) -> None:
-        size = math.ceil(len(ids) / min(self._workers, len(ids)))
-        chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
-        if len(chunks) == 1:
-            self._store(prompts, chunks[0], self._call(prompts, chunks[0]))
+    def _run(self, jobs: list[tuple[dict[str, str], list[str]]]) -> None:
+        """Run ``(prompts, record ids)`` jobs, concurrently when there are several; results
+        are stored on this thread, in order."""
+        if len(jobs) <= 1:
+            for prompts, ids in jobs:
+                self._store(prompts, ids, self._call(prompts, ids))
             return
-        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
-            futures = [pool.submit(self._call, dict(prompts), chunk) for chunk in chunks]
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            # Each job runs in a copy of the caller's context (a rate limit set there holds).
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._call, dict(prompts), ids)
+                for prompts, ids in jobs
+            ]
         failure: BaseException | None = None
-        for chunk, future in zip(chunks, futures, strict=True):
+        for (prompts, ids), future in zip(jobs, futures, strict=True):
             error = future.exception()
             if error is None:
-                # Chunks that finished count, even when another failed: on resume they are
+                # Jobs that finished count, even when another failed: on resume they are
                 # served from the cache instead of being paid for twice.
-                self._store(prompts, chunk, future.result())
+                self._store(prompts, ids, future.result())
             elif failure is None:
                 failure = error
         if failure is not None:

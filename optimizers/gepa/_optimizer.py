@@ -81,9 +81,10 @@ class GepaPromptOptimizer(BasePromptOptimizer):
         reflection_prompt: a custom reflection prompt with ``{current_prompt}`` and
             ``{examples}`` (optionally ``{component_name}`` and ``{variables}``).
         component_selector: which prompt a reflection rewrites when there are several:
-            ``"adaptive"`` (the component whose rewrites have been accepted most often,
-            ties in turn) or ``"round_robin"`` (each in turn, as the ``gepa`` library
-            does); see :mod:`optimizers.gepa._engine`.
+            ``"adaptive"`` (the components whose rewrites have been accepted most often;
+            ties are rewritten together, concurrently) or ``"round_robin"`` (one per
+            iteration, each in turn, as the ``gepa`` library does); see
+            :mod:`optimizers.gepa._engine`.
 
     Raises:
         ConfigurationError: on an invalid option or an unresolvable model.
