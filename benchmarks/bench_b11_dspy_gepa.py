@@ -10,7 +10,10 @@ accepted reflections on ``answer`` reach 1.0.
 
 Both sides get the same program, data (questions 0-11 train, 12-19 validate), metric and
 budget, and each library's defaults otherwise (both evaluate 8 examples at once by
-default: ``dspy.settings.num_threads`` and ``optimize_program``'s ``num_threads``):
+default: ``dspy.settings.num_threads`` and ``optimize_program``'s ``num_threads``; ours
+picks the predictors to rewrite with its default ``component_selector="adaptive"``, which
+rewrites tied predictors together, and stops at a perfect validation score; dspy.GEPA
+rewrites one predictor per iteration in turn and runs until its budget is spent):
 
 * metric: exact match, in GEPA's feedback form
   ``metric(gold, pred, trace=None, pred_name=None, pred_trace=None)`` returning
