@@ -47,7 +47,11 @@ from judgealign.core._redact import is_secret_name, redact, strip_url_credential
 from judgealign.core._usage import Usage
 from judgealign.models._cache import ResponseCache, cache_key
 from judgealign.models._chat import Completion, Message
-from judgealign.models._litellm_table import answered_without_litellm, unknown_to_litellm
+from judgealign.models._litellm_table import (
+    PASSED_UNCHANGED,
+    answered_without_litellm,
+    unknown_to_litellm,
+)
 from judgealign.models._network import check_endpoint
 from judgealign.models._refusals import (
     context_overflow,
@@ -653,23 +657,8 @@ def _field(item: Any, name: str) -> Any:
 
 # Sampling parameters whose wire form litellm's parameter mapping fully decides; anything
 # else (extra headers, api versions, provider options) keeps the call on litellm.
-_DIRECT_PARAMS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "seed",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "user",
-        "reasoning_effort",
-        "verbosity",
-        "service_tier",
-    }
-)
+# (PASSED_UNCHANGED: the plain ones, which litellm passes as given to an unlisted model.)
+_DIRECT_PARAMS = PASSED_UNCHANGED | {"user", "reasoning_effort", "verbosity", "service_tier"}
 # Error names as the openai SDK (and so litellm) reports them, for the same classification.
 _STATUS_KINDS = {
     400: "BadRequestError",
