@@ -240,7 +240,9 @@ class Engine:
         if all(r.score >= 1.0 - _EPS for r in before):
             return [{**base, "component": components[0], "outcome": "skipped_perfect"}]
         events = [{**base, "component": c} for c in components]
-        proposals = self._propose(parent, components, before)
+        # Each reflection sees the feedback about its own component when eval_fn has it.
+        shown = [self._eval.for_component(parent.prompts, c, ids, before) for c in components]
+        proposals = self._propose(parent, components, shown)
         tried = [
             (event, {**parent.prompts, event["component"]: proposal})
             for event, proposal in zip(events, proposals, strict=True)
@@ -285,18 +287,22 @@ class Engine:
         return [n for n in order if rates[n] == best]
 
     def _propose(
-        self, parent: Candidate, components: list[str], records: list[EvaluationResultRecord]
+        self,
+        parent: Candidate,
+        components: list[str],
+        records: list[list[EvaluationResultRecord]],
     ) -> list[str | Rejection]:
-        """One proposal (or the reason there is none) per component; the reflection calls
-        run concurrently, the bookkeeping on this thread in order."""
+        """One proposal (or the reason there is none) per component, from the minibatch
+        results shown for it; the reflection calls run concurrently, the bookkeeping on
+        this thread in order."""
         messages = [
             build_reflection_messages(
                 self._settings.reflection_prompt,
                 component_name=component,
                 current_prompt=parent.prompts[component],
-                records=records,
+                records=shown,
             )
-            for component in components
+            for component, shown in zip(components, records, strict=True)
         ]
         replies = _ask_all(self._model, messages)
         return [

@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from judgealign import ConfigurationError
 from optimizers._base import EvalFn, EvaluationResultRecord
@@ -114,6 +114,35 @@ class BudgetedEvaluator:
         with self._lock:
             tables = [self._state.cache[prompts_key(p)] if ids else {} for p in candidates]
             return [[table[rid] for rid in ids] for table in tables]
+
+    def for_component(
+        self,
+        prompts: dict[str, str],
+        component: str,
+        ids: Sequence[str],
+        results: list[EvaluationResultRecord],
+    ) -> list[EvaluationResultRecord]:
+        """``results`` as the reflection on ``component`` should see them.
+
+        An ``eval_fn`` may offer ``eval_fn.component_feedback(candidate_prompts,
+        component, dataset, results)`` returning the results with feedback about that
+        component alone (``optimize_program`` asks a DSPy metric with ``pred_name``).
+        Those calls score nothing GEPA selects on, so they are not metric calls of the
+        budget; the ``eval_fn`` counts them. Without it, ``results`` are returned as is.
+
+        Raises:
+            ConfigurationError: if it returns the wrong number of results.
+        """
+        hook = getattr(self._eval_fn, "component_feedback", None)
+        if not callable(hook):
+            return results
+        shown = list(hook(dict(prompts), component, [self._records[r] for r in ids], results))
+        if len(shown) != len(results):
+            raise ConfigurationError(
+                f"eval_fn.component_feedback returned {len(shown)} results for "
+                f"{len(results)}; it must return one per result, in order"
+            )
+        return cast("list[EvaluationResultRecord]", shown)
 
     def close(self) -> None:
         """Close the progress bar, if any."""

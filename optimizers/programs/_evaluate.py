@@ -9,6 +9,14 @@ lists every predictor call with that predictor's own inputs and outputs, so GEPA
 reflection on one predictor sees what that predictor was given and what it produced, not
 only the program's final answer.
 
+When the metric gives per-predictor feedback (a five-argument metric, see
+:mod:`optimizers.programs._metric`), GEPA calls :meth:`ProgramEvaluator.component_feedback`
+before it reflects on a predictor: the metric is asked again, for the reflection minibatch
+only, with ``pred_name`` and that predictor's ``pred_trace`` from each record's run, and
+its answer replaces the program-level feedback the reflection model reads. The runs are
+kept in memory for that (the most recent :data:`_KEPT_RUNS`); a record whose run is no
+longer there (evicted, or scored before a resume) keeps its program-level feedback.
+
 A program that raises on one record scores it 0 with the error as feedback; the other
 records go on.
 """
@@ -19,12 +27,14 @@ import contextvars
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from judgealign import ConfigurationError
-from judgealign.dspy import run_traced, with_instructions
+from judgealign.dspy import ProgramRun, run_program, with_instructions
 from optimizers._base import EvaluationResultRecord
 from optimizers._scoring import _error_text  # pyright: ignore[reportPrivateUsage]
 from optimizers.programs._metric import ProgramMetric, example_fields, prediction_outputs
@@ -32,6 +42,9 @@ from optimizers.programs._metric import ProgramMetric, example_fields, predictio
 __all__ = ["ProgramEvaluator", "record_of"]
 
 _EXAMPLE_KEY = "example"
+_KEPT_RUNS = 256
+"""Recent (candidate, record) runs kept for per-predictor feedback: a reflection uses the
+runs of the minibatch just evaluated, so a few hundred cover it with room to spare."""
 
 
 def record_of(position: int, example: Any) -> dict[str, Any]:
@@ -62,8 +75,13 @@ class ProgramEvaluator:
         self._threads = num_threads
         self._lock = threading.Lock()
         self._checked: dict[str, EvaluationResultRecord] = {}
+        self._runs: OrderedDict[str, ProgramRun] = OrderedDict()
         self.records_evaluated = 0
         """Every (candidate, record) pair run so far: the metric calls paid for."""
+        self.feedback_calls = 0
+        """Metric calls made for per-predictor feedback (reflection minibatches only)."""
+        self.feedback_missing = 0
+        """Reflection records whose run was no longer kept (program-level feedback shown)."""
 
     def check(self, instructions: Mapping[str, str], record: Mapping[str, Any]) -> None:
         """Run one record strictly (a failing program or metric raises) and keep the
@@ -73,9 +91,10 @@ class ProgramEvaluator:
             ConfigurationError: the program or the metric failed on the record.
         """
         program = with_instructions(self._program, instructions)
-        result = self._in_context(program, record, strict=True)
+        key = _pair_key(instructions, record)
+        result = self._in_context(program, record, key, strict=True)
         with self._lock:
-            self._checked[_pair_key(instructions, record)] = result
+            self._checked[key] = result
 
     @property
     def unused_checks(self) -> int:
@@ -97,31 +116,103 @@ class ProgramEvaluator:
             workers = min(self._threads, len(todo))
             if workers <= 1:
                 for i in todo:
-                    results[i] = self._in_context(program, dataset[i], strict=False)
+                    key = _pair_key(candidate_prompts, dataset[i])
+                    results[i] = self._in_context(program, dataset[i], key, strict=False)
             else:
                 with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-dspy") as pool:
                     futures = {
-                        i: pool.submit(self._in_context, program, dataset[i], strict=False)
+                        i: pool.submit(
+                            self._in_context,
+                            program,
+                            dataset[i],
+                            _pair_key(candidate_prompts, dataset[i]),
+                            strict=False,
+                        )
                         for i in todo
                     }
                     for i, future in futures.items():
                         results[i] = future.result()
         return [r for r in results if r is not None]
 
-    def _in_context(
-        self, program: Any, record: Mapping[str, Any], *, strict: bool
+    def component_feedback(
+        self,
+        candidate_prompts: Mapping[str, str],
+        component: str,
+        dataset: Sequence[Mapping[str, Any]],
+        results: Sequence[EvaluationResultRecord],
+    ) -> list[EvaluationResultRecord]:
+        """``results`` with the metric's feedback for predictor ``component`` in place of
+        the program-level feedback (see the module docstring); unchanged when the metric
+        gives none per predictor."""
+        if not self._metric.per_predictor:
+            return list(results)
+        jobs = list(zip(dataset, results, strict=True))
+        if self._threads <= 1 or len(jobs) <= 1:
+            return [self._feedback_in_context(candidate_prompts, component, *j) for j in jobs]
+        with ThreadPoolExecutor(min(self._threads, len(jobs))) as pool:
+            futures = [
+                pool.submit(self._feedback_in_context, candidate_prompts, component, *j)
+                for j in jobs
+            ]
+            return [f.result() for f in futures]
+
+    def _feedback_in_context(
+        self,
+        prompts: Mapping[str, str],
+        component: str,
+        record: Mapping[str, Any],
+        result: EvaluationResultRecord,
     ) -> EvaluationResultRecord:
-        return self._context.copy().run(self._evaluate_one, program, record, strict=strict)
+        with self._lock:
+            run = self._runs.get(_pair_key(prompts, record))
+        if run is None:
+            if result.outputs is not None:  # a failed program run has nothing to show
+                with self._lock:
+                    self.feedback_missing += 1
+            return result
+        pred_trace = run.predictor_trace(component)
+        if not pred_trace:  # the predictor did not run for this record
+            return result
+        example = self._examples[int(record[_EXAMPLE_KEY])]
+        with self._lock:
+            self.feedback_calls += 1
+        feedback, error = self._context.copy().run(
+            self._metric.predictor_feedback,
+            example,
+            run.prediction,
+            run.trace,
+            component,
+            pred_trace,
+        )
+        rationales = dict(result.rationales)
+        name = self._metric.name
+        if error is None:
+            rationales[name] = feedback
+        else:
+            rationales[name] = f"{rationales.get(name, '')} (no feedback for {component!r}: {error})"
+        return replace(result, rationales=rationales)
+
+    def _keep(self, key: str, run: ProgramRun) -> None:
+        with self._lock:
+            self._runs[key] = run
+            self._runs.move_to_end(key)
+            while len(self._runs) > _KEPT_RUNS:
+                self._runs.popitem(last=False)
+
+    def _in_context(
+        self, program: Any, record: Mapping[str, Any], key: str, *, strict: bool
+    ) -> EvaluationResultRecord:
+        return self._context.copy().run(self._evaluate_one, program, record, key, strict=strict)
 
     def _evaluate_one(
-        self, program: Any, record: Mapping[str, Any], *, strict: bool
+        self, program: Any, record: Mapping[str, Any], key: str, *, strict: bool
     ) -> EvaluationResultRecord:
         with self._lock:
             self.records_evaluated += 1
         example = self._examples[int(record[_EXAMPLE_KEY])]
         inputs, labels = example_fields(example)
         try:
-            prediction, steps = run_traced(program, inputs)
+            run = run_program(program, inputs)
         except Exception as exc:
             error = f"the program raised {_error_text(exc)}"
             if strict:
@@ -138,13 +229,15 @@ class ProgramEvaluator:
                 individual_scores={self._metric.name: 0.0},
                 error=error,
             )
-        scored = self._metric.score(example, prediction, strict=strict)
+        scored = self._metric.score(example, run.prediction, strict=strict)
+        if self._metric.per_predictor:
+            self._keep(key, run)
         return EvaluationResultRecord(
             inputs=inputs,
-            outputs=prediction_outputs(prediction),
+            outputs=prediction_outputs(run.prediction),
             expectations=labels or None,
             score=scored.score,
-            trace=steps,
+            trace=run.steps,
             rationales=scored.rationales,
             individual_scores=scored.individual_scores,
             error=scored.error,

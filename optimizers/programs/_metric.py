@@ -1,8 +1,14 @@
 """What a DSPy program is scored by: a DSPy metric, or judgealign scorers.
 
 * ``metric``: DSPy's ``metric(example, prediction, trace=None)`` or GEPA's
-  ``metric(gold, pred, trace, pred_name, pred_trace)`` (called with ``pred_name=None``:
-  one program-level verdict). It returns a bool, a number in [0, 1], a label (with
+  ``metric(gold, pred, trace, pred_name, pred_trace)``. Examples are scored with
+  ``pred_name=None`` (one program-level verdict); when GEPA reflects on one predictor, a
+  five-argument metric is asked again for the reflection minibatch only, with
+  ``pred_name`` and that predictor's ``pred_trace``, so its feedback can say what that
+  predictor did wrong (:meth:`ProgramMetric.predictor_feedback`). A metric whose
+  feedback does not depend on ``pred_name`` says so with an attribute
+  ``feedback_per_predictor = False`` (judgealign's own DSPy metrics do) and is never
+  asked twice. It returns a bool, a number in [0, 1], a label (with
   ``label_scores``) or ``dspy.Prediction(score=..., feedback=...)``; the feedback is what
   GEPA's reflection reads. ``judge.as_dspy_metric()`` is such a metric.
 * ``scorers``: judges or scorer callables as for ``optimize_prompts``, given
@@ -101,6 +107,10 @@ class ProgramMetric:
             )
         self._metric = metric
         self._five_args = metric is not None and _takes_five(metric)
+        self.per_predictor = self._five_args and (
+            getattr(metric, "feedback_per_predictor", True) is not False
+        )
+        """Whether reflection asks the metric for each predictor's own feedback."""
         self._scorers = _bind_scorers(list(scorers or []), aggregated=aggregation is not None)
         self._aggregation = bind_aggregation(aggregation)
         self._label_scores = _check_label_scores(label_scores)
@@ -167,6 +177,22 @@ class ProgramMetric:
                 "map the metric's scale to [0, 1] (e.g. divide a 1-5 rating: (x - 1) / 4)"
             )
         return Scored(value, {self.name: feedback}, {self.name: value})
+
+    def predictor_feedback(
+        self, example: Any, prediction: Any, trace: list[Any], pred_name: str, pred_trace: Any
+    ) -> tuple[str, str | None]:
+        """(feedback, error) of the five-argument metric for one predictor's steps.
+
+        Never raises: a failing call is reported as the error (the program-level feedback
+        is still shown to the reflection model).
+        """
+        metric = cast("Callable[..., Any]", self._metric)
+        try:
+            result = metric(example, prediction, trace, pred_name, pred_trace)
+            _, feedback = _read(result, self._label_scores)
+        except Exception as exc:  # reflection goes on with the program-level feedback
+            return "", f"{self.name} raised {_error_text(exc)} for predictor {pred_name!r}"
+        return feedback, None
 
     def _score_scorers(self, example: Any, prediction: Any, strict: bool) -> Scored:
         inputs, labels = example_fields(example)

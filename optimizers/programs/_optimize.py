@@ -62,6 +62,10 @@ class ProgramOptimizationResult:
         max_metric_calls: the budget GEPA ran under (``None`` for another optimizer).
         details: the optimizer's extras (GEPA: candidates, lineage, history, rejections,
             reflection calls, stop reason, ...).
+        feedback_calls: extra metric calls asking a five-argument metric for one
+            predictor's feedback (``pred_name``) on reflection minibatches; they score
+            nothing, so they are outside ``metric_calls`` and the budget. 0 for a metric
+            with ``feedback_per_predictor = False`` (judgealign's own) or scorers.
     """
 
     optimized_program: Any
@@ -73,6 +77,7 @@ class ProgramOptimizationResult:
     metric_calls: int
     max_metric_calls: int | None
     details: dict[str, Any] = field(default_factory=lambda: {})
+    feedback_calls: int = 0
 
     @property
     def changed_predictors(self) -> list[str]:
@@ -179,6 +184,7 @@ def optimize_program(
         metric_calls=evaluator.records_evaluated,
         max_metric_calls=cast("int | None", getattr(settings, "max_metric_calls", None)),
         details=dict(output.details),
+        feedback_calls=evaluator.feedback_calls,
     )
 
 
@@ -190,8 +196,13 @@ class ProgramOptimizer:
         optimizer: as for :func:`optimize_program`.
         auto: as for :func:`optimize_program`.
         reflection_model: as for :func:`optimize_program`.
+        aggregation: as for :func:`optimize_program` (with ``scorers``).
+        label_scores: as for :func:`optimize_program`.
         num_threads: examples run at once.
         seed: seeds the split and GEPA's sampling.
+
+    ``aggregation`` and ``label_scores`` may be given here or to :meth:`optimize` (not
+    both, unless equal).
     """
 
     def __init__(
@@ -200,12 +211,16 @@ class ProgramOptimizer:
         *,
         auto: Auto | None = None,
         reflection_model: str | ChatModel | None = None,
+        aggregation: AggregationFn | None = None,
+        label_scores: Mapping[str, float] | None = None,
         num_threads: int = 8,
         seed: int = 0,
     ) -> None:
         self.optimizer = optimizer
         self.auto: Auto | None = auto
         self.reflection_model = reflection_model
+        self.aggregation = aggregation
+        self.label_scores = label_scores
         self.num_threads = num_threads
         self.seed = seed
 
@@ -217,9 +232,17 @@ class ProgramOptimizer:
         valset: Sequence[Any] | None = None,
         metric: Callable[..., Any] | None = None,
         scorers: Sequence[Any] | None = None,
+        aggregation: AggregationFn | None = None,
         label_scores: Mapping[str, float] | None = None,
     ) -> ProgramOptimizationResult:
-        """Run :func:`optimize_program` with this optimizer's settings."""
+        """Run :func:`optimize_program` with this optimizer's settings.
+
+        Raises:
+            ConfigurationError: ``aggregation`` or ``label_scores`` given both here and to
+                the constructor, with different values; and as :func:`optimize_program`.
+        """
+        aggregation = _once("aggregation", self.aggregation, aggregation)
+        label_scores = _once("label_scores", self.label_scores, label_scores)
         return optimize_program(
             program,
             trainset,
@@ -229,10 +252,21 @@ class ProgramOptimizer:
             optimizer=self.optimizer,
             auto=self.auto,
             reflection_model=self.reflection_model,
+            aggregation=aggregation,
             label_scores=label_scores,
             num_threads=self.num_threads,
             seed=self.seed,
         )
+
+
+def _once(name: str, built: Any, given: Any) -> Any:
+    """The setting given to the constructor or to ``optimize`` (refusing two that differ)."""
+    if built is not None and given is not None and built != given:
+        raise ConfigurationError(
+            f"ProgramOptimizer: {name} was given to the constructor and to optimize() with "
+            "different values; give it once"
+        )
+    return given if given is not None else built
 
 
 def _check_examples(name: str, data: Sequence[Any] | None, *, required: bool) -> list[Any]:

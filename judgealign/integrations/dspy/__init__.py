@@ -17,10 +17,12 @@ from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._metric import JudgeMetric, as_dspy_metric
 from judgealign.integrations.dspy._outcome import MetricOutcome
 from judgealign.integrations.dspy._program import (
+    ProgramRun,
     ProgramSteps,
     instructions_of,
     load_dspy,
     predictors_of,
+    run_program,
     run_traced,
     with_instructions,
 )
@@ -31,12 +33,14 @@ __all__ = [
     "FieldSpec",
     "JudgeMetric",
     "MetricOutcome",
+    "ProgramRun",
     "ProgramSteps",
     "as_dspy_metric",
     "combine_metrics",
     "instructions_of",
     "load_dspy",
     "predictors_of",
+    "run_program",
     "run_traced",
     "with_instructions",
 ]

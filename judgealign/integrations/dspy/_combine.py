@@ -3,20 +3,27 @@
 Guides that optimize a DSPy program with several LLM judges average them into one metric;
 :func:`combine_metrics` does it with weights, keeps each judge's rationale in the feedback
 (labelled with its name and score) and, like a single judge metric, answers GEPA's
-five-argument call with ``dspy.Prediction(score=..., feedback=...)``.
+five-argument call with ``dspy.Prediction(score=..., feedback=...)``. ``pred_name`` and
+``pred_trace`` reach every part that takes them; the combined metric gives feedback per
+predictor when one of its parts does.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap
 from judgealign.integrations.dspy._metric import JudgeMetric
-from judgealign.integrations.dspy._outcome import MetricOutcome, call_metric, feedback_prediction
+from judgealign.integrations.dspy._outcome import (
+    MetricOutcome,
+    call_metric,
+    feedback_per_predictor,
+    feedback_prediction,
+)
 
 __all__ = ["CombinedMetric", "combine_metrics"]
 
@@ -39,6 +46,8 @@ class CombinedMetric:
         total = sum(weights)
         self.weights = tuple(w / total for w in weights)
         self.name = name
+        self.feedback_per_predictor = any(feedback_per_predictor(m) for m in self.metrics)
+        """Whether some part's feedback may depend on ``pred_name``."""
 
     def __repr__(self) -> str:
         parts = ", ".join(
@@ -55,7 +64,9 @@ class CombinedMetric:
         pred_trace: Any = _UNSET,
     ) -> Any:
         """A float, or ``dspy.Prediction(score, feedback)`` for GEPA's five arguments."""
-        outcome = self.evaluate(gold, pred, trace)
+        named = None if pred_name is _UNSET else cast("str | None", pred_name)
+        steps = None if pred_trace is _UNSET else pred_trace
+        outcome = self.evaluate(gold, pred, trace, pred_name=named, pred_trace=steps)
         if pred_name is _UNSET and pred_trace is _UNSET:
             return outcome.score
         return feedback_prediction(outcome)
@@ -71,15 +82,23 @@ class CombinedMetric:
             if callable(check):
                 check(example)
 
-    def evaluate(self, gold: Any, pred: Any, trace: Any = None) -> MetricOutcome:
-        """Every part's outcome, combined.
+    def evaluate(
+        self,
+        gold: Any,
+        pred: Any,
+        trace: Any = None,
+        *,
+        pred_name: str | None = None,
+        pred_trace: Any = None,
+    ) -> MetricOutcome:
+        """Every part's outcome, combined (``pred_name`` and ``pred_trace`` passed on).
 
         Raises:
             ConfigurationError: from a part, on misuse.
         """
         score, lines, errors = 0.0, list[str](), list[str]()
         for metric, weight in zip(self.metrics, self.weights, strict=True):
-            outcome = _part(metric, gold, pred, trace)
+            outcome = _part(metric, gold, pred, trace, pred_name, pred_trace)
             score += weight * outcome.score
             lines.append(f"[{_name(metric)}, score {outcome.score:.3f}] {outcome.feedback}")
             if outcome.error:
@@ -150,13 +169,20 @@ def _is_judge(part: object) -> bool:
     return hasattr(part, "value_spec") and hasattr(part, "collect_fields")
 
 
-def _part(metric: Callable[..., Any], gold: Any, pred: Any, trace: Any) -> MetricOutcome:
+def _part(
+    metric: Callable[..., Any],
+    gold: Any,
+    pred: Any,
+    trace: Any,
+    pred_name: str | None,
+    pred_trace: Any,
+) -> MetricOutcome:
     if isinstance(metric, JudgeMetric):
-        return metric.evaluate(gold, pred)
+        return metric.outcome(gold, pred, pred_name=pred_name)
     if isinstance(metric, CombinedMetric):
-        return metric.evaluate(gold, pred, trace)
+        return metric.evaluate(gold, pred, trace, pred_name=pred_name, pred_trace=pred_trace)
     try:
-        return call_metric(metric, gold, pred, trace)
+        return call_metric(metric, gold, pred, trace, pred_name=pred_name, pred_trace=pred_trace)
     except ConfigurationError:
         raise
     except Exception as exc:  # one failed record is data, never an abort

@@ -5,7 +5,10 @@ The metric takes either of DSPy's metric signatures. Called as
 returns the judge's verdict as a float in [0, 1]. Called with GEPA's five arguments
 ``(gold, pred, trace, pred_name, pred_trace)`` it returns
 ``dspy.Prediction(score=..., feedback=...)`` whose feedback is the judge's rationale: the
-text a reflective optimizer learns from.
+text a reflective optimizer learns from. The verdict is on the program's output, so it
+does not depend on ``pred_name``: a call naming a predictor reuses the verdict just given
+on the same example and prediction objects (``dspy.GEPA`` asks once per predictor after
+scoring), and ``feedback_per_predictor = False`` tells ``optimize_program`` not to ask.
 
 A judge that fails on one record (the model times out, the reply does not parse) gives
 score 0 with the error as feedback; nothing is raised inside DSPy's evaluation threads.
@@ -23,6 +26,7 @@ from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._outcome import MetricOutcome, feedback_prediction, read_result
+from judgealign.integrations.dspy._recent import RecentVerdicts
 from judgealign.judges._feedback import Feedback
 
 __all__ = ["JudgeMetric", "as_dspy_metric"]
@@ -41,7 +45,10 @@ class JudgeMetric:
         name: the metric's name (the judge's by default).
         fields: how examples and predictions become the judge's fields.
         label_scores: scores of labels the judge returns, when the judge has none itself.
+        feedback_per_predictor: ``False``: the feedback is the same for every predictor.
     """
+
+    feedback_per_predictor = False
 
     def __init__(
         self,
@@ -62,6 +69,7 @@ class JudgeMetric:
         self.label_scores = dict(label_scores or {})
         _check_scale(judge, self.name, self.label_scores)
         self._accepted = _accepted_fields(judge, self.name)
+        self._recent = RecentVerdicts[MetricOutcome]()
 
     def __repr__(self) -> str:
         return f"JudgeMetric(name={self.name!r})"
@@ -75,12 +83,13 @@ class JudgeMetric:
         pred_trace: Any = _UNSET,
     ) -> Any:
         """Score ``pred`` for ``gold``: a float, or a ``dspy.Prediction(score, feedback)``
-        when called with GEPA's five arguments.
+        when called with GEPA's five arguments. ``pred_name`` and ``pred_trace`` are
+        accepted and do not change the verdict (see the module docstring).
 
         Raises:
             ConfigurationError: the example or prediction lacks a field the judge reads.
         """
-        outcome = self.evaluate(gold, pred)
+        outcome = self.outcome(gold, pred, pred_name=None if pred_name is _UNSET else pred_name)
         if pred_name is _UNSET and pred_trace is _UNSET:
             return outcome.score
         return feedback_prediction(outcome)
@@ -101,6 +110,21 @@ class JudgeMetric:
                     f"(the fields not named in with_inputs(...) are expectations) or map "
                     f"{role}= explicitly"
                 )
+
+    def outcome(self, gold: Any, pred: Any, *, pred_name: Any = None) -> MetricOutcome:
+        """The verdict on ``pred``; a call naming a predictor reuses the verdict just
+        given on the same two objects instead of asking the judge again.
+
+        Raises:
+            ConfigurationError: on misuse (a missing field, an unscorable verdict).
+        """
+        if isinstance(pred_name, str):
+            kept = self._recent.get(gold, pred)
+            if kept is not None:
+                return kept
+        outcome = self.evaluate(gold, pred)
+        self._recent.put(gold, pred, outcome)
+        return outcome
 
     def evaluate(self, gold: Any, pred: Any) -> MetricOutcome:
         """The judge's verdict on one prediction as score and feedback.

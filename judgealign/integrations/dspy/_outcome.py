@@ -21,6 +21,7 @@ __all__ = [
     "MetricOutcome",
     "accepts_feedback_args",
     "call_metric",
+    "feedback_per_predictor",
     "feedback_prediction",
     "read_result",
 ]
@@ -56,6 +57,13 @@ def feedback_prediction(outcome: MetricOutcome) -> Any:
     return dspy.Prediction(score=outcome.score, feedback=outcome.feedback)
 
 
+def feedback_per_predictor(metric: Callable[..., Any]) -> bool:
+    """Whether ``metric``'s feedback may depend on ``pred_name``: it takes GEPA's five
+    arguments and does not declare ``feedback_per_predictor = False``."""
+    declared = getattr(metric, "feedback_per_predictor", True)
+    return declared is not False and accepts_feedback_args(metric)
+
+
 def accepts_feedback_args(metric: Callable[..., Any]) -> bool:
     """Whether ``metric`` can be called with GEPA's five arguments."""
     try:
@@ -74,6 +82,8 @@ def call_metric(
     trace: Any = None,
     *,
     label_scores: Mapping[str, float] | None = None,
+    pred_name: str | None = None,
+    pred_trace: Any = None,
 ) -> MetricOutcome:
     """Call ``metric`` (with GEPA's arguments when it takes them) and read its result.
 
@@ -81,7 +91,7 @@ def call_metric(
         ConfigurationError: raised by the metric, or a result that is not a score.
     """
     if accepts_feedback_args(metric):
-        result = metric(gold, pred, trace, None, None)
+        result = metric(gold, pred, trace, pred_name, pred_trace)
     else:
         result = metric(gold, pred, trace)
     return read_result(result, label_scores, owner=_name(metric))

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from judgealign.core._errors import ConfigurationError, MissingExtraError
 
 __all__ = [
+    "ProgramRun",
     "ProgramSteps",
     "instructions_of",
     "load_dspy",
     "predictors_of",
+    "run_program",
     "run_traced",
     "with_instructions",
 ]
@@ -77,9 +80,29 @@ def with_instructions(program: Any, instructions: Mapping[str, str]) -> Any:
     return copy
 
 
-def run_traced(program: Any, inputs: Mapping[str, Any]) -> tuple[Any, ProgramSteps]:
-    """Run ``program(**inputs)`` and return the prediction and each predictor's own inputs
-    and outputs (from DSPy's trace), by predictor name."""
+@dataclass(frozen=True)
+class ProgramRun:
+    """One run of a program: its prediction and DSPy's trace of it.
+
+    Attributes:
+        prediction: what the program returned.
+        trace: DSPy's trace: one ``(predictor, inputs, outputs)`` per predictor call.
+        steps: the same calls as plain data (see :data:`ProgramSteps`), values bounded.
+        names: each traced predictor's name in the program, by ``id``.
+    """
+
+    prediction: Any
+    trace: list[Any]
+    steps: ProgramSteps
+    names: dict[int, str]
+
+    def predictor_trace(self, name: str) -> list[Any]:
+        """The trace entries of the predictor called ``name`` (GEPA's ``pred_trace``)."""
+        return [entry for entry in self.trace if self.names.get(id(entry[0])) == name]
+
+
+def run_program(program: Any, inputs: Mapping[str, Any]) -> ProgramRun:
+    """Run ``program(**inputs)`` with DSPy's trace on, and keep the trace."""
     dspy = load_dspy()
     names = {id(p): str(n) for n, p in program.named_predictors()}
     with dspy.context(trace=[]):
@@ -95,7 +118,14 @@ def run_traced(program: Any, inputs: Mapping[str, Any]) -> tuple[Any, ProgramSte
                 "outputs": {k: _bounded(v) for k, v in dict(outputs).items()},
             }
         )
-    return prediction, steps
+    return ProgramRun(prediction, trace, steps, names)
+
+
+def run_traced(program: Any, inputs: Mapping[str, Any]) -> tuple[Any, ProgramSteps]:
+    """Run ``program(**inputs)`` and return the prediction and each predictor's own inputs
+    and outputs (from DSPy's trace), by predictor name."""
+    run = run_program(program, inputs)
+    return run.prediction, run.steps
 
 
 def _bounded(value: object) -> Any:
