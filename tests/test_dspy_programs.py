@@ -280,3 +280,40 @@ def test_the_metaprompt_optimizer_rewrites_a_program_too(server: FakeOpenAIServe
     )
     assert result.initial_score == 0.0 and result.final_score == 1.0
     assert result.instructions_after["answer"] == "Answer with the city in UPPERCASE."
+
+
+def test_program_optimizer_takes_aggregation_and_label_scores_like_optimize_program(
+    server: FakeOpenAIServer,
+) -> None:
+    def rating(*, outputs: Any) -> str:
+        return "excellent" if str(outputs).isupper() else "fair"
+
+    def brief(*, outputs: Any) -> bool:
+        return len(str(outputs)) < 6  # PARIS, ROME, LIMA pass; SANTIAGO, NAIROBI do not
+
+    def worst(scores: dict[str, float], raw: dict[str, Any]) -> float:
+        return min(scores.values())
+
+    labels = {"excellent": 1.0, "fair": 0.5, "poor": 0.0}
+    data = examples()
+    built = ProgramOptimizer(gepa(), aggregation=worst, label_scores=labels)
+    result = built.optimize(
+        program=TwoStep(), trainset=data[:4], valset=data[4:], scorers=[rating, brief]
+    )
+    # Validation: Peru, Egypt, Kenya, Chile; brief fails Nairobi and Santiago, so the
+    # minimum caps half of them at 0 (the mean would give 0.5 before and 0.75 after).
+    assert result.initial_score == pytest.approx(0.25) and result.final_score == 0.5
+    # The same through optimize(), and a setting given twice with two values is refused.
+    again = ProgramOptimizer(gepa()).optimize(
+        program=TwoStep(),
+        trainset=data[:4],
+        valset=data[4:],
+        scorers=[rating, brief],
+        aggregation=worst,
+        label_scores=labels,
+    )
+    assert (again.initial_score, again.final_score) == (result.initial_score, result.final_score)
+    with pytest.raises(ConfigurationError, match=r"label_scores was given to the constructor"):
+        built.optimize(
+            program=TwoStep(), trainset=data, scorers=[rating], label_scores={"excellent": 1}
+        )

@@ -133,16 +133,19 @@ class BudgetedEvaluator:
         Raises:
             ConfigurationError: if it returns the wrong number of results.
         """
-        hook = getattr(self._eval_fn, "component_feedback", None)
+        hook: Any = getattr(self._eval_fn, "component_feedback", None)
         if not callable(hook):
             return results
-        shown = list(hook(dict(prompts), component, [self._records[r] for r in ids], results))
+        data = [self._records[rid] for rid in ids]
+        shown = list(
+            cast("list[EvaluationResultRecord]", hook(dict(prompts), component, data, results))
+        )
         if len(shown) != len(results):
             raise ConfigurationError(
                 f"eval_fn.component_feedback returned {len(shown)} results for "
                 f"{len(results)}; it must return one per result, in order"
             )
-        return cast("list[EvaluationResultRecord]", shown)
+        return shown
 
     def close(self) -> None:
         """Close the progress bar, if any."""

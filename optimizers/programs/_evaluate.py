@@ -189,7 +189,9 @@ class ProgramEvaluator:
         if error is None:
             rationales[name] = feedback
         else:
-            rationales[name] = f"{rationales.get(name, '')} (no feedback for {component!r}: {error})"
+            rationales[name] = (
+                f"{rationales.get(name, '')} (no feedback for {component!r}: {error})"
+            )
         return replace(result, rationales=rationales)
 
     def _keep(self, key: str, run: ProgramRun) -> None:
