@@ -1,7 +1,7 @@
 """Judges as DSPy metrics, and DSPy programs seen as prompts: the public face of
 :mod:`judgealign.integrations.dspy`.
 
-``from judgealign.dspy import as_dspy_metric, combine_metrics``; needs
+``from judgealign.dspy import as_dspy_metric, combine_metrics, ratings_metric``; needs
 ``pip install "judgealign[dspy]"`` to score inside DSPy. ``optimizers.optimize_program``
 reads and rewrites a program's predictors through :func:`predictors_of`,
 :func:`instructions_of`, :func:`with_instructions` and :func:`run_traced`.
@@ -17,11 +17,13 @@ from judgealign.integrations.dspy import (
     MetricOutcome,
     ProgramRun,
     ProgramSteps,
+    RatingsMetric,
     as_dspy_metric,
     combine_metrics,
     instructions_of,
     load_dspy,
     predictors_of,
+    ratings_metric,
     run_program,
     run_traced,
     with_instructions,
@@ -35,11 +37,13 @@ __all__ = [
     "MetricOutcome",
     "ProgramRun",
     "ProgramSteps",
+    "RatingsMetric",
     "as_dspy_metric",
     "combine_metrics",
     "instructions_of",
     "load_dspy",
     "predictors_of",
+    "ratings_metric",
     "run_program",
     "run_traced",
     "with_instructions",

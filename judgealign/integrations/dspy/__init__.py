@@ -2,10 +2,11 @@
 
 Install with ``pip install "judgealign[dspy]"``. A judge becomes a metric with
 ``judge.as_dspy_metric()`` (or :func:`as_dspy_metric`); :func:`combine_metrics` averages
-or weights several. Each takes DSPy's ``metric(example, prediction, trace=None)`` call
-(returning a float) and GEPA's five-argument call (returning
-``dspy.Prediction(score=..., feedback=...)`` with the judge's rationale as feedback), so
-it works with ``dspy.Evaluate``, ``dspy.GEPA`` and ``optimizers.optimize_program``.
+or weights several; :func:`ratings_metric` scores with stored SME ratings. Each takes
+DSPy's ``metric(example, prediction, trace=None)`` call (returning a float) and GEPA's
+five-argument call (returning ``dspy.Prediction(score=..., feedback=...)`` with the
+judge's rationale as feedback), so it works with ``dspy.Evaluate``, ``dspy.GEPA`` and
+``optimizers.optimize_program``.
 
 dspy itself is imported only when a metric first answers GEPA's call.
 """
@@ -26,6 +27,7 @@ from judgealign.integrations.dspy._program import (
     run_traced,
     with_instructions,
 )
+from judgealign.integrations.dspy._ratings import RatingsMetric, ratings_metric
 
 __all__ = [
     "CombinedMetric",
@@ -35,11 +37,13 @@ __all__ = [
     "MetricOutcome",
     "ProgramRun",
     "ProgramSteps",
+    "RatingsMetric",
     "as_dspy_metric",
     "combine_metrics",
     "instructions_of",
     "load_dspy",
     "predictors_of",
+    "ratings_metric",
     "run_program",
     "run_traced",
     "with_instructions",

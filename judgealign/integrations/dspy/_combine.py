@@ -25,7 +25,7 @@ from judgealign.integrations.dspy._outcome import (
     feedback_prediction,
 )
 
-__all__ = ["CombinedMetric", "combine_metrics"]
+__all__ = ["CombinedMetric", "as_metric", "combine_metrics", "metric_outcome"]
 
 _UNSET: Any = object()
 
@@ -98,7 +98,7 @@ class CombinedMetric:
         """
         score, lines, errors = 0.0, list[str](), list[str]()
         for metric, weight in zip(self.metrics, self.weights, strict=True):
-            outcome = _part(metric, gold, pred, trace, pred_name, pred_trace)
+            outcome = metric_outcome(metric, gold, pred, trace, pred_name, pred_trace)
             score += weight * outcome.score
             lines.append(f"[{_name(metric)}, score {outcome.score:.3f}] {outcome.feedback}")
             if outcome.error:
@@ -152,16 +152,29 @@ def combine_metrics(
             )
     if sum(weights) <= 0:
         raise ConfigurationError("combine_metrics: at least one weight must be above 0")
-    return CombinedMetric([_as_metric(p) for p in parts], weights, name)
+    return CombinedMetric([as_metric(p, "combine_metrics") for p in parts], weights, name)
 
 
-def _as_metric(part: Any) -> Callable[..., Any]:
+def as_metric(
+    part: Any,
+    user: str,
+    *,
+    fields: FieldMap | None = None,
+    label_scores: Mapping[str, float] | None = None,
+) -> Callable[..., Any]:
+    """``part`` as a DSPy metric: a judge is wrapped (with ``fields``, default mapping),
+    a metric is kept.
+
+    Raises:
+        ConfigurationError: ``part`` is neither (``user`` names who was given it).
+    """
     if not callable(part):
-        raise ConfigurationError(f"combine_metrics: {part!r:.80} is not a judge or a metric")
+        raise ConfigurationError(f"{user}: {part!r:.80} is not a judge or a metric")
     if isinstance(part, JudgeMetric | CombinedMetric) or not _is_judge(part):
         return part
-    owner = f"combine_metrics part {getattr(part, 'name', '?')!r}"
-    return JudgeMetric(part, fields=FieldMap(owner=owner))
+    owner = f"{user} part {getattr(part, 'name', '?')!r}"
+    fields = fields or FieldMap(owner=owner)
+    return JudgeMetric(part, fields=fields, label_scores=label_scores)
 
 
 def _is_judge(part: object) -> bool:
@@ -169,20 +182,36 @@ def _is_judge(part: object) -> bool:
     return hasattr(part, "value_spec") and hasattr(part, "collect_fields")
 
 
-def _part(
+def metric_outcome(
     metric: Callable[..., Any],
     gold: Any,
     pred: Any,
     trace: Any,
     pred_name: str | None,
     pred_trace: Any,
+    *,
+    label_scores: Mapping[str, float] | None = None,
 ) -> MetricOutcome:
+    """What ``metric`` says of ``pred``; a metric that raises scores 0 with the error as
+    feedback (one failed record is data).
+
+    Raises:
+        ConfigurationError: on misuse, raised by the metric or reading its result.
+    """
     if isinstance(metric, JudgeMetric):
         return metric.outcome(gold, pred, pred_name=pred_name)
     if isinstance(metric, CombinedMetric):
         return metric.evaluate(gold, pred, trace, pred_name=pred_name, pred_trace=pred_trace)
     try:
-        return call_metric(metric, gold, pred, trace, pred_name=pred_name, pred_trace=pred_trace)
+        return call_metric(
+            metric,
+            gold,
+            pred,
+            trace,
+            label_scores=label_scores,
+            pred_name=pred_name,
+            pred_trace=pred_trace,
+        )
     except ConfigurationError:
         raise
     except Exception as exc:  # one failed record is data, never an abort
