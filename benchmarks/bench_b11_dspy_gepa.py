@@ -27,7 +27,9 @@ rewrites one predictor per iteration in turn and runs until its budget is spent)
 
 Timed: the optimization call. Reported: wall time; metric calls as each library counts
 them (ours: examples scored; dspy: GEPA's ``total_metric_calls``), metric-function
-invocations (dspy.GEPA also calls the metric per predictor to collect feedback), the
+invocations (both call the metric again with ``pred_name`` to collect a predictor's
+feedback: dspy.GEPA for each reflected example and predictor, ours for the reflection
+minibatch and the predictor being rewritten, reported as ``feedback_calls``), the
 chat requests the server received; the final validation score, measured the same way for
 both outside the timing (the returned program answers the 8 validation questions once).
 
@@ -108,6 +110,7 @@ def run_judgealign(
         "wall_s": wall,
         "program": result.optimized_program,
         "metric_calls": result.metric_calls,
+        "feedback_calls": result.feedback_calls,
         "reported_final": result.final_score,
         "stop_reason": result.details.get("stop_reason"),
         "instructions": result.instructions_after,

@@ -532,7 +532,9 @@ def b11(data: dict[str, Any]) -> tuple[Row, list[str]]:
         "(exact match with feedback) and budget; `bench_b11_dspy_gepa.py` says how each "
         "side is called. Metric calls: ours counts every example scored (the setup check "
         "included); dspy's is GEPA's `total_metric_calls`. Metric invocations: calls of the "
-        "metric function (dspy.GEPA also calls it per predictor for feedback).",
+        "metric function. Both also call it with `pred_name` for feedback: dspy.GEPA for "
+        "every reflected example and predictor, ours for the reflection minibatch and the "
+        "predictor being rewritten (`result.feedback_calls`, outside the budget).",
         "",
         "| implementation | run | wall (s) | metric calls | metric invocations | chat requests "
         "| initial score | final score (8 validation questions) |",

@@ -127,3 +127,36 @@ def test_combined_metrics_pass_pred_name_to_their_parts(server: FakeOpenAIServer
     assert fed.score == 1.0
     assert "FOR answer: given ['draft', 'question'], produced ['answer']" in fed.feedback
     assert part.named == ["answer"]
+
+
+def test_a_failing_feedback_call_keeps_the_program_level_feedback(
+    server: FakeOpenAIServer,
+) -> None:
+    class Flaky(PerPredictor):
+        def __call__(
+            self,
+            gold: Any,
+            pred: Any,
+            trace: Any = None,
+            pred_name: Any = None,
+            pred_trace: Any = None,
+        ) -> Any:
+            if pred_name is not None:
+                self.named.append(pred_name)
+                raise TimeoutError("feedback service down")
+            return super().__call__(gold, pred, trace, pred_name, pred_trace)
+
+    metric = Flaky()
+    seen: list[str] = []
+    data = examples()
+    result = optimize_program(
+        TwoStep(),
+        data[:4],
+        data[4:],
+        metric=metric,
+        optimizer=GepaPromptOptimizer(reflection_model(seen), max_metric_calls=60),
+    )
+    assert result.final_score == 1.0  # the run went on, on program-level feedback
+    assert result.feedback_calls == len(metric.named) > 0
+    note = "(no feedback for 'answer': Flaky raised TimeoutError: feedback service down"
+    assert all(f"PROGRAM-LEVEL verdict {note}" in text for text in _prompts_for(seen, "answer"))
