@@ -66,6 +66,8 @@ class ProgramOptimizationResult:
             predictor's feedback (``pred_name``) on reflection minibatches; they score
             nothing, so they are outside ``metric_calls`` and the budget. 0 for a metric
             with ``feedback_per_predictor = False`` (judgealign's own) or scorers.
+            ``details["feedback_missing"]`` counts reflection examples whose run was no
+            longer in memory (scored before a resume), shown with program-level feedback.
     """
 
     optimized_program: Any
@@ -183,7 +185,7 @@ def optimize_program(
         instructions_after=after,
         metric_calls=evaluator.records_evaluated,
         max_metric_calls=cast("int | None", getattr(settings, "max_metric_calls", None)),
-        details=dict(output.details),
+        details=_details(output, evaluator),
         feedback_calls=evaluator.feedback_calls,
     )
 
@@ -257,6 +259,13 @@ class ProgramOptimizer:
             num_threads=self.num_threads,
             seed=self.seed,
         )
+
+
+def _details(output: PromptOptimizerOutput, evaluator: ProgramEvaluator) -> dict[str, Any]:
+    details = dict(output.details)
+    if evaluator.feedback_missing:  # e.g. records scored before a resume: runs not kept
+        details["feedback_missing"] = evaluator.feedback_missing
+    return details
 
 
 def _once(name: str, built: Any, given: Any) -> Any:
