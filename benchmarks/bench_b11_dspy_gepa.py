@@ -29,7 +29,7 @@ Timed: the optimization call. Reported: wall time; metric calls as each library 
 them (ours: examples scored; dspy: GEPA's ``total_metric_calls``), metric-function
 invocations (both call the metric again with ``pred_name`` to collect a predictor's
 feedback: dspy.GEPA for each reflected example and predictor, ours for the reflection
-minibatch and the predictor being rewritten, reported as ``feedback_calls``), the
+minibatch and each predictor being rewritten, reported as ``feedback_calls``), the
 chat requests the server received; the final validation score, measured the same way for
 both outside the timing (the returned program answers the 8 validation questions once).
 

@@ -534,7 +534,7 @@ def b11(data: dict[str, Any]) -> tuple[Row, list[str]]:
         "included); dspy's is GEPA's `total_metric_calls`. Metric invocations: calls of the "
         "metric function. Both also call it with `pred_name` for feedback: dspy.GEPA for "
         "every reflected example and predictor, ours for the reflection minibatch and the "
-        "predictor being rewritten (`result.feedback_calls`, outside the budget).",
+        "predictors being rewritten (`result.feedback_calls`, outside the budget).",
         "",
         "| implementation | run | wall (s) | metric calls | metric invocations | chat requests "
         "| initial score | final score (8 validation questions) |",
