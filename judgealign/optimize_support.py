@@ -17,6 +17,9 @@ stable for the bundled optimizers, not a promise to third parties.
   :class:`PromptUsage` of what was read), :func:`prompt_override`, and the prompt steps of
   a prediction (:func:`capture_steps`, :func:`record_step`).
 * Observation: :func:`announce` (tell observers, such as tracking, what finished).
+* Threads and limits: :class:`ContextThreadPool` (a thread pool whose tasks run in the
+  submitter's context, so the rate limit and prompt overrides reach them) and
+  :func:`use_rate_limit` (run a block's model calls under a ``RateLimit``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from judgealign.core._templates import (
     single_brace,
     template_variables,
 )
+from judgealign.core._threads import ContextThreadPool
 from judgealign.models._metering import MeteredModel
 from judgealign.models._reply_limits import (
     REFLECTION_MAX_TOKENS,
@@ -38,12 +42,14 @@ from judgealign.models._reply_limits import (
     with_reply_limit,
 )
 from judgealign.models._structured import complete_structured
+from judgealign.models.rate_limit import use_rate_limit
 from judgealign.prompts._overrides import PromptUsage, overriding_prompts, prompt_override
 from judgealign.prompts._steps import PromptStep, capture_steps, record_step
 from judgealign.prompts._template import PromptTemplate
 
 __all__ = [
     "REFLECTION_MAX_TOKENS",
+    "ContextThreadPool",
     "MeteredModel",
     "PromptStep",
     "PromptTemplate",
@@ -62,5 +68,6 @@ __all__ = [
     "single_brace",
     "template_variables",
     "truncation_note",
+    "use_rate_limit",
     "with_reply_limit",
 ]

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from judgealign import ConfigurationError
-from judgealign.optimize_support import announce, repair_template
+from judgealign import ConfigurationError, RateLimit
+from judgealign.optimize_support import announce, repair_template, use_rate_limit
 from optimizers._base import BasePromptOptimizer, EvaluationResultRecord, PromptOptimizerOutput
 from optimizers._scoring import AggregationFn, Evaluator, PredictFn, Scorer
 from optimizers.prompts._registry import (
@@ -107,6 +107,7 @@ def optimize_prompts(
     enable_tracking: bool = True,
     label_scores: Mapping[str, float] | None = None,
     max_workers: int = 8,
+    rate_limit: RateLimit | None = None,
 ) -> PromptOptimizationResult:
     """Improve the prompts ``predict_fn`` uses so that the scorers rate its outputs higher.
 
@@ -130,10 +131,16 @@ def optimize_prompts(
         enable_tracking: passed to the optimizer (MLflow tracking comes later).
         label_scores: scores for labels that scorers return, e.g. ``{"good": 1.0}``.
         max_workers: how many records are evaluated at once.
+        rate_limit: the provider's limit (:class:`judgealign.RateLimit`) for every call
+            made through judgealign's models during the run, whatever thread makes it:
+            the judges and scorers, the optimizer's reflection or meta-prompt calls, and
+            ``predict_fn``'s own calls when it uses a judgealign model. One object is one
+            budget: every model under it shares it.
 
     Raises:
         ConfigurationError: on bad arguments or data rows (naming the row and field), or
-            when ``predict_fn`` fails on the first record or never reads a target prompt.
+            when ``predict_fn`` fails on the first record or never reads a target prompt;
+            a ``rate_limit`` that is not a :class:`judgealign.RateLimit`.
     """
     optimizer_name = _check_optimizer(optimizer)
     originals = _load_targets(prompt_uris)
@@ -143,15 +150,16 @@ def optimize_prompts(
         predict_fn, records, val_records, scorers, aggregation, label_scores, max_workers
     )
     templates = {p.name: p.stored_template for p in originals}
-    if records:
-        _check_first_record(evaluator, templates, records[0])
-    checked = evaluator.records_evaluated
-    output = _run(optimizer, evaluator, records, val_records, templates, enable_tracking)
-    optimized, reused_by_optimizer = evaluator.records_evaluated, evaluator.checks_reused
-    candidates, rejected = _safe_candidates(templates, output.optimized_prompts)
-    scores = _settle_scores(
-        evaluator, templates, candidates, rejected, output, val_records or records
-    )
+    with use_rate_limit(rate_limit):  # every model call of the run, in whatever thread
+        if records:
+            _check_first_record(evaluator, templates, records[0])
+        checked = evaluator.records_evaluated
+        output = _run(optimizer, evaluator, records, val_records, templates, enable_tracking)
+        optimized, reused_by_optimizer = evaluator.records_evaluated, evaluator.checks_reused
+        candidates, rejected = _safe_candidates(templates, output.optimized_prompts)
+        scores = _settle_scores(
+            evaluator, templates, candidates, rejected, output, val_records or records
+        )
     improved = _decide(templates, candidates, scores, optimizer_name)
     prompts = _publish(originals, candidates if improved else templates, optimizer_name)
     if not improved:

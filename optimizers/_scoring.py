@@ -26,19 +26,17 @@ text as feedback; the other records go on. A record's ``trace`` lists the prompt
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import inspect
 import json
 import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from judgealign import ConfigurationError, Feedback
-from judgealign.optimize_support import capture_steps, redact
+from judgealign.optimize_support import ContextThreadPool, capture_steps, redact
 from optimizers._aggregation import AggregationFn, bind_aggregation
 from optimizers._base import EvaluationResultRecord
 from optimizers._unit_score import SCALE_FIX, outside_unit_range
@@ -359,13 +357,8 @@ class Evaluator:
                 for i in todo:
                     results[i] = self.evaluate_record(dataset[i])
             else:
-                with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-eval") as pool:
-                    futures = {
-                        i: pool.submit(
-                            contextvars.copy_context().run, self.evaluate_record, dataset[i]
-                        )
-                        for i in todo
-                    }
+                with ContextThreadPool(workers, thread_name_prefix="optimizers-eval") as pool:
+                    futures = {i: pool.submit(self.evaluate_record, dataset[i]) for i in todo}
                     for i, future in futures.items():
                         results[i] = future.result()
             return [r for r in results if r is not None], usage

@@ -6,10 +6,8 @@ the batch always completes.
 
 from __future__ import annotations
 
-import contextvars
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,6 +15,7 @@ from judgealign.core._errors import (
     ConfigurationError,
 )
 from judgealign.core._redact import redact
+from judgealign.core._threads import ContextThreadPool
 from judgealign.core._usage import Usage
 from judgealign.judges._feedback import Feedback
 from judgealign.judges._rendering import TEMPLATE_VARIABLES
@@ -64,10 +63,10 @@ def run_batch(
             return Feedback(name=name, error=redact(f"{type(exc).__name__}: {exc}"))
 
     show = progress if progress is not None else (len(items) >= 50 and sys.stderr.isatty())
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items) or 1))) as pool:
+    with ContextThreadPool(max_workers=max(1, min(max_workers, len(items) or 1))) as pool:
         # Each item runs in a copy of the caller's context, so that what the caller set
         # there (a rate limit, judgealign.models.rate_limit) reaches the pool's threads.
-        futures = [pool.submit(contextvars.copy_context().run, safe, item) for item in items]
+        futures = [pool.submit(safe, item) for item in items]
         results: Iterable[Feedback] = (future.result() for future in futures)
         if show:
             from tqdm import tqdm

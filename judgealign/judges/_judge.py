@@ -490,6 +490,7 @@ class Judge(JudgeBase):
         optimizer: None = None,
         *,
         traces: Iterable[Any] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> SupportsJudging: ...
 
     @overload
@@ -499,6 +500,7 @@ class Judge(JudgeBase):
         optimizer: SupportsAlign[AlignedT],
         *,
         traces: Iterable[Any] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> AlignedT: ...
 
     def align(
@@ -507,6 +509,7 @@ class Judge(JudgeBase):
         optimizer: SupportsAlign[SupportsJudging] | None = None,
         *,
         traces: Iterable[Any] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> SupportsJudging:
         """Align this judge with expert feedback; returns an aligned judge.
 
@@ -519,9 +522,15 @@ class Judge(JudgeBase):
                 MLflow traces carrying HUMAN feedback named like the judge.
             optimizer: an alignment optimizer; defaults to ``MemAlignOptimizer()``.
             traces: MLflow's name for ``records`` (``judge.align(traces=...)``).
+            rate_limit: the provider's limit (:class:`judgealign.RateLimit`) for every
+                chat call the alignment makes (distillation, and the judge's own calls in
+                ``learn_from="disagreements"`` mode), whatever thread makes it.
+                Embedding requests are not charged to it: providers limit each model
+                on its own, and alignment embeds records in a few batched requests.
 
         Raises:
-            ConfigurationError: no records, records given twice, or not an optimizer.
+            ConfigurationError: no records, records given twice, not an optimizer, or a
+                ``rate_limit`` that is not a :class:`judgealign.RateLimit`.
         """
         records = records_or_traces(records, traces)
         aligner: SupportsAlign[SupportsJudging] = optimizer or default_aligner()
@@ -530,7 +539,9 @@ class Judge(JudgeBase):
                 f"optimizer={optimizer!r} must be an alignment optimizer such as "
                 "MemAlignOptimizer(...), or None for the default one."
             )
-        return aligner.align(self, records)
+        # Set around the optimizer, so that any aligner's calls (ours or a user's) run under it.
+        with use_rate_limit(rate_limit):
+            return aligner.align(self, records)
 
     def register(self, name: str | None = None, experiment_id: str | None = None) -> Judge:
         """Save this judge to MLflow as the next version of ``name`` (MLflow's

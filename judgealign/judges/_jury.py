@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, cast
 
 from judgealign.core._errors import ConfigurationError
+from judgealign.core._threads import ContextThreadPool
 from judgealign.core._usage import Usage
 from judgealign.judges._batch import EvaluationResult, batch_records, usage_metadata
 from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, Feedback
@@ -173,7 +173,8 @@ class Jury:
             "trace": trace,
             "conversation": conversation,
         }
-        with ThreadPoolExecutor(max_workers=len(self.members)) as pool:
+        # Members run in the caller's context: under its rate limit and prompt overrides.
+        with ContextThreadPool(max_workers=len(self.members)) as pool:
             calls = [pool.submit(_safe_call, member, fields) for member in self.members]
             verdicts = [call.result() for call in calls]
         return self.combine(verdicts)

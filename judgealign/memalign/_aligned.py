@@ -257,12 +257,14 @@ class AlignedJudge(WrappedJudge):
         optimizer: MemAlignEngine | None = None,
         *,
         traces: RecordsLike | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> AlignedJudge:
         """Learn new or changed expert records, in place; returns this judge.
 
         Unchanged records (same id and content) cost nothing. With ``optimizer``, its
         settings are used and kept; its embedder and view must match the stored vectors.
-        ``traces=`` is MLflow's keyword for ``records``.
+        ``traces=`` is MLflow's keyword for ``records``. ``rate_limit`` paces every chat
+        call the alignment makes, in whatever thread (see :meth:`Judge.align`).
 
         Raises:
             ConfigurationError: no usable record, records given twice, or an incompatible
@@ -273,7 +275,8 @@ class AlignedJudge(WrappedJudge):
             chosen = optimizer or self._optimizer
             if chosen is not self._optimizer and self._state.records:
                 _check_same_view(self._optimizer, chosen)
-            state, result = chosen.update(self.base_judge, self._state, records)
+            with use_rate_limit(rate_limit):
+                state, result = chosen.update(self.base_judge, self._state, records)
             if chosen is not self._optimizer:
                 self._optimizer = chosen
                 self._recall = Recall(self.base_judge, chosen)

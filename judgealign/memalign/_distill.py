@@ -24,12 +24,12 @@ import contextvars
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from judgealign.core._errors import ModelError
 from judgealign.core._redact import redact
+from judgealign.core._threads import ContextThreadPool
 from judgealign.core._usage import ZERO_USAGE, Usage
 from judgealign.memalign._memory import Guideline, new_guideline_id, normalise_text
 from judgealign.models._chat import ChatModel, Message
@@ -203,7 +203,9 @@ def distill_guidelines(
     if runner is not None:  # e.g. judgealign.spark: the batches run on a cluster
         results = list(runner(model, system, batches))
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ContextThreadPool(
+            max_workers=workers
+        ) as pool:  # each batch under the caller's rate limit
             results = list(pool.map(run, batches))
     guidelines: list[tuple[str, tuple[str, ...]]] = []
     failed: list[FailedBatch] = []

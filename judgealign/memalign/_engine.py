@@ -31,14 +31,14 @@ memory, and an embedder that fails does so before the judge's one call per recor
 
 from __future__ import annotations
 
-import contextvars
 import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from judgealign.core._errors import ConfigurationError, JudgeAlignError
+from judgealign.core._threads import ContextThreadPool
 from judgealign.embeddings._protocol import Embedder
 from judgealign.embeddings._resolve import resolve_embedder, resolve_embedder_with_dimension
 from judgealign.judges._field_limits import fit_fields
@@ -337,9 +337,8 @@ class MemAlignEngine:
             if done.exception() is not None:
                 failed.set()
 
-        context = contextvars.copy_context()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgealign-embed") as pool:
-            embedding = pool.submit(context.run, self.embed_records, base, store)
+        with ContextThreadPool(max_workers=1, thread_name_prefix="judgealign-embed") as pool:
+            embedding = pool.submit(self.embed_records, base, store)
             embedding.add_done_callback(on_done)
             outcome = self._distill(base, state, learn, run, cancel=failed)
             vectors = embedding.result()

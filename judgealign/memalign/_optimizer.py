@@ -18,6 +18,7 @@ from judgealign.memalign._engine import (
     RecordsLike,
     render_view,
 )
+from judgealign.models.rate_limit import RateLimit
 
 __all__ = ["AlignmentResult", "EmbedView", "LearnFrom", "MemAlignOptimizer", "render_view"]
 
@@ -31,6 +32,7 @@ class MemAlignOptimizer(MemAlignEngine):
         records: RecordsLike | None = None,
         *,
         traces: RecordsLike | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> AlignedJudge:
         """Align ``judge`` with expert-labelled ``records``.
 
@@ -43,6 +45,8 @@ class MemAlignOptimizer(MemAlignEngine):
             records: :class:`LabeledRecord` objects, dicts read by ``load_records``, or
                 MLflow traces with HUMAN feedback named like the judge.
             traces: MLflow's keyword for ``records``.
+            rate_limit: the provider's limit for every chat call the alignment makes, in
+                whatever thread (see :meth:`judgealign.Judge.align`).
 
         Returns:
             The aligned judge; its ``last_alignment`` says what changed.
@@ -52,4 +56,4 @@ class MemAlignOptimizer(MemAlignEngine):
                 aligned judge's memory.
         """
         aligned = judge if isinstance(judge, AlignedJudge) else AlignedJudge(judge, optimizer=self)
-        return aligned.align(records, optimizer=self, traces=traces)
+        return aligned.align(records, optimizer=self, traces=traces, rate_limit=rate_limit)

@@ -13,14 +13,13 @@ whose prediction or scorer fails scores 0, and the failure is counted.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from judgealign.core._threads import ContextThreadPool
 from judgealign.prompts._overrides import overriding_prompts
 
 __all__ = ["TemplateScore", "score_templates"]
@@ -61,8 +60,8 @@ def score_templates(
             return _score_record(predict_fn, record, scorers, labels)
 
     workers = max(1, min(max_workers, len(records)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="judgealign-heldout") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, one, r) for r in records]
+    with ContextThreadPool(workers, thread_name_prefix="judgealign-heldout") as pool:
+        futures = [pool.submit(one, r) for r in records]
         results = [f.result() for f in futures]
     scores = tuple(score for score, _ in results)
     mean = sum(scores) / len(scores) if scores else 0.0

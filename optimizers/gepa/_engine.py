@@ -32,16 +32,15 @@ set), the first ones in turn are tried.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
 from judgealign import ChatModel, Completion, ConfigurationError, Message, ModelError
 from judgealign.optimize_support import (
+    ContextThreadPool,
     raise_limit_hint,
     redact,
     repair_template,
@@ -497,8 +496,8 @@ def _ask_all(model: ChatModel, conversations: list[list[Message]]) -> list[Compl
 
     if len(conversations) == 1:
         return [ask(conversations[0])]
-    with ThreadPoolExecutor(len(conversations), thread_name_prefix="gepa-reflect") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, ask, m) for m in conversations]
+    with ContextThreadPool(len(conversations), thread_name_prefix="gepa-reflect") as pool:
+        futures = [pool.submit(ask, m) for m in conversations]
     return [future.result() for future in futures]
 
 

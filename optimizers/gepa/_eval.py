@@ -13,16 +13,15 @@ as 0, with a warning.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import math
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from judgealign import ConfigurationError
+from judgealign.optimize_support import ContextThreadPool
 from optimizers._base import EvalFn, EvaluationResultRecord
 from optimizers._unit_score import check_unit_scores
 from optimizers.gepa._state import RunState, prompts_key
@@ -164,12 +163,9 @@ class BudgetedEvaluator:
             for prompts, ids in jobs:
                 self._store(prompts, ids, self._call(prompts, ids))
             return
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            # Each job runs in a copy of the caller's context (a rate limit set there holds).
-            futures = [
-                pool.submit(contextvars.copy_context().run, self._call, dict(prompts), ids)
-                for prompts, ids in jobs
-            ]
+        # Each job runs in a copy of the caller's context (a rate limit set there holds).
+        with ContextThreadPool(max_workers=len(jobs)) as pool:
+            futures = [pool.submit(self._call, dict(prompts), ids) for prompts, ids in jobs]
         failure: BaseException | None = None
         for (prompts, ids), future in zip(jobs, futures, strict=True):
             error = future.exception()

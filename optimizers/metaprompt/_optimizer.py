@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -34,6 +33,7 @@ from judgealign import (
 )
 from judgealign.optimize_support import (
     REFLECTION_MAX_TOKENS,
+    ContextThreadPool,
     MeteredModel,
     complete_structured,
     raise_limit_hint,
@@ -299,7 +299,8 @@ class MetaPromptOptimizer(BasePromptOptimizer):
                 return proposal, None
             return proposal, self._rank(eval_fn, proposal.prompts, train, val)
 
-        with ThreadPoolExecutor(min(self.max_workers, len(texts))) as pool:
+        # Each proposal's reflection and scoring run under the caller's rate limit.
+        with ContextThreadPool(min(self.max_workers, len(texts))) as pool:
             outcomes = list(pool.map(attempt, texts))
         winner = best
         for proposal, scored in outcomes:

@@ -29,12 +29,12 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from judgealign import ConfigurationError
 from judgealign.dspy import ProgramRun, run_program, with_instructions
+from judgealign.optimize_support import ContextThreadPool
 from optimizers._base import EvaluationResultRecord
 from optimizers._scoring import _error_text  # pyright: ignore[reportPrivateUsage]
 from optimizers.programs._metric import ProgramMetric, example_fields, prediction_outputs
@@ -119,7 +119,7 @@ class ProgramEvaluator:
                     key = _pair_key(candidate_prompts, dataset[i])
                     results[i] = self._in_context(program, dataset[i], key, strict=False)
             else:
-                with ThreadPoolExecutor(workers, thread_name_prefix="optimizers-dspy") as pool:
+                with ContextThreadPool(workers, thread_name_prefix="optimizers-dspy") as pool:
                     futures = {
                         i: pool.submit(
                             self._in_context,
@@ -149,7 +149,7 @@ class ProgramEvaluator:
         jobs = list(zip(dataset, results, strict=True))
         if self._threads <= 1 or len(jobs) <= 1:
             return [self._feedback_in_context(candidate_prompts, component, *j) for j in jobs]
-        with ThreadPoolExecutor(min(self._threads, len(jobs))) as pool:
+        with ContextThreadPool(min(self._threads, len(jobs))) as pool:
             futures = [
                 pool.submit(self._feedback_in_context, candidate_prompts, component, *j)
                 for j in jobs

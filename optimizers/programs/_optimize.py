@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from judgealign import ChatModel, ConfigurationError
+from judgealign import ChatModel, ConfigurationError, RateLimit
 from judgealign.dspy import instructions_of, load_dspy, with_instructions
+from judgealign.optimize_support import use_rate_limit
 from optimizers._aggregation import AggregationFn
 from optimizers._base import BasePromptOptimizer, PromptOptimizerOutput
 from optimizers.gepa._optimizer import GepaPromptOptimizer, split_data
@@ -118,6 +119,7 @@ def optimize_program(
     label_scores: Mapping[str, float] | None = None,
     num_threads: int = 8,
     seed: int = 0,
+    rate_limit: RateLimit | None = None,
 ) -> ProgramOptimizationResult:
     """Optimize the instructions of a DSPy program's predictors against a metric.
 
@@ -142,6 +144,10 @@ def optimize_program(
         num_threads: examples run at once (each in the caller's ``dspy.context``); 8 is
             DSPy's own default (``dspy.settings.num_threads``).
         seed: seeds the train/validation split and GEPA's sampling.
+        rate_limit: the provider's limit (:class:`judgealign.RateLimit`) for every call
+            made through judgealign's models during the run, whatever thread makes it:
+            the judges in the metric or scorers and the reflection calls. The program's
+            own ``dspy.LM`` calls do not go through judgealign and are not paced by it.
 
     Raises:
         ConfigurationError: a program with no predictors, examples that are not
@@ -168,11 +174,13 @@ def optimize_program(
     if optimizer is None:
         budget = auto_budget(auto or "light", predictors=len(before), val_size=len(val))
         optimizer = GepaPromptOptimizer(reflection_model, max_metric_calls=budget, seed=seed)
-    evaluator = ProgramEvaluator(program, [*train, *val], scorer, num_threads=num_threads)
     train_records = [record_of(i, e) for i, e in enumerate(train)]
     val_records = [record_of(len(train) + i, e) for i, e in enumerate(val)]
-    evaluator.check(before, val_records[0])
-    output = _run(optimizer, evaluator, train_records, val_records, before)
+    # The evaluator keeps the context it is made in for every example it runs.
+    with use_rate_limit(rate_limit):
+        evaluator = ProgramEvaluator(program, [*train, *val], scorer, num_threads=num_threads)
+        evaluator.check(before, val_records[0])
+        output = _run(optimizer, evaluator, train_records, val_records, before)
     after = {name: output.optimized_prompts.get(name, text) for name, text in before.items()}
     initial, final = output.initial_eval_score, output.final_eval_score
     settings = getattr(optimizer, "settings", None)
@@ -202,6 +210,7 @@ class ProgramOptimizer:
         label_scores: as for :func:`optimize_program`.
         num_threads: examples run at once.
         seed: seeds the split and GEPA's sampling.
+        rate_limit: as for :func:`optimize_program`.
 
     ``aggregation`` and ``label_scores`` may be given here or to :meth:`optimize` (not
     both, unless equal).
@@ -217,6 +226,7 @@ class ProgramOptimizer:
         label_scores: Mapping[str, float] | None = None,
         num_threads: int = 8,
         seed: int = 0,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.auto: Auto | None = auto
@@ -225,6 +235,7 @@ class ProgramOptimizer:
         self.label_scores = label_scores
         self.num_threads = num_threads
         self.seed = seed
+        self.rate_limit = rate_limit
 
     def optimize(
         self,
@@ -258,6 +269,7 @@ class ProgramOptimizer:
             label_scores=label_scores,
             num_threads=self.num_threads,
             seed=self.seed,
+            rate_limit=self.rate_limit,
         )
 
 
