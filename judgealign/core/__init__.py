@@ -1,3 +1,4 @@
 """The foundation every other piece stands on: errors, usage accounting, redaction, crash-
-safe files and the observation seam. Imports nothing else of judgealign.
+safe files, the observation seam and the context-carrying thread pool. Imports nothing
+else of judgealign.
 """

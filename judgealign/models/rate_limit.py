@@ -12,10 +12,13 @@ in flight to what the provider answers:
   after it, and halves on every 429; a 429's ``Retry-After`` pauses every caller sharing
   the limit, not just the one that was refused.
 
-The limit applies to the calls made inside :func:`use_rate_limit` (``judge.evaluate(...,
-rate_limit=...)`` does that for its batch). It lives in a context variable, so threads
-that judgealign starts for a batch inherit it, and two batches with different limits do
-not interfere. It paces every attempt of a URI model (``LiteLLMModel``), retries included.
+The limit applies to the calls made inside :func:`use_rate_limit` (``judge.evaluate``,
+``judge.align``, ``optimizers.optimize_prompts`` and ``optimize_program`` do that when
+given ``rate_limit=``). It lives in a context variable, and every thread pool of
+judgealign and the optimizers is a ``ContextThreadPool`` (``judgealign.core._threads``),
+so the threads a run starts inherit it, and two runs with different limits do not
+interfere. It paces every attempt of a URI model (``LiteLLMModel``), retries included;
+embedding requests are not charged to it (providers limit each model on its own).
 """
 
 from __future__ import annotations
@@ -78,8 +81,9 @@ class RateLimitStats:
 class RateLimit:
     """A provider's rate limit, shared by every call made under it.
 
-    Pass it to ``judge.evaluate(records, rate_limit=RateLimit(requests_per_minute=600))``
-    (or enter it with :func:`use_rate_limit`); on Spark, ``evaluate_spark`` gives each
+    Pass it to ``judge.evaluate(records, rate_limit=RateLimit(requests_per_minute=600))``,
+    ``judge.align``, ``optimize_prompts`` or ``optimize_program`` (or enter it with
+    :func:`use_rate_limit`); on Spark, ``evaluate_spark`` gives each
     running task its share of it (:meth:`share`). One object is one budget: batches that
     run at the same time under the same object share it.
 
