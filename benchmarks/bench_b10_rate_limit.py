@@ -37,23 +37,30 @@ def records(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def run_judgealign(server: ServerProcess, rows: list[dict[str, Any]], workers: int) -> dict:
+def run_judgealign(
+    server: ServerProcess, rows: list[dict[str, Any]], workers: int, client_rpm: float | None
+) -> dict:
     from judgealign import RateLimit, make_judge
 
     judge = make_judge(
         name="correct", instructions=INSTRUCTIONS, model="openai:/fake", base_url=server.base_url
     )
-    limit = RateLimit(requests_per_minute=LIMIT_RPM)
+    limit = RateLimit(requests_per_minute=client_rpm)
     start = time.perf_counter()
     result = judge.evaluate(rows, max_workers=workers, progress=False, rate_limit=limit)
     return {
         "wall_s": time.perf_counter() - start,
         "rows": len(result),
         "errors": len(result.errors),
+        "client_requests_per_minute": client_rpm,
+        "client_throttled": limit.stats.throttled,
     }
 
 
-def run_mlflow(server: ServerProcess, rows: list[dict[str, Any]], workers: int) -> dict:
+def run_mlflow(
+    server: ServerProcess, rows: list[dict[str, Any]], workers: int, client_rpm: float | None
+) -> dict:
+    del client_rpm  # MLflow's limiter is set to the server's limit
     os.environ["MLFLOW_GENAI_EVAL_MAX_WORKERS"] = str(workers)
     os.environ["MLFLOW_GENAI_EVAL_SCORER_RATE_LIMIT"] = f"{LIMIT_RPM / 60:g}"
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "64")
@@ -106,12 +113,18 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument(
+        "--client-rpm",
+        default=str(LIMIT_RPM),
+        help="judgealign's RateLimit(requests_per_minute=...); 'none' for AIMD alone",
+    )
     args = parser.parse_args()
     apply_env()
     rows = records(args.records)
     with ServerProcess(args.latency, requests_per_minute=LIMIT_RPM) as server:
         run = run_judgealign if args.impl == "judgealign" else run_mlflow
-        out = run(server, rows, args.workers)
+        client_rpm = None if args.client_rpm == "none" else float(args.client_rpm)
+        out = run(server, rows, args.workers, client_rpm)
         out.update(rates(server.control("log")))
     out.update(
         impl=args.impl,

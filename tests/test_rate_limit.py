@@ -133,3 +133,47 @@ def test_evaluate_refuses_a_rate_limit_of_the_wrong_type() -> None:
         judge = _judge(server)
         with pytest.raises(ConfigurationError, match="rate_limit"):
             judge.evaluate(_records(1), rate_limit=600)  # pyright: ignore[reportArgumentType]
+
+
+def test_one_congestion_is_one_decrease_and_sets_a_learnt_rate() -> None:
+    limit = RateLimit()
+    first, second = limit.acquire(), limit.acquire()
+    assert limit.stats.learnt_requests_per_minute is None  # nothing learnt before a 429
+    limit.release(throttled=True, ticket=first)
+    after_one = limit.stats
+    # The other request was sent before that decrease: the same congestion, no new cut.
+    limit.release(throttled=True, ticket=second)
+    assert limit.stats.window == after_one.window == 2.0
+    assert limit.stats.learnt_requests_per_minute == after_one.learnt_requests_per_minute
+    learnt = after_one.learnt_requests_per_minute
+    assert learnt is not None and learnt > 0
+    # A request sent after the decrease that is refused again is a new congestion.
+    third = limit.acquire()
+    limit.release(throttled=True, ticket=third)
+    assert limit.stats.window == 1.0
+    lowered = limit.stats.learnt_requests_per_minute
+    assert lowered is not None and lowered < learnt
+    # Successes raise the learnt rate again, never above a given budget (the releases
+    # alone are enough to show it: acquiring would wait for the pace).
+    capped = RateLimit(requests_per_minute=60)
+    capped.release(throttled=True, ticket=capped.acquire())
+    start = capped.stats.learnt_requests_per_minute
+    capped.release(throttled=False)
+    raised = capped.stats.learnt_requests_per_minute
+    assert start is not None and raised is not None and start < raised <= 60.0
+    for _ in range(200):
+        capped.release(throttled=False)
+    assert capped.stats.learnt_requests_per_minute == 60.0
+
+
+def test_without_a_budget_the_learnt_rate_stops_the_429s() -> None:
+    # 20 requests a second and 50 ms per request: one request in flight is the limit and
+    # two are twice it, so a concurrency window alone keeps being refused (about half the
+    # later requests before the request rate was learnt; measured 23 of 50).
+    with FakeOpenAIServer(requests_per_minute=1200, latency_s=0.05) as server:
+        judge = _judge(server, RetryPolicy(max_attempts=30, base_delay_s=0.0))
+        result = judge.evaluate(_records(60), max_workers=32, rate_limit=RateLimit())
+        refused = [r.answered_by == "rate_limit" for r in server.requests if "chat" in r.path]
+    assert result.errors == []
+    later = refused[len(refused) // 2 :]
+    assert sum(later) <= 5, (sum(later), len(later))
