@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from memalign_support import needs_defacto
 
 from judgealign import (
     ConfigurationError,
@@ -404,3 +405,39 @@ def test_a_paced_optimization_is_not_throttled_and_an_unpaced_one_is() -> None:
     assert stats["rate_limited"] <= 2, stats
     unpaced = _optimize_on_server(None)
     assert unpaced["rate_limited"] >= 10, unpaced
+
+
+def _align_defacto(limit: RateLimit | None) -> dict[str, int]:
+    from memalign_support import INSTRUCTIONS as DEFACTO_INSTRUCTIONS
+    from memalign_support import defacto_records
+
+    # 8,000 tokens a second, a second's worth at once: about three distillation requests
+    # of a DeFacto document (its prompt plus the 2,048-token reply limit).
+    per_minute = 480_000
+    with FakeOpenAIServer(
+        tokens_per_minute=per_minute, latency_s=0.01, reply=_server_reply
+    ) as server:
+        judge = make_judge(
+            name="consistency",
+            instructions=DEFACTO_INSTRUCTIONS,
+            model="openai:/fake",
+            **_model_options(server),
+        )
+        optimizer = MemAlignOptimizer(
+            reflection_model=judge.model,
+            embedding_model=HashingEmbedder(64),
+            max_records_per_batch=1,
+            max_workers=8,
+        )
+        aligned = judge.align(defacto_records(judge, 8), optimizer=optimizer, rate_limit=limit)
+        assert aligned.last_alignment.failed_batches == ()
+        return dict(server.stats)
+
+
+@needs_defacto
+def test_token_pacing_holds_an_alignment_of_long_real_records_under_the_servers_budget() -> None:
+    limit = RateLimit(tokens_per_minute=480_000)
+    stats = _align_defacto(limit)
+    assert limit.stats.requests == stats["chat"] == 8
+    assert stats["rate_limited"] <= 1, stats
+    assert _align_defacto(None)["rate_limited"] >= 3
