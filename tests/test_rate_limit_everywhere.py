@@ -412,10 +412,12 @@ def _align_defacto(limit: RateLimit | None) -> dict[str, int]:
     from memalign_support import defacto_records
 
     # 8,000 tokens a second, a second's worth at once: about three distillation requests
-    # of a DeFacto document (its prompt plus the 2,048-token reply limit).
+    # of a DeFacto document (its prompt plus the 2,048-token reply limit), each charged
+    # until its reply settles it to what it used: 300 ms, so that requests a loaded
+    # machine starts a little apart still overlap.
     per_minute = 480_000
     with FakeOpenAIServer(
-        tokens_per_minute=per_minute, latency_s=0.01, reply=_server_reply
+        tokens_per_minute=per_minute, latency_s=0.3, reply=_server_reply
     ) as server:
         judge = make_judge(
             name="consistency",
@@ -440,4 +442,4 @@ def test_token_pacing_holds_an_alignment_of_long_real_records_under_the_servers_
     stats = _align_defacto(limit)
     assert limit.stats.requests == stats["chat"] == 8
     assert stats["rate_limited"] <= 1, stats
-    assert _align_defacto(None)["rate_limited"] >= 3
+    assert _align_defacto(None)["rate_limited"] >= 5  # measured 10, also under load
