@@ -414,6 +414,33 @@ def test_align_from_a_dataframe_equals_the_in_process_align(spark: Any) -> None:
     )  # fmt: skip
 
 
+def test_align_from_a_dataframe_paces_each_task_to_its_share_of_the_limit(spark: Any) -> None:
+    # 12 one-record batches, 12 Spark tasks, two at a time; the server admits 4 a second
+    # (4 at once). Each Python worker keeps its half of the limit across its tasks.
+    rows = [
+        {"id": f"r{i:02d}", "inputs": f"What is {i}+{i}?", "outputs": f"{2 * i}",
+         "label": i % 2 == 0}
+        for i in range(12)
+    ]  # fmt: skip
+    frame = spark.createDataFrame(rows)
+
+    def run(limit: RateLimit | None) -> tuple[dict[str, int], Any]:
+        with FakeOpenAIServer(reply=distiller, requests_per_minute=240) as fake:
+            reflection = LiteLLMModel("openai:/fake", api_base=fake.base_url)
+            optimizer = MemAlignOptimizer(
+                reflection_model=reflection, embedding_model=HashingEmbedder(64),
+                max_records_per_batch=1,
+            )  # fmt: skip
+            aligned = align_spark(frame, fake_judge(fake), optimizer, rate_limit=limit)
+            return dict(fake.stats), aligned
+
+    stats, aligned = run(RateLimit(requests_per_minute=240))
+    assert stats["chat"] == 12 and stats["rate_limited"] <= 1, stats
+    assert aligned.last_alignment is not None and aligned.last_alignment.failed_batches == ()
+    unpaced, _ = run(None)
+    assert unpaced["rate_limited"] >= 3, unpaced
+
+
 def test_align_from_a_dataframe_refuses_what_executors_cannot_rebuild(
     spark: Any, server: FakeOpenAIServer
 ) -> None:

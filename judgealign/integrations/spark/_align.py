@@ -6,11 +6,17 @@ align, on the driver: the records are read (in id order, so the result does not 
 partitioning), batched, embedded and stored, and the distilled guidelines are merged into
 one memory. With the same records, settings and model replies the aligned judge is the one
 ``judge.align`` gives.
+
+A ``rate_limit`` covers the driver's calls whole and gives each of the distillation
+tasks that run at once its share; a Python worker keeps its share for the run, so the
+tasks it runs one after another are paced together.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -25,6 +31,7 @@ from judgealign.memalign._distill import DistillItem, distill_batches_with, run_
 from judgealign.memalign._optimizer import MemAlignOptimizer
 from judgealign.models._chat import ChatModel
 from judgealign.models._litellm import LiteLLMModel
+from judgealign.models.rate_limit import RateLimit, use_rate_limit
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -33,6 +40,12 @@ __all__ = ["align_spark"]
 
 _models: dict[str, LiteLLMModel] = {}
 _models_lock = threading.Lock()
+# A worker's share of each recent run's rate limit, by run id (a few runs are kept).
+_limits: OrderedDict[str, RateLimit] = OrderedDict()
+_KEPT_LIMITS = 8
+
+# (run id, requests per minute, tokens per minute, max concurrency) of one task's share.
+_Share = tuple[str, float | None, float | None, int | None]
 
 
 def align_spark(
@@ -42,6 +55,7 @@ def align_spark(
     *,
     id_col: str = "id",
     columns: Mapping[str, str] | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> AlignedJudge:
     """Align ``judge`` with the labelled records of ``df``; distillation runs on executors.
 
@@ -54,6 +68,10 @@ def align_spark(
         id_col: the id column; records are aligned in id order.
         columns: other column names, as ``load_records`` takes them
             (``{"label": "human_verdict"}``).
+        rate_limit: the provider's global limit: the driver's calls (the judge's, in
+            ``learn_from="disagreements"`` mode) run under it, and each distillation task
+            running at once gets ``1/n`` of it (``n``: the batches, at most the session's
+            default parallelism).
 
     Returns:
         The aligned judge, built on the driver.
@@ -75,7 +93,8 @@ def align_spark(
     rows = [row.asDict(recursive=True) for row in frame.orderBy(id_col).collect()]
     records = _with_columns([_record(row, id_col) for row in rows], columns)
     aligner = optimizer or MemAlignOptimizer()
-    with distill_batches_with(partial(_run_on_executors, session)):
+    runner = partial(_run_on_executors, session, rate_limit)
+    with use_rate_limit(rate_limit), distill_batches_with(runner):
         return aligner.align(judge, records)
 
 
@@ -106,7 +125,11 @@ def _require_context(session: SparkSession) -> None:
 
 
 def _run_on_executors(
-    session: SparkSession, model: ChatModel, system: str, batches: Sequence[Sequence[DistillItem]]
+    session: SparkSession,
+    rate_limit: RateLimit | None,
+    model: ChatModel,
+    system: str,
+    batches: Sequence[Sequence[DistillItem]],
 ) -> list[Any]:
     """One Spark task per batch; results in batch order."""
     spec = model.portable_spec() if isinstance(model, LiteLLMModel) else None
@@ -123,13 +146,40 @@ def _run_on_executors(
         (i, [(item.record_id, dict(item.payload)) for item in batch])
         for i, batch in enumerate(batches)
     ]
-    tasks = session.sparkContext.parallelize(payload, len(payload))
-    done = tasks.map(partial(_distill_on_executor, spec, system)).collect()
+    context = session.sparkContext
+    share = _task_share(rate_limit, min(len(payload), int(context.defaultParallelism)))
+    tasks = context.parallelize(payload, len(payload))
+    done = tasks.map(partial(_distill_on_executor, spec, system, share)).collect()
     return [result for _, result in sorted(done, key=lambda pair: pair[0])]
 
 
+def _task_share(rate_limit: RateLimit | None, running: int) -> _Share | None:
+    if rate_limit is None:
+        return None
+    share = rate_limit.share(max(1, running))
+    rpm, tpm = share.requests_per_minute, share.tokens_per_minute
+    return (uuid.uuid4().hex, rpm, tpm, share.max_concurrency)
+
+
+def _worker_limit(share: _Share | None) -> RateLimit | None:
+    """This worker's limit for the run: made by its first task, paced across the next."""
+    if share is None:
+        return None
+    run_id, rpm, tpm, cap = share
+    with _models_lock:
+        limit = _limits.get(run_id)
+        if limit is None:
+            limit = _limits[run_id] = RateLimit(rpm, tpm, max_concurrency=cap)
+            while len(_limits) > _KEPT_LIMITS:
+                _limits.popitem(last=False)
+        return limit
+
+
 def _distill_on_executor(
-    spec: dict[str, Any], system: str, numbered: tuple[int, list[tuple[str, dict[str, Any]]]]
+    spec: dict[str, Any],
+    system: str,
+    share: _Share | None,
+    numbered: tuple[int, list[tuple[str, dict[str, Any]]]],
 ) -> tuple[int, Any]:
     """Runs in an executor's Python worker: the model is built once per worker."""
     index, items = numbered
@@ -139,4 +189,5 @@ def _distill_on_executor(
         if model is None:
             model = _models[key] = LiteLLMModel(**spec)
     batch = [DistillItem(record_id, payload) for record_id, payload in items]
-    return index, run_distill_batch(model, system, batch)
+    with use_rate_limit(_worker_limit(share)):
+        return index, run_distill_batch(model, system, batch)
