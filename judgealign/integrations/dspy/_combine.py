@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap
 from judgealign.integrations.dspy._metric import JudgeMetric
 from judgealign.integrations.dspy._outcome import (
+    FeedbackMetric,
     MetricOutcome,
     call_metric,
     feedback_per_predictor,
-    feedback_prediction,
 )
 
 __all__ = ["CombinedMetric", "as_metric", "combine_metrics", "metric_outcome"]
 
-_UNSET: Any = object()
 
-
-class CombinedMetric:
+class CombinedMetric(FeedbackMetric):
     """The weighted mean of several metrics (see :func:`combine_metrics`).
 
     Attributes:
@@ -54,22 +52,6 @@ class CombinedMetric:
             f"{_name(m)}: {w:.3g}" for m, w in zip(self.metrics, self.weights, strict=True)
         )
         return f"CombinedMetric({parts})"
-
-    def __call__(
-        self,
-        gold: Any,
-        pred: Any,
-        trace: Any = None,
-        pred_name: Any = _UNSET,
-        pred_trace: Any = _UNSET,
-    ) -> Any:
-        """A float, or ``dspy.Prediction(score, feedback)`` for GEPA's five arguments."""
-        named = None if pred_name is _UNSET else cast("str | None", pred_name)
-        steps = None if pred_trace is _UNSET else pred_trace
-        outcome = self.evaluate(gold, pred, trace, pred_name=named, pred_trace=steps)
-        if pred_name is _UNSET and pred_trace is _UNSET:
-            return outcome.score
-        return feedback_prediction(outcome)
 
     def check_example(self, example: Any) -> None:
         """Raise unless every part can read ``example`` (before any model call).
@@ -198,9 +180,7 @@ def metric_outcome(
     Raises:
         ConfigurationError: on misuse, raised by the metric or reading its result.
     """
-    if isinstance(metric, JudgeMetric):
-        return metric.outcome(gold, pred, pred_name=pred_name)
-    if isinstance(metric, CombinedMetric):
+    if isinstance(metric, FeedbackMetric):
         return metric.evaluate(gold, pred, trace, pred_name=pred_name, pred_trace=pred_trace)
     try:
         return call_metric(

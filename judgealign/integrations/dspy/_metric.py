@@ -25,17 +25,16 @@ from typing import Any, cast
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
-from judgealign.integrations.dspy._outcome import MetricOutcome, feedback_prediction, read_result
+from judgealign.integrations.dspy._outcome import FeedbackMetric, MetricOutcome, read_result
 from judgealign.integrations.dspy._recent import RecentVerdicts
 from judgealign.judges._feedback import Feedback
 
 __all__ = ["JudgeMetric", "as_dspy_metric"]
 
-_UNSET: Any = object()
 _MAX_ERROR_CHARS = 1000
 
 
-class JudgeMetric:
+class JudgeMetric(FeedbackMetric):
     """A judge (or any judgealign scorer) wrapped as a DSPy metric.
 
     Build it with :func:`as_dspy_metric` or ``judge.as_dspy_metric(...)``.
@@ -74,26 +73,6 @@ class JudgeMetric:
     def __repr__(self) -> str:
         return f"JudgeMetric(name={self.name!r})"
 
-    def __call__(
-        self,
-        gold: Any,
-        pred: Any,
-        trace: Any = None,
-        pred_name: Any = _UNSET,
-        pred_trace: Any = _UNSET,
-    ) -> Any:
-        """Score ``pred`` for ``gold``: a float, or a ``dspy.Prediction(score, feedback)``
-        when called with GEPA's five arguments. ``pred_name`` and ``pred_trace`` are
-        accepted and do not change the verdict (see the module docstring).
-
-        Raises:
-            ConfigurationError: the example or prediction lacks a field the judge reads.
-        """
-        outcome = self.outcome(gold, pred, pred_name=None if pred_name is _UNSET else pred_name)
-        if pred_name is _UNSET and pred_trace is _UNSET:
-            return outcome.score
-        return feedback_prediction(outcome)
-
     def check_example(self, example: Any) -> None:
         """Raise unless the judge can read ``example`` (called before any model call).
 
@@ -111,9 +90,18 @@ class JudgeMetric:
                     f"{role}= explicitly"
                 )
 
-    def outcome(self, gold: Any, pred: Any, *, pred_name: Any = None) -> MetricOutcome:
+    def evaluate(
+        self,
+        gold: Any,
+        pred: Any,
+        trace: Any = None,
+        *,
+        pred_name: str | None = None,
+        pred_trace: Any = None,
+    ) -> MetricOutcome:
         """The verdict on ``pred``; a call naming a predictor reuses the verdict just
-        given on the same two objects instead of asking the judge again.
+        given on the same two objects instead of asking the judge again (``trace`` and
+        ``pred_trace`` do not change it: see the module docstring).
 
         Raises:
             ConfigurationError: on misuse (a missing field, an unscorable verdict).
@@ -122,11 +110,11 @@ class JudgeMetric:
             kept = self._recent.get(gold, pred)
             if kept is not None:
                 return kept
-        outcome = self.evaluate(gold, pred)
+        outcome = self._ask_judge(gold, pred)
         self._recent.put(gold, pred, outcome)
         return outcome
 
-    def evaluate(self, gold: Any, pred: Any) -> MetricOutcome:
+    def _ask_judge(self, gold: Any, pred: Any) -> MetricOutcome:
         """The judge's verdict on one prediction as score and feedback.
 
         Raises:

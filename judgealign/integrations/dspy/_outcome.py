@@ -18,6 +18,7 @@ from typing import Any, cast
 from judgealign.core._errors import ConfigurationError, MissingExtraError
 
 __all__ = [
+    "FeedbackMetric",
     "MetricOutcome",
     "accepts_feedback_args",
     "call_metric",
@@ -40,6 +41,47 @@ class MetricOutcome:
     score: float
     feedback: str
     error: str | None = None
+
+
+_UNSET: Any = object()
+
+
+class FeedbackMetric:
+    """DSPy's two metric shapes over one :meth:`evaluate`: ``metric(gold, pred,
+    trace=None)`` returns the score; called with GEPA's five arguments, it returns
+    ``dspy.Prediction(score=..., feedback=...)``."""
+
+    def evaluate(
+        self,
+        gold: Any,
+        pred: Any,
+        trace: Any = None,
+        *,
+        pred_name: str | None = None,
+        pred_trace: Any = None,
+    ) -> MetricOutcome:
+        """The verdict on ``pred`` for ``gold`` (each metric says how it is reached)."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        gold: Any,
+        pred: Any,
+        trace: Any = None,
+        pred_name: Any = _UNSET,
+        pred_trace: Any = _UNSET,
+    ) -> Any:
+        """A float, or ``dspy.Prediction(score, feedback)`` for GEPA's five arguments.
+
+        Raises:
+            ConfigurationError: on misuse, from :meth:`evaluate`.
+        """
+        named = None if pred_name is _UNSET else cast("str | None", pred_name)
+        steps = None if pred_trace is _UNSET else pred_trace
+        outcome = self.evaluate(gold, pred, trace, pred_name=named, pred_trace=steps)
+        if pred_name is _UNSET and pred_trace is _UNSET:
+            return outcome.score
+        return feedback_prediction(outcome)
 
 
 def feedback_prediction(outcome: MetricOutcome) -> Any:

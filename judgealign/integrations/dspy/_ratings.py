@@ -32,9 +32,9 @@ from judgealign.core._errors import ConfigurationError
 from judgealign.integrations.dspy._combine import as_metric, metric_outcome
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._outcome import (
+    FeedbackMetric,
     MetricOutcome,
     feedback_per_predictor,
-    feedback_prediction,
 )
 from judgealign.judges._loaders import load_jsonl, load_records
 from judgealign.judges._records import LabeledRecord, canonical_json
@@ -58,7 +58,7 @@ class _Rated:
     feedback: str
 
 
-class RatingsMetric:
+class RatingsMetric(FeedbackMetric):
     """A DSPy metric that scores with stored SME ratings (see :func:`ratings_metric`).
 
     Attributes:
@@ -100,26 +100,6 @@ class RatingsMetric:
         unrated (scored 0)."""
         with self._lock:
             return dict(self._counts)
-
-    def __call__(
-        self,
-        gold: Any,
-        pred: Any,
-        trace: Any = None,
-        pred_name: Any = _UNSET,
-        pred_trace: Any = _UNSET,
-    ) -> Any:
-        """A float, or ``dspy.Prediction(score, feedback)`` for GEPA's five arguments.
-
-        Raises:
-            ConfigurationError: the example or prediction lacks a mapped field.
-        """
-        named = None if pred_name is _UNSET else cast("str | None", pred_name)
-        steps = None if pred_trace is _UNSET else pred_trace
-        outcome = self.evaluate(gold, pred, trace, pred_name=named, pred_trace=steps)
-        if pred_name is _UNSET and pred_trace is _UNSET:
-            return outcome.score
-        return feedback_prediction(outcome)
 
     def check_example(self, example: Any) -> None:
         """Raise unless ``example`` can be scored (called before any model call): without
