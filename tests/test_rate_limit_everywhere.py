@@ -198,6 +198,22 @@ def test_jury_members_run_under_the_callers_limit() -> None:
     assert len(calls.limits) == 3 and calls.all_under(limit)
 
 
+def test_a_jury_evaluation_runs_every_member_under_its_rate_limit() -> None:
+    calls = Calls()
+    jury = make_jury(
+        [
+            make_judge(name=name, instructions=INSTRUCTIONS, model=calls.model(_verdict))
+            for name in ("a", "b")
+        ]
+    )
+    limit = RateLimit()
+    records = [{"inputs": f"{i}+1?", "outputs": str(i + 1)} for i in range(6)]
+    result = jury.evaluate(records, max_workers=3, rate_limit=limit)
+    assert [f.error for f in result.feedback] == [None] * 6
+    assert len(calls.limits) == 12 and calls.all_under(limit)
+    assert calls.off_thread > 0  # the members' pool threads
+
+
 # -- optimizers ---------------------------------------------------------------------------
 
 

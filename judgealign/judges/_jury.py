@@ -36,6 +36,7 @@ from judgealign.judges._feedback import AssessmentSource, AssessmentSourceType, 
 from judgealign.judges._protocol import SupportsJudging
 from judgealign.judges._records import label_key
 from judgealign.judges._values import ValueSpec
+from judgealign.models.rate_limit import RateLimit, use_rate_limit
 
 __all__ = ["Jury", "make_jury"]
 
@@ -180,13 +181,23 @@ class Jury:
         return self.combine(verdicts)
 
     def evaluate(
-        self, records: Iterable[Any], *, max_workers: int = 8, progress: bool | None = None
+        self,
+        records: Iterable[Any],
+        *,
+        max_workers: int = 8,
+        progress: bool | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> EvaluationResult:
-        """Every member evaluates the records; one combined :class:`Feedback` per record."""
+        """Every member evaluates the records; one combined :class:`Feedback` per record.
+
+        ``rate_limit`` (:class:`judgealign.RateLimit`) paces every member's calls to one
+        shared provider limit, as ``Judge.evaluate`` does for one judge.
+        """
         items = batch_records(records, max_workers)
-        results = [
-            m.evaluate(items, max_workers=max_workers, progress=progress) for m in self.members
-        ]
+        with use_rate_limit(rate_limit):
+            results = [
+                m.evaluate(items, max_workers=max_workers, progress=progress) for m in self.members
+            ]
         combined = tuple(self.combine([result[i] for result in results]) for i in range(len(items)))
         usage = Usage(calls=0)
         for result in results:
