@@ -110,6 +110,45 @@ def test_automatic_json_schema_reply() -> None:
         assert server.requests[0].answered_by == "auto"
 
 
+def test_automatic_reply_follows_every_schema_keyword_it_knows() -> None:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "fixed": {"const": "yes", "type": "integer"},  # const wins over the type
+            "either": {"oneOf": [{"type": "null"}, {"type": "integer", "exclusiveMinimum": 4.5}]},
+            "nothing": {"anyOf": [{"type": "null"}]},
+            "merged": {"allOf": [{"$ref": "#/$defs/Base"}, {"required": ["k"]}]},
+            "maybe": {"type": ["null", "number"], "maximum": 0.25},
+            "only_null": {"type": ["null"]},
+            "ratio": {"type": "number", "exclusiveMinimum": 2},
+            "inferred_list": {"items": {"type": "boolean"}, "minItems": 3},
+            "inferred_object": {"properties": {"n": {}}},
+            "padded": {"type": "string", "minLength": 12},
+            "cut": {"type": "string", "maxLength": 4},
+            "dangling": {"$ref": "#/$defs/Missing", "type": "boolean"},
+            "untyped_object": {"type": "object"},
+        },
+        "$defs": {"Base": {"type": "object", "properties": {"k": {"type": "string"}}}},
+    }
+    with FakeOpenAIServer() as server:
+        raw = _chat(server, response_format=_schema_format(schema))[2]
+    assert json.loads(_content(raw) or "") == {
+        "fixed": "yes",
+        "either": 5,
+        "nothing": None,
+        "merged": {"k": "fake k"},
+        "maybe": 0.25,
+        "only_null": None,
+        "ratio": 2.5,
+        "inferred_list": [True, True, True],
+        "inferred_object": {"n": "fake n"},
+        "padded": "fake paddedx",
+        "cut": "fake",
+        "dangling": True,
+        "untyped_object": {},
+    }
+
+
 def test_plain_and_json_object_and_forced_tool_auto_replies() -> None:
     tool = {
         "type": "function",
@@ -311,6 +350,27 @@ def test_hang_is_released_by_stop() -> None:
         outcome[0], (ConnectionError, http.client.HTTPException)
     )
     assert not server.running
+
+
+def test_requests_dropped_by_stop_are_recorded_unanswered() -> None:
+    """A hang or a latency cut short by stop: recorded with status 0, no reply consumed."""
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"faults": FaultPlan(rate=1.0, kinds=("hang",), hang_s=30.0)}, "fault:hang"),
+        ({"latency_s": 30.0}, "auto"),
+    ]
+    for options, answered_by in cases:
+        server = FakeOpenAIServer(**options).start()
+        server.enqueue("never sent")
+        try:
+            with pytest.raises((socket.timeout, TimeoutError)):
+                _chat(server, timeout=0.2)
+        finally:
+            server.stop()
+        deadline = time.monotonic() + 2.0  # the handler thread records after stop wakes it
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [(r.answered_by, r.status) for r in server.requests] == [(answered_by, 0)]
+        assert server.queued == 1
 
 
 def test_hang_ends_and_answers_when_short() -> None:

@@ -53,6 +53,7 @@ from typing import Any, Literal, TypeAlias, cast
 from judgealign.testing._decoding import Decoding
 from judgealign.testing._limits import ServerLimit
 from judgealign.testing._request import ChatRequest
+from judgealign.testing._schema_values import schema_instance
 
 __all__ = [
     "FAULT_KINDS",
@@ -380,131 +381,6 @@ def _used_tokens(sent: Any) -> int:
     return total if isinstance(total, int) else 0
 
 
-def _resolve_ref(root: dict[str, Any], ref: str) -> Any:
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    for raw in ref[1:].split("/"):
-        if not raw:
-            continue
-        key = raw.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, dict):
-            return None
-        node = cast("dict[str, Any]", node).get(key)
-    return node
-
-
-def _first_number(*values: Any) -> float | None:
-    for value in values:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
-
-
-def _instance(schema: Any, name: str, root: dict[str, Any], depth: int = 0) -> Any:
-    """Generate a value that satisfies ``schema`` (the common subset of JSON Schema)."""
-    if depth > 32 or not isinstance(schema, dict):
-        return f"fake {name}"
-    s = cast("dict[str, Any]", schema)
-    ref = s.get("$ref")
-    if isinstance(ref, str):
-        target = _resolve_ref(root, ref)
-        if isinstance(target, dict):
-            return _instance(target, name, root, depth + 1)
-    if "const" in s:
-        return s["const"]
-    enum = s.get("enum")
-    if isinstance(enum, list) and enum:
-        return cast("list[Any]", enum)[0]
-    for key in ("anyOf", "oneOf"):
-        branches = s.get(key)
-        if isinstance(branches, list) and branches:
-            for branch in cast("list[Any]", branches):
-                if not (
-                    isinstance(branch, dict)
-                    and cast("dict[str, Any]", branch).get("type") == "null"
-                ):
-                    return _instance(branch, name, root, depth + 1)
-            return None
-    all_of = s.get("allOf")
-    if isinstance(all_of, list) and all_of:
-        merged: dict[str, Any] = {k: v for k, v in s.items() if k != "allOf"}
-        for part in cast("list[Any]", all_of):
-            resolved = part
-            part_ref = cast("dict[str, Any]", part).get("$ref") if isinstance(part, dict) else None
-            if isinstance(part_ref, str):
-                resolved = _resolve_ref(root, part_ref)
-            if isinstance(resolved, dict):
-                merged.update(cast("dict[str, Any]", resolved))
-        return _instance(merged, name, root, depth + 1)
-
-    kind = s.get("type")
-    if isinstance(kind, list):
-        names = [t for t in cast("list[Any]", kind) if t != "null"]
-        if not names:
-            return None
-        kind = names[0]
-    if kind is None:
-        if "properties" in s:
-            kind = "object"
-        elif "items" in s:
-            kind = "array"
-        else:
-            kind = "string"
-
-    if kind == "object":
-        props = s.get("properties")
-        if not isinstance(props, dict):
-            return {}
-        return {
-            str(key): _instance(sub, str(key), root, depth + 1)
-            for key, sub in cast("dict[str, Any]", props).items()
-        }
-    if kind == "array":
-        min_items = s.get("minItems")
-        count = max(1, min_items) if isinstance(min_items, int) else 1
-        return [_instance(s.get("items", {}), name, root, depth + 1) for _ in range(count)]
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    if kind in ("integer", "number"):
-        low = _first_number(s.get("minimum"))
-        excl = _first_number(s.get("exclusiveMinimum"))
-        high = _first_number(s.get("maximum"))
-        if kind == "integer":
-            if low is not None:
-                value: float = math.ceil(low)
-            elif excl is not None:
-                value = math.floor(excl) + 1
-            else:
-                value = 1
-            if high is not None and value > high:
-                value = math.floor(high)
-            return int(value)
-        if low is not None:
-            value = low
-        elif excl is not None:
-            value = excl + 0.5
-        else:
-            value = 0.5
-        if high is not None and value > high:
-            value = high
-        return value
-    text = f"fake {name}"
-    min_len = s.get("minLength")
-    if isinstance(min_len, int) and len(text) < min_len:
-        text = text + "x" * (min_len - len(text))
-    max_len = s.get("maxLength")
-    if isinstance(max_len, int) and len(text) > max_len:
-        text = text[: max(0, max_len)]
-    return text
-
-
-def _schema_instance(schema: dict[str, Any], name: str = "value") -> Any:
-    return _instance(schema, name, schema)
-
-
 _WORD_RE = re.compile(r"\w+")
 
 
@@ -814,83 +690,77 @@ class _State:
     # -- chat -------------------------------------------------------------------------
 
     def chat(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> _Response | None:
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            self.record("POST", path, body, headers, "bad_request", 400)
+        """Answer one chat request: admission, latency, quirks, faults, reply, recording."""
+
+        def record(answered_by: str, status: int, sent: Any = None) -> None:
+            self.record("POST", path, body, headers, answered_by, status, sent)
+
+        request = _chat_request(body)
+        if request is None:
+            record("bad_request", 400)
             return _json_response(400, _error_object(400, "'messages' must be a list"))
-        response_format = body.get("response_format")
-        tools = body.get("tools")
-        request = ChatRequest(
-            model=str(body.get("model") or _MODEL_ID),
-            messages=[
-                cast("dict[str, Any]", m)
-                for m in cast("list[Any]", messages)
-                if isinstance(m, dict)
-            ],
-            response_format=(
-                cast("dict[str, Any]", response_format)
-                if isinstance(response_format, dict)
-                else None
-            ),
-            tools=(
-                [cast("dict[str, Any]", t) for t in cast("list[Any]", tools) if isinstance(t, dict)]
-                if isinstance(tools, list)
-                else None
-            ),
-            body=body,
-        )
-
-        def dropped(answered_by: str) -> None:
-            self.record("POST", path, body, headers, answered_by, 0)
-
-        estimate = 0
-        if self.limit is not None and self.limit.active:
-            estimate = _tokens(request.text) + _reply_limit(body)
-            wait = self.limit.admit(estimate)
-            if wait is not None:  # over the budget: refused at once, as providers do
-                self.bump("chat", "rate_limited")
-                refusal = Reply(
-                    status=429,
-                    error_message="Rate limit reached (the server's per-minute limit).",
-                    headers=ServerLimit.retry_after_headers(wait),
-                )
-                response, sent = self.render(request, refusal)
-                self.record("POST", path, body, headers, "rate_limit", 429, sent)
-                return response
+        estimate, refusal = self.admit(request)
+        if refusal is not None:  # over the budget: refused at once, as providers do
+            response, sent = self.render(request, refusal)
+            record("rate_limit", 429, sent)
+            return response
         if not self.wait(self.latency_s):
-            dropped("auto")
+            record("auto", 0)
             return None
         self.bump("chat")
-
         refusal = _quirk_refusal(self.quirks, request)
         if refusal is not None:
             response, sent = self.render(request, refusal)
-            self.record("POST", path, body, headers, "quirk", response.status, sent)
+            record("quirk", response.status, sent)
             return response
         request = _quirk_request(self.quirks, request)
-
-        fault = self.draw_fault()
-        answered_by: str
-        reply: Reply
-        if fault is not None and fault != "hang":
-            answered_by, reply = f"fault:{fault}", self.fault_reply(fault, request)
-        else:
-            if fault == "hang":
-                assert self.faults is not None
-                if not self.wait(self.faults.hang_s):
-                    dropped("fault:hang")
-                    return None
-            answered_by, reply = self.choose_reply(request)
-            if fault == "hang":
-                answered_by = "fault:hang"
-
+        answered_by, reply = self.answer(request)
+        if reply is None:  # the server stopped during an injected hang
+            record(answered_by, 0)
+            return None
         response, sent = self.render(request, reply)
-        self.record("POST", path, body, headers, answered_by, response.status, sent)
-        if self.limit is not None and self.limit.active:
-            self.limit.settle(estimate, _used_tokens(sent))
+        record(answered_by, response.status, sent)
+        self.settle(estimate, sent)
         if not self.wait(reply.delay_s):
             return None
         return response
+
+    def admit(self, request: ChatRequest) -> tuple[int, Reply | None]:
+        """The request's token estimate, and the refusal to send if over the limit."""
+        if self.limit is None or not self.limit.active:
+            return 0, None
+        estimate = _tokens(request.text) + _reply_limit(request.body)
+        wait = self.limit.admit(estimate)
+        if wait is None:
+            return estimate, None
+        self.bump("chat", "rate_limited")
+        refusal = Reply(
+            status=429,
+            error_message="Rate limit reached (the server's per-minute limit).",
+            headers=ServerLimit.retry_after_headers(wait),
+        )
+        return estimate, refusal
+
+    def settle(self, estimate: int, sent: Any) -> None:
+        """Replace the admitted estimate by the tokens the reply really used."""
+        if self.limit is not None and self.limit.active:
+            self.limit.settle(estimate, _used_tokens(sent))
+
+    def answer(self, request: ChatRequest) -> tuple[str, Reply | None]:
+        """Who answers and with what: a drawn fault, else the chosen reply.
+
+        A hang waits before the reply is chosen; the reply is None if the server
+        stopped meanwhile.
+        """
+        fault = self.draw_fault()
+        if fault is not None and fault != "hang":
+            return f"fault:{fault}", self.fault_reply(fault, request)
+        if fault == "hang":
+            assert self.faults is not None
+            if not self.wait(self.faults.hang_s):
+                return "fault:hang", None
+            return "fault:hang", self.choose_reply(request)[1]
+        return self.choose_reply(request)
 
     def choose_reply(self, request: ChatRequest) -> tuple[str, Reply]:
         with self.lock:
@@ -939,17 +809,14 @@ class _State:
         if reply.status >= 400:
             obj = _error_object(reply.status, reply.error_message)
             return _json_response(reply.status, obj, reply.headers), obj
+        completion = self.completion(request, reply)
+        if request.body.get("stream") is True:
+            return _stream_response(request, reply, completion), completion
+        return _json_response(reply.status, completion, reply.headers), completion
 
-        content: str | None
-        tool_calls: list[dict[str, Any]] | None
-        if reply.is_empty:
-            content, tool_calls = _auto_content(self.decoding.as_decoded(request))
-            content = self.decoding.run_on(content)
-        else:
-            content = reply.content
-            if reply.json is not None:
-                content = json.dumps(reply.json)
-            tool_calls = reply.tool_calls
+    def completion(self, request: ChatRequest, reply: Reply) -> dict[str, Any]:
+        """The ``chat.completion`` object for a successful reply."""
+        content, tool_calls = self.reply_content(request, reply)
         content, cut = self.decoding.cut(content, request.body)
         number = self.next_id()
         calls = _normalise_tool_calls(tool_calls, number) if tool_calls else None
@@ -957,17 +824,7 @@ class _State:
         if calls:
             message["tool_calls"] = calls
         finish = reply.finish_reason or ("length" if cut else "tool_calls" if calls else "stop")
-        completion_text = (content or "") + "".join(c["function"]["arguments"] for c in calls or [])
-        prompt_tokens = _tokens(request.text)
-        completion_tokens = _tokens(completion_text)
-        usage: dict[str, Any] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        if reply.usage:
-            usage.update(reply.usage)
-        completion: dict[str, Any] = {
+        return {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -976,20 +833,76 @@ class _State:
             "choices": [
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             ],
-            "usage": usage,
+            "usage": _usage(request, reply, content, calls),
         }
-        if request.body.get("stream") is True:
-            stream_options = request.body.get("stream_options")
-            include_usage = isinstance(stream_options, dict) and bool(
-                cast("dict[str, Any]", stream_options).get("include_usage")
-            )
-            headers = _merge_headers(
-                {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                reply.headers,
-            )
-            body = _sse_body(completion, include_usage)
-            return _Response(reply.status, body, headers), completion
-        return _json_response(reply.status, completion, reply.headers), completion
+
+    def reply_content(
+        self, request: ChatRequest, reply: Reply
+    ) -> tuple[str | None, list[dict[str, Any]] | None]:
+        """The reply's content and tool calls, generated from the request if it is empty."""
+        if reply.is_empty:
+            content, tool_calls = _auto_content(self.decoding.as_decoded(request))
+            return self.decoding.run_on(content), tool_calls
+        content = reply.content
+        if reply.json is not None:
+            content = json.dumps(reply.json)
+        return content, reply.tool_calls
+
+
+def _chat_request(body: dict[str, Any]) -> ChatRequest | None:
+    """The chat request ``body`` describes; None if its ``messages`` is not a list."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    response_format = body.get("response_format")
+    tools = body.get("tools")
+    return ChatRequest(
+        model=str(body.get("model") or _MODEL_ID),
+        messages=[
+            cast("dict[str, Any]", m) for m in cast("list[Any]", messages) if isinstance(m, dict)
+        ],
+        response_format=(
+            cast("dict[str, Any]", response_format) if isinstance(response_format, dict) else None
+        ),
+        tools=(
+            [cast("dict[str, Any]", t) for t in cast("list[Any]", tools) if isinstance(t, dict)]
+            if isinstance(tools, list)
+            else None
+        ),
+        body=body,
+    )
+
+
+def _usage(
+    request: ChatRequest,
+    reply: Reply,
+    content: str | None,
+    calls: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Token counts of the prompt and of the completion (text and tool arguments)."""
+    completion_text = (content or "") + "".join(c["function"]["arguments"] for c in calls or [])
+    prompt_tokens = _tokens(request.text)
+    completion_tokens = _tokens(completion_text)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reply.usage:
+        usage.update(reply.usage)
+    return usage
+
+
+def _stream_response(request: ChatRequest, reply: Reply, completion: dict[str, Any]) -> _Response:
+    """``completion`` as server-sent events, with a usage chunk if the request asked."""
+    stream_options = request.body.get("stream_options")
+    include_usage = isinstance(stream_options, dict) and bool(
+        cast("dict[str, Any]", stream_options).get("include_usage")
+    )
+    headers = _merge_headers(
+        {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}, reply.headers
+    )
+    return _Response(reply.status, _sse_body(completion, include_usage), headers)
 
 
 def _embedding_inputs(value: Any) -> list[str] | None:
@@ -1014,7 +927,7 @@ def _auto_content(request: ChatRequest) -> tuple[str | None, list[dict[str, Any]
         function = cast("dict[str, Any]", tool.get("function") or {})
         parameters = function.get("parameters")
         arguments: Any = (
-            _schema_instance(cast("dict[str, Any]", parameters), "argument")
+            schema_instance(cast("dict[str, Any]", parameters), "argument")
             if isinstance(parameters, dict)
             else {}
         )
@@ -1022,7 +935,7 @@ def _auto_content(request: ChatRequest) -> tuple[str | None, list[dict[str, Any]
         return None, [call]
     schema = request.json_schema
     if schema is not None:
-        return json.dumps(_schema_instance(schema)), None
+        return json.dumps(schema_instance(schema)), None
     rf = request.response_format
     if rf is not None and rf.get("type") in ("json_object", "json_schema"):
         return json.dumps({"result": True, "rationale": "fake rationale"}), None
@@ -1052,7 +965,7 @@ def _wrong_type_payload(request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {"result": "banana", "rationale": "x"}
     if schema is None:
         return payload
-    instance = _schema_instance(schema)
+    instance = schema_instance(schema)
     props = schema.get("properties")
     if not isinstance(instance, dict) or not isinstance(props, dict) or not props:
         return payload
