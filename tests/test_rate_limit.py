@@ -177,3 +177,28 @@ def test_without_a_budget_the_learnt_rate_stops_the_429s() -> None:
     assert result.errors == []
     later = refused[len(refused) // 2 :]
     assert sum(later) <= 5, (sum(later), len(later))
+
+
+def test_the_send_times_kept_for_the_learnt_rate_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run that is never refused keeps only the last seconds of send times (the window
+    the learnt rate is measured over), not one entry per request ever sent."""
+    import types
+
+    import judgealign.models.rate_limit as rate_limit_module
+
+    clock = [0.0]
+    monkeypatch.setattr(
+        rate_limit_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0])
+    )
+    limit = RateLimit()
+    for _ in range(5000):  # 100 requests a second for 50 s, none refused
+        clock[0] += 0.01
+        limit.release(throttled=False, ticket=limit.acquire())
+    kept = len(limit._recent)  # pyright: ignore[reportPrivateUsage]
+    assert kept <= 100 * 5 + 1, kept
+    # The rate learnt at the first 429 is still measured over those last seconds.
+    limit.release(throttled=True, ticket=limit.acquire())
+    learnt = limit.stats.learnt_requests_per_minute
+    assert learnt is not None and 0.8 * 6000 < learnt < 6000

@@ -210,6 +210,7 @@ class RateLimit:
             self._in_flight += 1
             self._sent += 1
             self._recent.append(now)
+            self._forget_before(now - _MEASURE_S)  # bounded even when no 429 ever comes
             if self._first_sent is None:
                 self._first_sent = now
             return self._sent
@@ -274,10 +275,13 @@ class RateLimit:
                 rate = min(rate, self._requests.rate)
             self._learnt.set_rate(rate)
 
+    def _forget_before(self, cutoff: float) -> None:
+        while self._recent and self._recent[0] < cutoff:
+            self._recent.popleft()
+
     def _recent_rate(self, now: float) -> float:
         """Requests sent per second over the last seconds (at least one request)."""
-        while self._recent and self._recent[0] < now - _MEASURE_S:
-            self._recent.popleft()
+        self._forget_before(now - _MEASURE_S)
         started = self._first_sent if self._first_sent is not None else now
         span = min(_MEASURE_S, max(1.0, now - started))
         return max(1, len(self._recent)) / span
