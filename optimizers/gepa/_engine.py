@@ -25,9 +25,9 @@ its own, exactly as if each had had an iteration of its own with that parent and
 minibatch. So the first iteration of a multi-prompt run tries every prompt at once, a
 component whose rewrites keep failing the gate (a predictor that cannot change the score,
 say) is left alone, and it is tried again once the others' rate falls to its own. Failed
-reflection calls and skipped or unaffordable proposals count as no evidence. When the
-budget cannot pay for every tied component (each may cost a minibatch and the validation
-set), the first ones in turn are tried.
+reflection calls and skipped iterations (a perfect parent minibatch) count as no evidence.
+When the budget cannot pay for every tied component (each may cost a minibatch and the
+validation set), the first ones in turn are tried.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ ComponentSelector = Literal["adaptive", "round_robin"]
 """How the engine picks the prompt a reflection rewrites (see the module)."""
 
 # Reflection outcomes that say nothing about whether a component can be improved.
-_NO_EVIDENCE = frozenset({"skipped_perfect", "reflection_failed", "no_budget_for_validation"})
+_NO_EVIDENCE = frozenset({"skipped_perfect", "reflection_failed"})
 
 _log = logging.getLogger("optimizers.gepa")
 _RAISE_LIMIT = (
@@ -242,14 +242,12 @@ class Engine:
         # Each reflection sees the feedback about its own component when eval_fn has it.
         shown = [self._eval.for_component(parent.prompts, c, ids, before) for c in components]
         proposals = self._propose(parent, components, shown)
-        tried = [
-            (event, {**parent.prompts, event["component"]: proposal})
-            for event, proposal in zip(events, proposals, strict=True)
-            if not isinstance(proposal, Rejection)
-        ]
+        tried: list[tuple[dict[str, Any], dict[str, str]]] = []
         for event, proposal in zip(events, proposals, strict=True):
             if isinstance(proposal, Rejection):
                 event["outcome"] = proposal.reason
+            else:
+                tried.append((event, {**parent.prompts, event["component"]: proposal}))
         afters = self._eval.evaluate_many([child for _, child in tried], ids)
         passed: list[tuple[dict[str, Any], dict[str, str]]] = []
         for (event, child), after in zip(tried, afters, strict=True):
@@ -399,7 +397,7 @@ class Engine:
             self._reject(plan.key, None, "merge_not_better", detail, None)
             return {**event, "outcome": "merge_not_better"}
         parents = (plan.first, plan.second)
-        return {**event, **self._admit_if_affordable(plan.prompts, parents, plan.key, None)}
+        return {**event, **self._admit_merge(plan.prompts, parents, plan.key)}
 
     # -- pool ----------------------------------------------------------------------------
 
@@ -418,25 +416,20 @@ class Engine:
                 self._state.merges_due += 1
             event.update(outcome="accepted", child=candidate.id, child_val=candidate.aggregate)
 
-    def _admit_if_affordable(
-        self,
-        prompts: dict[str, str],
-        parents: tuple[str, ...],
-        label: str,
-        component: str | None,
+    def _admit_merge(
+        self, prompts: dict[str, str], parents: tuple[str, ...], label: str
     ) -> dict[str, Any]:
+        """Score a merge that passed its subsample on the validation set, if the budget
+        still allows (a reflection's children have their validation paid for up front)."""
         val_ids = self._split.val_ids
         if self._eval.cost(prompts, val_ids) > self._eval.remaining:
             detail = "validation scoring would exceed max_metric_calls"
-            self._reject(label, component, "no_budget_for_validation", detail, None)
+            self._reject(label, None, "no_budget_for_validation", detail, None)
             return {"outcome": "no_budget_for_validation"}
         records = self._eval.evaluate(prompts, val_ids)
-        origin = "merge" if len(parents) > 1 else "reflection"
         child = self._admit(
-            prompts, parents, records, origin=origin, iteration=self._state.iteration
+            prompts, parents, records, origin="merge", iteration=self._state.iteration
         )
-        if self._settings.use_merge and origin == "reflection":
-            self._state.merges_due += 1
         return {"outcome": "accepted", "child": child.id, "child_val": child.aggregate}
 
     def _admit(
