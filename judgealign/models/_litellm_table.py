@@ -68,14 +68,14 @@ def unknown_to_litellm(name: str, provider: str = "openai") -> bool:
     names = _table_names()
     if names is None:
         return False
-    candidates = {name, f"{provider}/{name}", name.lower(), f"{provider}/{name}".lower()}
-    return not candidates & names
+    # Compared case-blind: a name differing from a row only in case counts as listed.
+    return name.lower() not in names and f"{provider}/{name}".lower() not in names
 
 
 @functools.lru_cache(maxsize=1)
 def _table_names() -> frozenset[str] | None:
-    """Lower-cased and original row names of litellm's packaged table (``None`` when
-    litellm or its table cannot be found, which leaves every answer to litellm)."""
+    """The row names of litellm's packaged table, lower-cased (``None`` when litellm or
+    its table cannot be found, which leaves every answer to litellm)."""
     spec = importlib.util.find_spec("litellm")  # finds the package without importing it
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for location in locations:
@@ -85,6 +85,5 @@ def _table_names() -> frozenset[str] | None:
         except (OSError, ValueError):
             continue
         if isinstance(rows, dict):
-            keys = [str(k) for k in cast("dict[str, object]", rows)]
-            return frozenset([*keys, *(k.lower() for k in keys)])
+            return frozenset(str(k).lower() for k in cast("dict[str, object]", rows))
     return None
