@@ -28,9 +28,10 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from judgealign import ConfigurationError
 from judgealign.dspy import ProgramRun, run_program, with_instructions
@@ -42,6 +43,7 @@ from optimizers.programs._metric import ProgramMetric, example_fields, predictio
 __all__ = ["ProgramEvaluator", "record_of"]
 
 _EXAMPLE_KEY = "example"
+_T = TypeVar("_T")
 _KEPT_RUNS = 256
 """Recent (candidate, record) runs kept for per-predictor feedback: a reflection uses the
 runs of the minibatch just evaluated, so a few hundred cover it with room to spare."""
@@ -106,32 +108,20 @@ class ProgramEvaluator:
         self, candidate_prompts: dict[str, str], dataset: Sequence[dict[str, Any]]
     ) -> list[EvaluationResultRecord]:
         """Score the candidate instructions on every record; one result each, in order."""
-        results: list[EvaluationResultRecord | None] = [None] * len(dataset)
+        keys = [_pair_key(candidate_prompts, record) for record in dataset]
         with self._lock:
-            for i, record in enumerate(dataset):
-                results[i] = self._checked.pop(_pair_key(candidate_prompts, record), None)
+            results = [self._checked.pop(key, None) for key in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             program = with_instructions(self._program, candidate_prompts)
-            workers = min(self._threads, len(todo))
-            if workers <= 1:
-                for i in todo:
-                    key = _pair_key(candidate_prompts, dataset[i])
-                    results[i] = self._in_context(program, dataset[i], key, strict=False)
-            else:
-                with ContextThreadPool(workers, thread_name_prefix="optimizers-dspy") as pool:
-                    futures = {
-                        i: pool.submit(
-                            self._in_context,
-                            program,
-                            dataset[i],
-                            _pair_key(candidate_prompts, dataset[i]),
-                            strict=False,
-                        )
-                        for i in todo
-                    }
-                    for i, future in futures.items():
-                        results[i] = future.result()
+            done = self._in_threads(
+                [
+                    partial(self._in_context, program, dataset[i], keys[i], strict=False)
+                    for i in todo
+                ]
+            )
+            for i, result in zip(todo, done, strict=True):
+                results[i] = result
         return [r for r in results if r is not None]
 
     def component_feedback(
@@ -146,15 +136,21 @@ class ProgramEvaluator:
         gives none per predictor."""
         if not self._metric.per_predictor:
             return list(results)
-        jobs = list(zip(dataset, results, strict=True))
-        if self._threads <= 1 or len(jobs) <= 1:
-            return [self._feedback_in_context(candidate_prompts, component, *j) for j in jobs]
-        with ContextThreadPool(min(self._threads, len(jobs))) as pool:
-            futures = [
-                pool.submit(self._feedback_in_context, candidate_prompts, component, *j)
-                for j in jobs
+        return self._in_threads(
+            [
+                partial(self._feedback_in_context, candidate_prompts, component, record, result)
+                for record, result in zip(dataset, results, strict=True)
             ]
-            return [f.result() for f in futures]
+        )
+
+    def _in_threads(self, calls: Sequence[Callable[[], _T]]) -> list[_T]:
+        """Each call's result, in order, up to ``num_threads`` of them running at once."""
+        workers = min(self._threads, len(calls))
+        if workers <= 1:
+            return [call() for call in calls]
+        with ContextThreadPool(workers, thread_name_prefix="optimizers-dspy") as pool:
+            futures = [pool.submit(call) for call in calls]
+            return [future.result() for future in futures]
 
     def _feedback_in_context(
         self,
