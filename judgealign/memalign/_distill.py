@@ -203,9 +203,8 @@ def distill_guidelines(
     if runner is not None:  # e.g. judgealign.spark: the batches run on a cluster
         results = list(runner(model, system, batches))
     else:
-        with ContextThreadPool(
-            max_workers=workers
-        ) as pool:  # each batch under the caller's rate limit
+        # Each batch runs under the caller's context (its rate limit, for one).
+        with ContextThreadPool(max_workers=workers) as pool:
             results = list(pool.map(run, batches))
     guidelines: list[tuple[str, tuple[str, ...]]] = []
     failed: list[FailedBatch] = []
