@@ -25,7 +25,12 @@ from typing import Any, cast
 from judgealign.core._errors import ConfigurationError
 from judgealign.core._redact import redact  # provider errors can echo an API key
 from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
-from judgealign.integrations.dspy._outcome import FeedbackMetric, MetricOutcome, read_result
+from judgealign.integrations.dspy._outcome import (
+    FeedbackMetric,
+    MetricOutcome,
+    check_label_score_values,
+    read_result,
+)
 from judgealign.integrations.dspy._recent import RecentVerdicts
 from judgealign.judges._feedback import Feedback
 
@@ -210,12 +215,7 @@ def _check_scale(judge: Any, name: str, label_scores: Mapping[str, float]) -> No
             "[0, 1]; declare its scale, e.g. make_judge(..., feedback_value_type=int, "
             "value_range=(1, 5))"
         )
-    for label, score in label_scores.items():
-        ok = isinstance(score, int | float) and not isinstance(score, bool)  # pyright: ignore[reportUnnecessaryIsInstance]
-        if not ok or not 0.0 <= score <= 1.0:
-            raise ConfigurationError(
-                f"metric {name!r}: label_scores[{label!r}]={score!r} must be a number in [0, 1]"
-            )
+    check_label_score_values(label_scores, f"metric {name!r}")
 
 
 def _failed(error: str) -> MetricOutcome:

@@ -22,6 +22,7 @@ __all__ = [
     "MetricOutcome",
     "accepts_feedback_args",
     "call_metric",
+    "check_label_score_values",
     "feedback_per_predictor",
     "feedback_prediction",
     "read_result",
@@ -97,6 +98,20 @@ def feedback_prediction(outcome: MetricOutcome) -> Any:
     except ImportError as exc:
         raise MissingExtraError("A DSPy metric's feedback", "dspy", "dspy") from exc
     return dspy.Prediction(score=outcome.score, feedback=outcome.feedback)
+
+
+def check_label_score_values(label_scores: Mapping[Any, Any], owner: str) -> None:
+    """Raise unless every score in ``label_scores`` is a number in [0, 1].
+
+    Raises:
+        ConfigurationError: naming ``owner``, the label and its score.
+    """
+    for label, score in label_scores.items():
+        ok = isinstance(score, int | float) and not isinstance(score, bool)
+        if not ok or not 0.0 <= score <= 1.0:
+            raise ConfigurationError(
+                f"{owner}: label_scores[{label!r}]={score!r} must be a number in [0, 1]"
+            )
 
 
 def feedback_per_predictor(metric: Callable[..., Any]) -> bool:

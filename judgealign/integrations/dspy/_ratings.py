@@ -34,6 +34,7 @@ from judgealign.integrations.dspy._fields import FieldMap, FieldSpec
 from judgealign.integrations.dspy._outcome import (
     FeedbackMetric,
     MetricOutcome,
+    check_label_score_values,
     feedback_per_predictor,
 )
 from judgealign.judges._loaders import load_jsonl, load_records
@@ -41,7 +42,6 @@ from judgealign.judges._records import LabeledRecord, canonical_json
 
 __all__ = ["RatingsMetric", "ratings_metric"]
 
-_UNSET: Any = object()
 _SPACES = re.compile(r"\s+")
 
 
@@ -269,13 +269,7 @@ def _checked_label_scores(label_scores: Any, name: str) -> dict[str, float]:
             'e.g. {"excellent": 1.0, "fair": 0.5, "poor": 0.0}'
         )
     table = cast("Mapping[Any, Any]", label_scores)
-    for label, score in table.items():
-        ok = isinstance(score, int | float) and not isinstance(score, bool)
-        if not ok or not 0.0 <= score <= 1.0:
-            raise ConfigurationError(
-                f"ratings_metric {name!r}: label_scores[{label!r}]={score!r} must be a number "
-                "in [0, 1]"
-            )
+    check_label_score_values(table, f"ratings_metric {name!r}")
     return {str(k): float(v) for k, v in table.items()}
 
 
