@@ -51,6 +51,19 @@ class PerPredictor:
         )
 
 
+def _optimize(metric: Any, seen: list[str] | None = None) -> Any:
+    """TwoStep optimized on 4 + 4 capitals with a 60-call budget; ``seen`` collects the
+    reflection prompts."""
+    data = examples()
+    return optimize_program(
+        TwoStep(),
+        data[:4],
+        data[4:],
+        metric=metric,
+        optimizer=GepaPromptOptimizer(reflection_model(seen), max_metric_calls=60),
+    )
+
+
 def _prompts_for(seen: list[str], name: str) -> list[str]:
     return [text for text in seen if f'named "{name}"' in text]
 
@@ -60,14 +73,7 @@ def test_the_reflection_on_a_predictor_reads_the_metric_feedback_for_that_predic
 ) -> None:
     metric = PerPredictor()
     seen: list[str] = []
-    data = examples()
-    result = optimize_program(
-        TwoStep(),
-        data[:4],
-        data[4:],
-        metric=metric,
-        optimizer=GepaPromptOptimizer(reflection_model(seen), max_metric_calls=60),
-    )
+    result = _optimize(metric, seen)
     assert result.final_score == 1.0
     draft, answer = _prompts_for(seen, "draft"), _prompts_for(seen, "answer")
     assert draft and answer
@@ -87,14 +93,7 @@ def test_the_reflection_on_a_predictor_reads_the_metric_feedback_for_that_predic
 
 def test_a_judge_metric_is_not_asked_again_per_predictor(server: FakeOpenAIServer) -> None:
     judge = capitals_judge()
-    data = examples()
-    result = optimize_program(
-        TwoStep(),
-        data[:4],
-        data[4:],
-        metric=judge.as_dspy_metric(),
-        optimizer=GepaPromptOptimizer(reflection_model(), max_metric_calls=60),
-    )
+    result = _optimize(judge.as_dspy_metric())
     model: FunctionModel = judge.model
     assert result.feedback_calls == 0
     assert len(model.requests) == result.metric_calls  # one verdict per example scored
@@ -148,14 +147,7 @@ def test_a_failing_feedback_call_keeps_the_program_level_feedback(
 
     metric = Flaky()
     seen: list[str] = []
-    data = examples()
-    result = optimize_program(
-        TwoStep(),
-        data[:4],
-        data[4:],
-        metric=metric,
-        optimizer=GepaPromptOptimizer(reflection_model(seen), max_metric_calls=60),
-    )
+    result = _optimize(metric, seen)
     assert result.final_score == 1.0  # the run went on, on program-level feedback
     assert result.feedback_calls == len(metric.named) > 0
     note = "(no feedback for 'answer': Flaky raised TimeoutError: feedback service down"
